@@ -1,0 +1,39 @@
+"""nox sessions: ``tests``, ``lint``, ``study`` (arguments passed through), ``bench``."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session) -> None:
+    # requirements.txt pins torch to the local CPU build; never let pip pick another.
+    session.install("-r", "requirements-dev.txt")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests and smoke runs of every bundle: ``nox -s tests -- -k vinn``."""
+    _install(session)
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "common", "tests", "bundles", "noxfile.py")
+    session.run("ruff", "format", "--check", "--diff", "common", "tests", "noxfile.py")
+
+
+@nox.session
+def study(session: nox.Session) -> None:
+    """``nox -s study -- segmentation_resolution_bias --profile quick --output runs``."""
+    _install(session)
+    session.run("python", "-m", "common.study", *(session.posargs or ["all", "--profile", "smoke", "--output", "runs"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks; ``nox -s bench -- degradation`` runs one group."""
+    _install(session)
+    session.run("python", "-m", "tests.benchmarks", *session.posargs)
