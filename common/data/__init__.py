@@ -1,0 +1,26 @@
+"""Embedded data sources (MNI population, echo phantom, SR slices) and user datalists.
+
+Names are imported on first use so that each module loads only what it needs.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "generate_mni_population": "mni_population",
+    "MNIPopulationConfig": "mni_population",
+    "generate_echo_phantom": "echo_phantom",
+    "EchoPhantomConfig": "echo_phantom",
+    "generate_sr_slices": "sr_slices",
+    "load_datalist": "datalist",
+    "validate_datalist": "datalist",
+    "DatalistError": "datalist",
+    "camus_datalist": "camus",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

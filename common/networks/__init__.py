@@ -1,0 +1,28 @@
+"""Networks: down-sampling operators, U-Net, VINN, super-resolution networks.
+
+Names are imported on first use so that each module loads only what it needs.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "downsample": "downsample",
+    "DOWNSAMPLE_NAMES": "downsample",
+    "BlurPool": "downsample",
+    "FLCPool": "downsample",
+    "ASAPPool": "downsample",
+    "SegUNet": "unet",
+    "VINN": "vinn",
+    "SRCNN": "sr",
+    "SRDenseNet": "sr",
+    "RRDBNet": "sr",
+    "sr_network": "sr",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
