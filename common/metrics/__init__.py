@@ -6,9 +6,9 @@ Names are imported on first use so that each module loads only what it needs.
 import importlib
 
 _EXPORTS = {
-    "volume_bias": "volume_bias",
-    "VolumeBiasMetric": "volume_bias",
-    "group_auc": "group_auc",
+    "volume_bias": "volume",
+    "VolumeBiasMetric": "volume",
+    "group_auc": "auc",
     "bootstrap_ci": "bootstrap",
     "flip_decomposition": "flip",
     "flip_risk": "flip",

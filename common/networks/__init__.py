@@ -6,11 +6,11 @@ Names are imported on first use so that each module loads only what it needs.
 import importlib
 
 _EXPORTS = {
-    "downsample": "downsample",
-    "DOWNSAMPLE_NAMES": "downsample",
-    "BlurPool": "downsample",
-    "FLCPool": "downsample",
-    "ASAPPool": "downsample",
+    "downsample": "pooling",
+    "DOWNSAMPLE_NAMES": "pooling",
+    "BlurPool": "pooling",
+    "FLCPool": "pooling",
+    "ASAPPool": "pooling",
     "SegUNet": "unet",
     "VINN": "vinn",
     "SRCNN": "sr",
