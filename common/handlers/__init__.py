@@ -5,8 +5,7 @@ Names are imported on first use so that each module loads only what it needs.
 
 import importlib
 
-_EXPORTS = {
-}
+_EXPORTS = {}
 
 __all__ = sorted(_EXPORTS)
 
