@@ -1,0 +1,126 @@
+"""Every bundle conforms to MONAI's bundle tooling (model-zoo layout, metadata, workflows, export)."""
+
+import json
+import subprocess
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
+
+from common.study.runner import BUNDLE_NAMES, BUNDLES_DIR, REPO_ROOT
+
+REQUIRED_METADATA = (
+    "version",
+    "changelog",
+    "monai_version",
+    "pytorch_version",
+    "numpy_version",
+    "required_packages_version",
+    "task",
+    "description",
+    "authors",
+    "copyright",
+    "data_source",
+    "data_type",
+    "network_data_format",
+)
+CONFIG_FILES = (
+    "metadata.json",
+    "train.yaml",
+    "evaluate.yaml",
+    "inference.yaml",
+    "multi_gpu_train.yaml",
+    "logging.conf",
+)
+
+bundles = pytest.mark.parametrize("name", BUNDLE_NAMES)
+
+
+def _configs(name):
+    return BUNDLES_DIR / name / "configs"
+
+
+@bundles
+def test_layout(name):
+    root = BUNDLES_DIR / name
+    missing = [f for f in ("LICENSE", "docs/README.md", "docs/data_license.txt") if not (root / f).is_file()]
+    missing += [f"configs/{f}" for f in CONFIG_FILES if not (_configs(name) / f).is_file()]
+    assert not missing, f"{name} lacks {missing}"
+
+
+@bundles
+def test_metadata(name):
+    path = _configs(name) / "metadata.json"
+    text = path.read_text()
+    meta = json.loads(text)
+    assert [k for k in REQUIRED_METADATA if k not in meta] == []
+    assert meta["version"] in meta["changelog"]
+    assert text.strip() == json.dumps(meta, indent=4, ensure_ascii=False).strip(), "metadata.json is not 4-space JSON"
+    fmt = meta["network_data_format"]
+    assert "image" in fmt["inputs"] and "pred" in fmt["outputs"]
+    assert fmt["outputs"]["pred"].get("channel_def"), "outputs.pred.channel_def names the output channels"
+
+
+@bundles
+@pytest.mark.parametrize("workflow_type, configs", [("train", ["train.yaml"]), ("infer", ["inference.yaml"])])
+def test_workflow_properties(name, workflow_type, configs, tmp_path):
+    files = [str(_configs(name) / c) for c in configs]
+    workflow = ConfigWorkflow(
+        config_file=files,
+        meta_file=str(_configs(name) / "metadata.json"),
+        logging_file=str(_configs(name) / "logging.conf"),
+        workflow_type=workflow_type,
+        output_dir=str(tmp_path),
+    )
+    assert workflow.check_properties() == []
+
+
+@bundles
+def test_verify_net_in_out(name):
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(_configs(name) / "metadata.json"),
+        config_file=str(_configs(name) / "inference.yaml"),
+        n=1,
+        any=1,
+        device="cpu",
+    )
+
+
+@bundles
+def test_ckpt_export_matches_eager_network(name, tmp_path):
+    config_file = str(_configs(name) / "inference.yaml")
+    meta_file = str(_configs(name) / "metadata.json")
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    parser.read_meta(meta_file)
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def", instantiate=True).eval()
+    ckpt = tmp_path / "model.pt"
+    torch.save(net.state_dict(), ckpt)
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts),
+        ckpt_file=str(ckpt),
+        meta_file=meta_file,
+        config_file=config_file,
+        key_in_ckpt="",
+    )
+    fmt = parser["_meta_"]["network_data_format"]["inputs"]["image"]
+    # spatial_shape entries are ints or expressions in n such as "16*n"; take n = 1.
+    shape = [int(eval(str(s).replace("n", "1"), {"__builtins__": {}})) for s in fmt["spatial_shape"]]
+    x = torch.rand(1, fmt["num_channels"], *shape)
+    scripted = torch.jit.load(str(ts))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_no_committed_file_over_1mb():
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    big = [
+        f
+        for f in files.stdout.split("\0")
+        if f and (REPO_ROOT / f).is_file() and (REPO_ROOT / f).stat().st_size > 2**20
+    ]
+    assert big == []
