@@ -6,6 +6,7 @@ Names are imported on first use so that each module loads only what it needs.
 import importlib
 
 _EXPORTS = {
+    "sr_pair_datalist": "sr_pairs",
     "generate_mni_population": "mni_population",
     "MNIPopulationConfig": "mni_population",
     "generate_echo_phantom": "echo_phantom",
@@ -15,6 +16,10 @@ _EXPORTS = {
     "validate_datalist": "datalist",
     "DatalistError": "datalist",
     "camus_datalist": "camus",
+    "ThickSliceDataset": "seg_slices",
+    "SliceBatchSampler": "seg_slices",
+    "load_seg_volumes": "seg_slices",
+    "prepare_slice_batch": "seg_slices",
 }
 
 __all__ = sorted(_EXPORTS)

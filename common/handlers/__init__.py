@@ -5,7 +5,18 @@ Names are imported on first use so that each module loads only what it needs.
 
 import importlib
 
-_EXPORTS = {}
+_EXPORTS = {
+    "SRImagePanels": "sr_images",
+    "SRMetricsByDegradation": "sr_metrics",
+    "SampleLossHandler": "sample_loss",
+    "VOGHandler": "vog",
+    "RefurbishHandler": "refurbish",
+    "SegmentationReport": "refurbish",
+    "write_metrics": "refurbish",
+    "GroupSegmentationMetrics": "group_metrics",
+    "summarize_groups": "group_metrics",
+    "GroupImagePanels": "seg_panels",
+}
 
 __all__ = sorted(_EXPORTS)
 

@@ -8,6 +8,7 @@ import importlib
 _EXPORTS = {
     "volume_bias": "volume",
     "VolumeBiasMetric": "volume",
+    "label_volumes": "volume",
     "group_auc": "auc",
     "bootstrap_ci": "bootstrap",
     "flip_decomposition": "flip",

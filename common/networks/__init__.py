@@ -17,6 +17,8 @@ _EXPORTS = {
     "SRDenseNet": "sr",
     "RRDBNet": "sr",
     "sr_network": "sr",
+    "SRInferer": "sr",
+    "MultiPlaneSegmenter": "seg_planes",
 }
 
 __all__ = sorted(_EXPORTS)

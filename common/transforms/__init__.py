@@ -6,6 +6,9 @@ Names are imported on first use so that each module loads only what it needs.
 import importlib
 
 _EXPORTS = {
+    "UpsampledAffine": "sr_pairs",
+    "UpsampledAffined": "sr_pairs",
+    "DegradeByKeyd": "sr_pairs",
     "Degrade": "degradation",
     "Degraded": "degradation",
     "RandDegrade": "degradation",

@@ -1,0 +1,223 @@
+"""Per-group segmentation metrics of an evaluator: Dice, normalised volume bias, group AUC, flip decomposition.
+
+:class:`GroupSegmentationMetrics` attaches to a MONAI ``SupervisedEvaluator`` whose
+decollated outputs hold a label-map ``pred`` ``(1, *spatial)`` and ``label``, and whose
+batches carry a ``group`` (and optionally ``subject``) key. Per subject it records
+every structure's Dice (MONAI ``compute_dice``), predicted and true volume (ml) and
+the flip counts; at the end of the run it summarises per group
+(:func:`summarize_groups`), puts scalars such as ``dice_grey_matter_L`` and
+``volume_bias_grey_matter_L`` into ``engine.state.metrics`` (so MONAI's
+``TensorBoardStatsHandler`` logs them per validation) and, with ``output_file``,
+writes the whole summary as JSON atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.io import atomic_write_json
+
+__all__ = ["GroupSegmentationMetrics", "auc_orientation", "flip_fractions", "subject_record", "summarize_groups"]
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def auc_orientation(true_volumes: Sequence[float], groups: Sequence[str], group_a: str, group_b: str) -> str:
+    """The group whose ground-truth volumes are larger (by median): it is the AUC's positive group."""
+    v, g = np.asarray(true_volumes, float), np.asarray(groups)
+    return group_a if np.median(v[g == group_a]) >= np.median(v[g == group_b]) else group_b
+
+
+def flip_fractions(counts: Sequence[Sequence[float]]) -> dict:
+    """Correct / flip / miss fractions from per-subject counts ``[correct, flip, miss, foreground]``.
+
+    ``global`` pools the voxels of all subjects, ``per_image`` averages the fractions of subjects with foreground
+    (the two views of ``common.metrics.flip_decomposition``).
+    """
+    c = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
+    names = ("correct", "flip", "miss")
+    total = c[:, 3].sum()
+    has_fg = c[:, 3] > 0
+    per = c[has_fg, :3] / c[has_fg, 3:4]
+    return {
+        "global": {k: float(c[:, i].sum() / total) if total > 0 else None for i, k in enumerate(names)},
+        "per_image": {k: float(per[:, i].mean()) if has_fg.any() else None for i, k in enumerate(names)},
+        "num_images": int(has_fg.sum()),
+    }
+
+
+def summarize_groups(
+    subjects: Sequence[Mapping[str, Any]],
+    structures: Sequence[str],
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Per-group summary of per-subject records.
+
+    Args:
+        subjects: ``{"subject", "group", "dice": {s: x}, "volume_pred": {s: ml}, "volume_true": {s: ml},
+            "flip_counts": [correct, flip, miss, foreground]}`` per subject.
+        structures: structure names (keys of the per-subject dicts).
+
+    Returns:
+        ``{"groups": {g: {"n", "dice": {s: {mean, median, values}}, "volume_bias": {s: {median, ci95, mean,
+        values}}, "flip": {global, per_image, num_images}}}, "auc": {s: {"pred", "manual", "positive"}},
+        "mean_dice": x}``. Volume bias is ``(Vol(pred) - Vol(gt)) / Vol(gt)`` per subject; its median gets a
+        percentile-bootstrap 95% interval. The AUC tells the two groups apart by a structure's predicted
+        volume (``pred``) and true volume (``manual``), both oriented so the group with larger true volumes is
+        ``positive``: a predicted AUC below 0.5 reverses the true difference. ``None`` where undefined.
+    """
+    from common.metrics import bootstrap_ci, group_auc
+
+    groups = sorted({str(s["group"]) for s in subjects})
+    out: dict[str, Any] = {"groups": {}, "auc": {}}
+    for g in groups:
+        rows = [s for s in subjects if str(s["group"]) == g]
+        entry: dict[str, Any] = {"n": len(rows), "dice": {}, "volume_bias": {}}
+        for st in structures:
+            dice = np.array([r["dice"][st] for r in rows], float)
+            vb = np.array(
+                [
+                    (r["volume_pred"][st] - r["volume_true"][st]) / r["volume_true"][st]
+                    if r["volume_true"][st] > 0
+                    else np.nan
+                    for r in rows
+                ],
+                float,
+            )
+            entry["dice"][st] = {
+                "mean": _nan_to_none(float(np.nanmean(dice))) if np.isfinite(dice).any() else None,
+                "median": _nan_to_none(float(np.nanmedian(dice))) if np.isfinite(dice).any() else None,
+                "values": [_nan_to_none(x) for x in dice.tolist()],
+            }
+            est, lo, hi = bootstrap_ci(vb, np.median, n_resamples=n_bootstrap, seed=seed)
+            entry["volume_bias"][st] = {
+                "median": _nan_to_none(est),
+                "ci95": [_nan_to_none(lo), _nan_to_none(hi)],
+                "mean": _nan_to_none(float(np.nanmean(vb))) if np.isfinite(vb).any() else None,
+                "values": [_nan_to_none(x) for x in vb.tolist()],
+            }
+        entry["flip"] = flip_fractions([r["flip_counts"] for r in rows])
+        out["groups"][g] = entry
+    if len(groups) == 2:
+        grp = [str(s["group"]) for s in subjects]
+        for st in structures:
+            true = [s["volume_true"][st] for s in subjects]
+            pred = [s["volume_pred"][st] for s in subjects]
+            positive = auc_orientation(true, grp, *groups)
+            out["auc"][st] = {
+                "pred": group_auc(pred, grp, positive),
+                "manual": group_auc(true, grp, positive),
+                "positive": positive,
+            }
+    all_dice = [s["dice"][st] for s in subjects for st in structures if s["dice"][st] is not None]
+    out["mean_dice"] = _nan_to_none(float(np.nanmean(all_dice))) if all_dice else None
+    return out
+
+
+def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence[str], spacing=None) -> dict:
+    """Dice, volumes (ml) and flip counts of one subject: ``pred``/``label`` label maps ``(1, *spatial)``.
+
+    ``structures`` name the classes ``1 .. len(structures)`` (0 is background).
+    """
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
+
+    from common.metrics.flip import flip_counts
+    from common.metrics.volume import label_volumes
+
+    num_classes = len(structures) + 1
+    p = torch.as_tensor(pred).reshape(1, 1, *pred.shape[-(pred.ndim - 1) :]).round().long()
+    y = torch.as_tensor(label).reshape(p.shape).round().long()
+    dice = compute_dice(one_hot(p, num_classes), one_hot(y, num_classes), include_background=False, ignore_empty=True)
+    vol_p = label_volumes(p, num_classes, spacing) / 1000.0
+    vol_y = label_volumes(y, num_classes, spacing) / 1000.0
+    return {
+        "dice": {s: _nan_to_none(float(dice[0, i])) for i, s in enumerate(structures)},
+        "volume_pred": {s: float(vol_p[0, i + 1]) for i, s in enumerate(structures)},
+        "volume_true": {s: float(vol_y[0, i + 1]) for i, s in enumerate(structures)},
+        "flip_counts": flip_counts(p, y)[0].tolist(),
+    }
+
+
+class GroupSegmentationMetrics:
+    """Ignite handler: per-subject records and per-group summary of a segmentation evaluator (see module doc).
+
+    Args:
+        structures: names of classes ``1 .. K-1``, e.g. ``["other_csf", "grey_matter", "white_matter"]``.
+        output_file: write ``{"settings", **summary, "subjects"}`` here at the end of each run (atomic);
+            ``None`` keeps it in :attr:`summary` only.
+        settings: recorded as ``settings`` in the JSON (e.g. the approach and resolution pair).
+        pred_key, label_key, group_key, subject_key: keys in the decollated output / batch.
+        n_bootstrap, seed: bootstrap resamples and seed of the volume-bias intervals.
+        prefix: prefix of the scalar names put into ``engine.state.metrics``.
+    """
+
+    def __init__(
+        self,
+        structures: Sequence[str],
+        output_file: str | os.PathLike | None = None,
+        settings: Mapping[str, Any] | None = None,
+        pred_key: str = "pred",
+        label_key: str = "label",
+        group_key: str = "group",
+        subject_key: str = "subject",
+        n_bootstrap: int = 2000,
+        seed: int = 0,
+        prefix: str = "",
+    ) -> None:
+        self.structures = list(structures)
+        self.output_file = output_file
+        self.settings = dict(settings or {})
+        self.pred_key, self.label_key = pred_key, label_key
+        self.group_key, self.subject_key = group_key, subject_key
+        self.n_bootstrap, self.seed, self.prefix = int(n_bootstrap), int(seed), prefix
+        self.subjects: list[dict] = []
+        self.summary: dict = {}
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.complete)
+
+    def reset(self, engine=None) -> None:
+        self.subjects = []
+
+    def collect(self, engine) -> None:
+        outputs = engine.state.output
+        batches = engine.state.batch
+        if isinstance(outputs, Mapping):  # not decollated
+            raise ValueError("GroupSegmentationMetrics needs a decollating evaluator (decollate=True)")
+        for out, batch in zip(outputs, batches):
+            pred, label = out[self.pred_key], out[self.label_key]
+            spacing = getattr(label, "pixdim", None)
+            rec = subject_record(pred.detach().cpu(), label.detach().cpu(), self.structures, spacing)
+            group = batch.get(self.group_key, "H") if isinstance(batch, Mapping) else "H"
+            subject = batch.get(self.subject_key) if isinstance(batch, Mapping) else None
+            self.subjects.append({"subject": subject or f"subject_{len(self.subjects)}", "group": str(group), **rec})
+
+    def complete(self, engine) -> None:
+        self.summary = summarize_groups(self.subjects, self.structures, self.n_bootstrap, self.seed)
+        metrics = engine.state.metrics
+        metrics[f"{self.prefix}mean_dice"] = self.summary["mean_dice"]
+        for g, entry in self.summary["groups"].items():
+            for st in self.structures:
+                metrics[f"{self.prefix}dice_{st}_{g}"] = entry["dice"][st]["mean"]
+                metrics[f"{self.prefix}volume_bias_{st}_{g}"] = entry["volume_bias"][st]["median"]
+        for st, auc in self.summary["auc"].items():
+            metrics[f"{self.prefix}auc_{st}"] = auc["pred"]
+        if self.output_file is not None:
+            atomic_write_json(
+                self.output_file,
+                {"settings": self.settings, "structures": self.structures, **self.summary, "subjects": self.subjects},
+            )

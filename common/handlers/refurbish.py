@@ -1,0 +1,336 @@
+"""Label-error detection scoring and pseudo-label refurbishment inside a trainer, and the test report.
+
+:class:`RefurbishHandler` fires once, at the end of epoch ``epoch``: it collects
+the scores of every detector (:class:`~common.handlers.sample_loss.SampleLossHandler`,
+:class:`~common.handlers.vog.VOGHandler`), scores them against the samples'
+corruption flags (AUROC, average precision), writes ``detection.json`` and
+TensorBoard histograms, and, if ``refurbish`` is on, replaces the labels of the
+``flag_fraction`` highest-scoring samples by the network's pseudo-labels
+(argmax; with ``confidence > 0`` only where the top probability reaches it,
+keeping the original label elsewhere). Training then continues on the
+refurbished labels.
+
+:class:`SegmentationReport` collects per-image Dice, Flip decomposition and
+flip-risk on an evaluator; :func:`write_metrics` writes the bundle's
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from common.io import atomic_write_json
+
+
+def detection_metrics(scores: Mapping[str, float], flags: Mapping[str, int]) -> dict:
+    """AUROC and average precision of ``scores`` (high = suspicious) against 0/1 ``flags``, matched by id.
+
+    Values are ``None`` when the flags hold only one class.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    ids = [i for i in scores if i in flags]
+    y = np.array([int(flags[i]) for i in ids])
+    s = np.array([float(scores[i]) for i in ids])
+    if len(ids) == 0 or y.min() == y.max():
+        return {"auroc": None, "ap": None, "n": len(ids), "n_corrupted": int(y.sum()) if len(ids) else 0}
+    return {
+        "auroc": float(roc_auc_score(y, s)),
+        "ap": float(average_precision_score(y, s)),
+        "n": len(ids),
+        "n_corrupted": int(y.sum()),
+    }
+
+
+def _is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _cached_items(dataset) -> list:
+    """The mutable list of pre-processed items behind a MONAI ``CacheDataset`` (or a list-backed ``Dataset``)."""
+    cache = getattr(dataset, "_cache", None)
+    if isinstance(cache, list) and cache and isinstance(cache[0], dict):
+        return cache
+    data = getattr(dataset, "data", None)
+    if isinstance(data, list) and data and isinstance(data[0], dict) and torch.is_tensor(data[0].get("image")):
+        return data
+    raise TypeError("refurbishment needs a fully cached dataset (monai.data.CacheDataset with cache_rate=1.0)")
+
+
+def _label_dice(a: np.ndarray, b: np.ndarray, classes: range) -> float:
+    vals = []
+    for c in classes:
+        x, y = a == c, b == c
+        if x.any() or y.any():
+            vals.append(2.0 * (x & y).sum() / (x.sum() + y.sum()))
+    return float(np.mean(vals)) if vals else 1.0
+
+
+class RefurbishHandler:
+    """Score detectors against corruption flags and (optionally) refurbish flagged labels at one epoch.
+
+    Args:
+        detectors: ``{name: handler}``; each handler has ``all_scores()`` returning ``{variant: {id: score}}``.
+        dataset: the training ``CacheDataset`` (items hold ``image``, ``label``, ``id``, ``corrupted``,
+            optionally ``label_clean``); refurbished labels are written into its cache.
+        network: the network being trained.
+        epoch: the epoch after which detection (and refurbishment) happens.
+        detector: the score variant that drives refurbishment (``loss``, ``vog`` or any variant name).
+        refurbish: replace flagged labels by pseudo-labels (otherwise only score and log).
+        flag_fraction: fraction of training samples flagged (the highest scores).
+        confidence: pseudo-label only where the top class probability is at least this (0 = everywhere).
+        output_dir: where ``detection.json`` is written.
+        summary_writer: optional TensorBoard ``SummaryWriter`` for histograms and label panels.
+    """
+
+    def __init__(
+        self,
+        detectors: Mapping[str, Any],
+        dataset,
+        network: torch.nn.Module,
+        epoch: int,
+        detector: str = "loss",
+        refurbish: bool = True,
+        flag_fraction: float = 0.5,
+        confidence: float = 0.0,
+        output_dir: str | Path = ".",
+        device: str | torch.device = "cpu",
+        summary_writer=None,
+        num_panels: int = 4,
+        image_key: str = "image",
+        label_key: str = "label",
+        clean_key: str = "label_clean",
+        flag_key: str = "corrupted",
+        id_key: str = "id",
+    ) -> None:
+        if not 0.0 < flag_fraction <= 1.0:
+            raise ValueError(f"flag_fraction must be in (0, 1], got {flag_fraction}")
+        self.detectors = dict(detectors)
+        self.dataset = dataset
+        self.network = network
+        self.epoch = int(epoch)
+        self.detector = detector
+        self.refurbish = bool(refurbish)
+        self.flag_fraction = float(flag_fraction)
+        self.confidence = float(confidence)
+        self.output_dir = Path(output_dir)
+        self.device = torch.device(device)
+        self.summary_writer = summary_writer
+        self.num_panels = num_panels
+        self.image_key, self.label_key, self.clean_key = image_key, label_key, clean_key
+        self.flag_key, self.id_key = flag_key, id_key
+        self.result: dict | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(lambda _, e: e == self.epoch), self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.run(global_step=int(engine.state.epoch))
+
+    def gather_scores(self) -> dict[str, dict[str, float]]:
+        scores: dict[str, dict[str, float]] = {}
+        for handler in self.detectors.values():
+            scores.update(handler.all_scores(upto_epoch=self.epoch))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each rank saw its own share of the samples: merge the per-sample scores of all ranks.
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, scores)
+            scores = {}
+            for part in gathered:
+                for name, per_sample in part.items():
+                    scores.setdefault(name, {}).update(per_sample)
+        return scores
+
+    @torch.no_grad()
+    def pseudo_label(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Argmax pseudo-label ``(1, *spatial)`` for one image ``(C, *spatial)``, keeping ``label`` where unsure."""
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            probs = self.network(image[None].to(self.device)).softmax(1)[0].cpu()
+        finally:
+            self.network.train(was_training)
+        top, arg = probs.max(0)
+        new = arg[None].to(label.dtype)
+        if self.confidence > 0:
+            new = torch.where(top[None] >= self.confidence, new, torch.as_tensor(label).cpu())
+        return new
+
+    def run(self, global_step: int | None = None) -> dict:
+        items = _cached_items(self.dataset)
+        flags = {str(it[self.id_key]): int(it.get(self.flag_key, 0)) for it in items}
+        scores = self.gather_scores()
+        if self.detector not in scores:
+            raise ValueError(f"unknown detector {self.detector!r}; available: {', '.join(sorted(scores))}")
+        metrics = {name: detection_metrics(s, flags) for name, s in scores.items()}
+        driving = scores[self.detector]
+        ranked = sorted(driving, key=lambda i: driving[i], reverse=True)
+        flagged = ranked[: int(round(self.flag_fraction * len(ranked)))]
+        result: dict[str, Any] = {
+            "epoch": self.epoch,
+            "detector": self.detector,
+            "refurbish": self.refurbish,
+            "flag_fraction": self.flag_fraction,
+            "flags": flags,
+            "scores": scores,
+            "metrics": metrics,
+            "flagged": flagged,
+        }
+        if self.refurbish:
+            result["label_quality"] = self._refurbish(items, set(flagged), global_step)
+        if _is_main_process():
+            self._log_histograms(scores, flags, global_step)
+            atomic_write_json(self.output_dir / "detection.json", result)
+        self.result = result
+        return result
+
+    def _refurbish(self, items: list, flagged: set, global_step: int | None) -> dict:
+        before, after, changed, panels = [], [], [], []
+        for it in items:
+            sid = str(it[self.id_key])
+            if sid not in flagged:
+                continue
+            old = it[self.label_key]
+            new = self.pseudo_label(torch.as_tensor(it[self.image_key]), torch.as_tensor(old))
+            old_np = torch.as_tensor(old).cpu().numpy()[0]
+            new_np = new.numpy()[0]
+            changed.append(float((old_np != new_np).mean()))
+            if self.clean_key in it:
+                clean_np = torch.as_tensor(it[self.clean_key]).cpu().numpy()[0]
+                classes = range(1, int(max(clean_np.max(), old_np.max(), new_np.max())) + 1)
+                before.append(_label_dice(old_np, clean_np, classes))
+                after.append(_label_dice(new_np, clean_np, classes))
+                if len(panels) < self.num_panels:
+                    panels.append((sid, it[self.image_key], clean_np, old_np, new_np))
+            replaced = old.clone() if torch.is_tensor(old) else torch.as_tensor(old).clone()
+            replaced.copy_(new.to(replaced.dtype))
+            it[self.label_key] = replaced
+        if self.summary_writer is not None and panels and _is_main_process():
+            self._log_panels(panels, global_step)
+        return {
+            "num_refurbished": len(changed),
+            "changed_pixel_fraction": float(np.mean(changed)) if changed else 0.0,
+            "label_dice_vs_clean_before": float(np.mean(before)) if before else None,
+            "label_dice_vs_clean_after": float(np.mean(after)) if after else None,
+        }
+
+    def _log_histograms(self, scores: dict, flags: dict, global_step: int | None) -> None:
+        if self.summary_writer is None:
+            return
+        for name in ("loss", "vog", self.detector):
+            if name not in scores:
+                continue
+            for flag, tag in ((1, "corrupted"), (0, "clean")):
+                vals = [v for i, v in scores[name].items() if flags.get(i) == flag]
+                if vals:
+                    self.summary_writer.add_histogram(f"detection/{name}/{tag}", np.asarray(vals), global_step)
+        self.summary_writer.flush()
+
+    def _log_panels(self, panels: list, global_step: int | None) -> None:
+        for sid, image, clean, corrupted, refurbished in panels:
+            img = torch.as_tensor(image).cpu().float()[0].numpy()
+            img = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
+            top = max(int(clean.max()), int(corrupted.max()), int(refurbished.max()), 1)
+            row = np.concatenate([img] + [lab.astype(np.float32) / top for lab in (clean, corrupted, refurbished)], 1)
+            self.summary_writer.add_image(
+                f"refurbish/{sid}/image_original_corrupted_refurbished", row[None], global_step, dataformats="CHW"
+            )
+        self.summary_writer.flush()
+
+
+class SegmentationReport:
+    """Per-image test metrics on an evaluator: Dice per structure, Flip decomposition, flip-risk.
+
+    Reads ``engine.state.output`` ``pred`` (logits or probabilities, ``(C, *spatial)`` per image) and
+    ``label`` ``(1, *spatial)``; sample ids from the batch's ``id_key`` (else a running index).
+    """
+
+    def __init__(self, num_classes: int, id_key: str = "id", pred_is_logits: bool = True, class_names=None) -> None:
+        self.num_classes = int(num_classes)
+        self.id_key = id_key
+        self.pred_is_logits = pred_is_logits
+        self.class_names = list(class_names or [f"class_{c}" for c in range(1, self.num_classes)])
+        self.records: list[dict] = []
+        self._counts: list[torch.Tensor] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def reset(self) -> None:
+        self.records, self._counts = [], []
+
+    def __call__(self, engine: Engine) -> None:
+        from monai.metrics import compute_dice
+
+        from common.handlers.sample_loss import engine_batch_items
+        from common.metrics.flip import flip_counts, flip_risk
+
+        batch = engine.state.batch
+        has_ids = (isinstance(batch, list) and self.id_key in batch[0]) or (
+            isinstance(batch, dict) and self.id_key in batch
+        )
+        if has_ids:
+            ids, pred, label = engine_batch_items(engine, self.id_key)
+        else:
+            out = engine.state.output
+            pred = torch.stack([o["pred"] for o in out]) if isinstance(out, list) else out["pred"]
+            label = torch.stack([o["label"] for o in out]) if isinstance(out, list) else out["label"]
+            ids = [str(len(self.records) + i) for i in range(len(pred))]
+        pred, label = torch.as_tensor(pred).float().cpu(), torch.as_tensor(label).cpu()
+        probs = pred.softmax(1) if self.pred_is_logits else pred
+        hard = probs.argmax(1, keepdim=True)
+        onehot = lambda x: torch.nn.functional.one_hot(x[:, 0].long(), self.num_classes).movedim(-1, 1)  # noqa: E731
+        dice = compute_dice(onehot(hard), onehot(label), include_background=False, ignore_empty=True)
+        counts = flip_counts(hard, label)
+        risk = flip_risk(probs)
+        self._counts.append(counts)
+        for i, sid in enumerate(ids):
+            rec = {"id": sid, **{f"dice_{n}": float(dice[i, j]) for j, n in enumerate(self.class_names)}}
+            fg = float(counts[i, 3])
+            rec.update(
+                {
+                    "correct": float(counts[i, 0]) / fg if fg else None,
+                    "flip": float(counts[i, 1]) / fg if fg else None,
+                    "miss": float(counts[i, 2]) / fg if fg else None,
+                    "flip_risk": float(risk[i]),
+                }
+            )
+            self.records.append(rec)
+
+    def results(self) -> dict:
+        """``{"dice": {structure: mean}, "dice_mean", "flip": flip_decomposition dict, "flip_risk_mean",
+        "per_image": [...]}`` (Dice means skip images where the structure is absent)."""
+        from common.metrics.flip import _fractions
+
+        dice = {}
+        for n in self.class_names:
+            vals = [r[f"dice_{n}"] for r in self.records if not np.isnan(r[f"dice_{n}"])]
+            dice[n] = float(np.mean(vals)) if vals else None
+        valid = [v for v in dice.values() if v is not None]
+        return {
+            "dice": dice,
+            "dice_mean": float(np.mean(valid)) if valid else None,
+            "flip": _fractions(torch.cat(self._counts)) if self._counts else None,
+            "flip_risk_mean": float(np.mean([r["flip_risk"] for r in self.records])) if self.records else None,
+            "num_images": len(self.records),
+            "per_image": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in self.records],
+        }
+
+
+def write_metrics(output_dir: str | Path, report: SegmentationReport, settings: Mapping | None = None) -> Path:
+    """Write ``<output_dir>/metrics.json``: the test report, ``detection.json``'s content if present, settings."""
+    output_dir = Path(output_dir)
+    metrics: dict[str, Any] = {"test": report.results(), "settings": dict(settings or {})}
+    det = output_dir / "detection.json"
+    if det.exists():
+        metrics["detection"] = json.loads(det.read_text())
+    return atomic_write_json(output_dir / "metrics.json", metrics)

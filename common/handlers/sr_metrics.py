@@ -1,0 +1,138 @@
+"""Per-degradation image-quality metrics of a super-resolution evaluator (METHODS section 3).
+
+:class:`SRMetricsByDegradation` attaches to a MONAI evaluator whose batches carry a ``"degradation"`` kind per
+image, the low-resolution input under ``"image"``, the high-resolution target under ``"label"`` and the
+network output under ``"pred"``. At the end of each evaluation it reports, per degradation kind, the mean
+PSNR (MONAI ``PSNRMetric``, max 1), SSIM (MONAI ``SSIMMetric``, 11x11 Gaussian window, sigma 1.5, k1 0.01,
+k2 0.03, data range 1), NRMSE and HFEN (``common.metrics``), and the same four for plain bicubic
+interpolation of the same inputs (the no-network baseline). Predictions are clipped to [0, 1] first.
+Results go to ``engine.state.metrics`` (``"psnr_gaussian"``, ``"bicubic_psnr_gaussian"``, ...), to TensorBoard
+scalars ``<tag_prefix>/<metric>/<kind>`` and, if ``output_file`` is given, to a JSON file written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.metrics import PSNRMetric, SSIMMetric
+
+from common.io import atomic_write_json
+from common.metrics.image_quality import hfen, nrmse
+from common.networks.sr import interpolate_up
+
+METRIC_NAMES = ("psnr", "ssim", "nrmse", "hfen")
+
+
+def _items(batch: Any, output: Any) -> list[tuple[dict, dict]]:
+    """(batch item, output item) pairs whether the engine decollated the batch or not."""
+    if isinstance(output, Mapping):  # not decollated: split the batch tensors
+        n = len(output["pred"])
+        outs = [{k: v[i] for k, v in output.items() if isinstance(v, torch.Tensor) and len(v) == n} for i in range(n)]
+        bats = [{k: v[i] for k, v in batch.items() if isinstance(v, (list, tuple, torch.Tensor)) and len(v) == n}
+                for i in range(n)]  # fmt: skip
+        return list(zip(bats, outs))
+    return list(zip(batch, output))
+
+
+class SRMetricsByDegradation:
+    """Mean PSNR / SSIM / NRMSE / HFEN per degradation kind, for the network and for bicubic interpolation.
+
+    Args:
+        scale: up-sampling factor (for the bicubic baseline).
+        group_key: batch key naming each image's degradation kind.
+        output_file: JSON file for the results (``None``: none written).
+        extra: settings copied into the JSON file (model, loss, training degradation ...).
+        summary_writer: a TensorBoard ``SummaryWriter`` for the scalars (``None``: none logged).
+        tag_prefix: TensorBoard tag prefix.
+        global_step_transform: engine -> step for the scalars (default: the engine's epoch).
+        baseline: also score bicubic interpolation of the input.
+    """
+
+    def __init__(
+        self,
+        scale: int = 2,
+        group_key: str = "degradation",
+        output_file: str | os.PathLike | None = None,
+        extra: Mapping[str, Any] | None = None,
+        summary_writer: Any = None,
+        tag_prefix: str = "test",
+        global_step_transform: Any = None,
+        baseline: bool = True,
+    ) -> None:
+        self.scale = int(scale)
+        self.group_key = group_key
+        self.output_file = output_file
+        self.extra = dict(extra or {})
+        self.summary_writer = summary_writer
+        self.tag_prefix = tag_prefix
+        self.global_step_transform = global_step_transform or (lambda engine: engine.state.epoch)
+        self.baseline = baseline
+        self.psnr = PSNRMetric(max_val=1.0)
+        self.ssim = SSIMMetric(spatial_dims=2, data_range=1.0, win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03)
+        self.values: dict[str, dict[str, dict[str, list[float]]]] = {}
+        self.results: dict[str, Any] = {}
+        self.reset()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    def reset(self) -> None:
+        self.values = {"network": defaultdict(lambda: defaultdict(list)), "bicubic": defaultdict(lambda: defaultdict(list))}
+
+    def score(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """The four metrics of one image pair ``(C, *spatial)``; ``pred`` is clipped to [0, 1]."""
+        target = torch.as_tensor(target).float()[None]
+        pred = torch.as_tensor(pred).float()[None].clamp(0.0, 1.0)
+        region = tuple(slice(0, min(a, b)) for a, b in zip(pred.shape[2:], target.shape[2:]))
+        pred, target = pred[(..., *region)], target[(..., *region)]
+        psnr, ssim = float(self.psnr(pred, target).mean()), float(self.ssim(pred, target).mean())
+        self.psnr.reset()
+        self.ssim.reset()
+        return {"psnr": psnr, "ssim": ssim, "nrmse": float(nrmse(pred, target).mean()), "hfen": float(hfen(pred, target).mean())}
+
+    def iteration_completed(self, engine: Engine) -> None:
+        for item, out in _items(engine.state.batch, engine.state.output):
+            kind = item[self.group_key]
+            kind = kind if isinstance(kind, str) else str(kind[0] if isinstance(kind, (list, tuple)) else kind)
+            target = out.get("label", item.get("label"))
+            for name, value in self.score(out["pred"].detach().cpu(), target.cpu()).items():
+                self.values["network"][kind][name].append(value)
+            if self.baseline:
+                lr = torch.as_tensor(out.get("image", item.get("image"))).detach().cpu().float()
+                up = interpolate_up(lr[None], self.scale)[0]
+                for name, value in self.score(up, target.cpu()).items():
+                    self.values["bicubic"][kind][name].append(value)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        kinds = list(self.values["network"])
+        self.results = {
+            **self.extra,
+            "metrics": self._means("network", kinds),
+            "per_image": {m: {k: self.values["network"][k][m] for k in kinds} for m in METRIC_NAMES},
+            "num_images": {k: len(self.values["network"][k]["psnr"]) for k in kinds},
+        }
+        if self.baseline:
+            self.results["bicubic_interpolation"] = self._means("bicubic", kinds)
+            self.results["bicubic_per_image"] = {m: {k: self.values["bicubic"][k][m] for k in kinds} for m in METRIC_NAMES}
+        step = self.global_step_transform(engine)
+        for source, prefix in (("metrics", ""), ("bicubic_interpolation", "bicubic_")):
+            for name, per_kind in self.results.get(source, {}).items():
+                for kind, value in per_kind.items():
+                    engine.state.metrics[f"{prefix}{name}_{kind}"] = value
+                    if self.summary_writer is not None:
+                        self.summary_writer.add_scalar(f"{self.tag_prefix}/{prefix}{name}/{kind}", value, step)
+        if self.summary_writer is not None:
+            self.summary_writer.flush()
+        if self.output_file:
+            atomic_write_json(self.output_file, self.results)
+
+    def _means(self, source: str, kinds: list[str]) -> dict[str, dict[str, float]]:
+        v = self.values[source]
+        return {m: {k: float(torch.tensor(v[k][m], dtype=torch.float64).mean()) for k in kinds} for m in METRIC_NAMES}

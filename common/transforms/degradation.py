@@ -1,0 +1,390 @@
+"""Simulated low-resolution degradations for super-resolution studies (METHODS section 3).
+
+Every kind maps a channel-first image ``(C, *spatial)`` with 2 or 3 spatial dims to ``(C, *(n // s))``:
+a low-pass followed by decimation by the integer ``scale`` s along every spatial axis.
+
+Grid and border conventions (identical for every kind):
+
+- Non-divisible sizes: each spatial axis is first cropped to ``(n // s) * s`` by dropping the trailing
+  ``n % s`` samples (the grid origin is kept), so the output size is ``floor(n / s)``.
+- Decimation phase: filter kinds keep input samples ``s // 2 + k * s`` (``[s//2::s]`` after the crop).
+  ``bicubic`` follows the resize convention (``align_corners=False``): output voxel k is centred at input
+  coordinate ``(s - 1) / 2 + k * s``. The k-space kinds apply a linear phase ramp so that their output voxel k
+  also lies at ``s // 2 + k * s``.
+- Filter centring: odd-length filters (gaussian, hann, hamming; mean / median when s is even) are centred on the
+  kept sample. Even-length filters (mean / median when s is odd) follow ``scipy.ndimage``: the window at index i
+  covers ``i - L//2 ... i - L//2 + L - 1``, so its centre lies half a voxel before i.
+- Borders: filters pad by mirroring without repeating the edge sample (torch ``"reflect"``, scipy ``"mirror"``).
+- Metadata: a ``MetaTensor`` input gives a ``MetaTensor`` output whose affine is
+  ``affine @ T`` with ``T = diag(s, ..., s, 1)`` translated by the input-voxel coordinate of output voxel 0
+  (the window centre), so pixdim is multiplied by s and world positions stay exact.
+
+Kinds:
+
+- ``bicubic``: antialiased bicubic resize (Keys a = -0.75, kernel stretched by s; PIL / MATLAB ``imresize`` style,
+  ``torch.nn.functional.interpolate(..., antialias=True)``, applied separably in 3D).
+- ``gaussian``: sampled Gaussian, sigma = s / 2 px, truncated at 4 sigma, normalised to sum 1.
+- ``mean``: box filter of size s + 1.
+- ``median``: median over a cubic window of size s + 1 (even counts take the upper median, as scipy).
+- ``hann`` / ``hamming``: separable filters whose 1D taps are the symmetric Hann / Hamming window of length
+  2s + 1, normalised to sum 1 (Hann's end taps are 0, Hamming's keep a 0.08 pedestal).
+- ``kspace_truncation``: keep the central ``n // s`` frequencies of every axis (Gibbs ringing); real part.
+- ``partial_fourier``: as ``kspace_truncation``, then along ``phase_axis`` only the first ``partial_fourier_fraction``
+  of the kept lines (lowest-frequency end included) are kept, the rest zero-filled; magnitude image.
+- ``undersample``: as ``kspace_truncation``, then Cartesian equispaced undersampling of the kept lines along
+  ``phase_axis`` with ``acceleration`` R (lines whose offset from DC is a multiple of R) plus a fully sampled centre
+  of ``center_fraction`` of the kept lines, zero-filled; magnitude image (aliasing ghosts).
+
+``RandDegrade`` / ``RandDegraded`` draw one kind per call from ``self.R`` and can add Rician noise
+(``monai.transforms.RandRicianNoise`` driven by the same random state).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.networks.layers.convutils import gaussian_1d
+from monai.transforms import MapTransform, RandomizableTransform, RandRicianNoise, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
+
+CLASSIC_DEGRADATION_KINDS: tuple[str, ...] = ("bicubic", "gaussian", "mean", "median", "hann", "hamming")
+KSPACE_DEGRADATION_KINDS: tuple[str, ...] = ("kspace_truncation", "partial_fourier", "undersample")
+DEGRADATION_KINDS: tuple[str, ...] = CLASSIC_DEGRADATION_KINDS + KSPACE_DEGRADATION_KINDS
+
+_SEPARABLE_KINDS = ("gaussian", "mean", "hann", "hamming")
+
+
+def degradation_taps(kind: str, scale: int) -> torch.Tensor:
+    """1D taps (float64, sum 1) of a separable filter kind: gaussian, mean, hann or hamming."""
+    if kind == "gaussian":
+        return gaussian_1d(
+            torch.tensor(scale / 2.0, dtype=torch.float64), truncated=4.0, approx="sampled", normalize=True
+        )
+    if kind == "mean":
+        return torch.full((scale + 1,), 1.0 / (scale + 1), dtype=torch.float64)
+    if kind in ("hann", "hamming"):
+        window = torch.hann_window if kind == "hann" else torch.hamming_window
+        taps = window(2 * scale + 1, periodic=False, dtype=torch.float64)
+        return taps / taps.sum()
+    raise ValueError(f"{kind!r} is not a separable degradation kind; expected one of {_SEPARABLE_KINDS}.")
+
+
+def _mirror_pad(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
+    """Pad ``dim`` by mirroring without repeating the edge (scipy ``"mirror"``), any pad width, any size."""
+    n = x.shape[dim]
+    index = torch.arange(-left, n + right)
+    if n > 1:
+        index = index.remainder(2 * n - 2)
+        index = torch.where(index >= n, 2 * n - 2 - index, index)
+    else:
+        index = torch.zeros_like(index)
+    return x.index_select(dim, index)
+
+
+def _filter_decimate_axis(x: torch.Tensor, taps: torch.Tensor, axis: int, scale: int) -> torch.Tensor:
+    """Correlate ``x`` (C, *spatial) with ``taps`` along ``axis`` (a tensor dim) evaluated at samples ``s//2 + k*s``.
+
+    Computed as a weighted sum of strided views of the mirror-padded input, so only kept samples are evaluated.
+    """
+    n, length = x.shape[axis], taps.numel()
+    left = length // 2
+    padded = _mirror_pad(x, axis, left, length - 1 - left).movedim(axis, -1)
+    m = n // scale
+    out = None
+    for t, weight in enumerate(taps.tolist()):
+        start = scale // 2 + t
+        term = padded[..., start : start + (m - 1) * scale + 1 : scale] * weight
+        out = term if out is None else out.add_(term)
+    return out.movedim(-1, axis)
+
+
+def _median_decimate(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Median over cubic windows of size s + 1 evaluated only at the kept samples; x is (C, *spatial)."""
+    n_spatial = x.ndim - 1
+    length = scale + 1
+    left, right = length // 2, length - 1 - length // 2
+    padded = x
+    for dim in range(1, n_spatial + 1):
+        padded = _mirror_pad(padded, dim, left, right)
+    windows = padded[(slice(None),) + (slice(scale // 2, None),) * n_spatial]
+    for axis in range(n_spatial):
+        windows = windows.unfold(axis + 1, length, scale)
+    windows = windows[(slice(None),) + tuple(slice(0, n // scale) for n in x.shape[1:])]
+    flat = windows.reshape(*windows.shape[: n_spatial + 1], -1)
+    return flat.kthvalue(flat.shape[-1] // 2 + 1, dim=-1).values
+
+
+def _bicubic_decimate(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic resize by 1/s (x is (C, *spatial), sizes divisible by s), separable in 3D."""
+    out_size = [n // scale for n in x.shape[1:]]
+    if x.ndim == 3:
+        return F.interpolate(x[None], size=out_size, mode="bicubic", antialias=True, align_corners=False)[0]
+    c, d, h, w = x.shape
+    planes = F.interpolate(
+        x.reshape(1, c * d, h, w), size=out_size[1:], mode="bicubic", antialias=True, align_corners=False
+    )
+    planes = planes.reshape(1, c, d, out_size[1] * out_size[2])
+    depth = F.interpolate(
+        planes, size=(out_size[0], out_size[1] * out_size[2]), mode="bicubic", antialias=True, align_corners=False
+    )
+    return depth.reshape(c, *out_size)
+
+
+def _kspace_decimate(
+    x: torch.Tensor,
+    scale: int,
+    kind: str,
+    phase_axis: int,
+    partial_fourier_fraction: float,
+    acceleration: int,
+    center_fraction: float,
+) -> torch.Tensor:
+    """Keep the central n // s frequencies per axis (plus the kind's line mask); x is (C, *spatial).
+
+    The operator is a tensor product of 1D operators (FFT, band selection, phase ramp to ``s//2``, line mask,
+    inverse FFT on the small grid), so it is applied axis by axis and each pass shrinks the data.
+    """
+    image = x.to(torch.float64) if x.dtype == torch.float64 else x.to(torch.float32)
+    for axis, n in enumerate(x.shape[1:]):
+        m = n // scale
+        freqs = torch.fft.fftfreq(m, d=1.0 / m, dtype=torch.float64).round().long()  # FFT order, -m//2 .. (m-1)//2
+        line = torch.exp(2j * math.pi * freqs.double() * (scale // 2) / n)
+        if axis == phase_axis and kind == "partial_fourier":
+            line = line * ((freqs + m // 2) < math.ceil(partial_fourier_fraction * m))
+        elif axis == phase_axis and kind == "undersample":
+            n_center = max(1, round(center_fraction * m))
+            centre = (freqs >= -(n_center // 2)) & (freqs < n_center - n_center // 2)
+            line = line * ((freqs % acceleration == 0) | centre)
+        spectrum = torch.fft.fft(image, dim=axis + 1, norm="forward").index_select(axis + 1, freqs % n)
+        shape = [1] * x.ndim
+        shape[axis + 1] = m
+        spectrum = spectrum * line.to(spectrum.dtype).reshape(shape)
+        image = torch.fft.ifft(spectrum, dim=axis + 1, norm="forward")
+    image = image.real if kind == "kspace_truncation" else image.abs()
+    return image.to(x.dtype)
+
+
+def _centre_offset(kind: str, scale: int) -> float:
+    """Input-voxel coordinate of the centre of output voxel 0."""
+    if kind == "bicubic":
+        return (scale - 1) / 2.0
+    if kind in ("mean", "median") and (scale + 1) % 2 == 0:
+        return scale // 2 - 0.5
+    return float(scale // 2)
+
+
+def degrade(
+    img: torch.Tensor,
+    kind: str,
+    scale: int = 2,
+    phase_axis: int = 0,
+    partial_fourier_fraction: float = 0.625,
+    acceleration: int = 4,
+    center_fraction: float = 0.08,
+) -> torch.Tensor:
+    """Degrade a channel-first float tensor (C, *spatial) to (C, *(n // scale)); metadata is not handled here."""
+    n_spatial = img.ndim - 1
+    x = img[(slice(None),) + tuple(slice(0, (n // scale) * scale) for n in img.shape[1:])]
+    if kind in _SEPARABLE_KINDS:
+        taps = degradation_taps(kind, scale)
+        out = x
+        for axis in range(1, n_spatial + 1):
+            out = _filter_decimate_axis(out, taps, axis, scale)
+        return out
+    if kind == "median":
+        return _median_decimate(x, scale)
+    if kind == "bicubic":
+        return _bicubic_decimate(x, scale)
+    return _kspace_decimate(x, scale, kind, phase_axis, partial_fourier_fraction, acceleration, center_fraction)
+
+
+class Degrade(Transform):
+    """Low-pass and decimate a channel-first image ``(C, H, W[, D])`` by an integer ``scale`` (see module doc).
+
+    Args:
+        kind: one of ``DEGRADATION_KINDS``.
+        scale: integer decimation factor s >= 1; output spatial size is ``n // s`` per axis.
+        phase_axis: spatial axis (0-based) of the phase-encoding lines for ``partial_fourier`` / ``undersample``.
+        partial_fourier_fraction: fraction of phase-encoding lines kept by ``partial_fourier``, in (0.5, 1].
+        acceleration: keep every R-th phase-encoding line for ``undersample``.
+        center_fraction: fully sampled central fraction of the lines for ``undersample``.
+
+    Returns the same container type as the input (float32 unless the input is float64); a ``MetaTensor`` keeps its
+    metadata with the affine scaled by s and shifted to the centre of output voxel 0.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        scale: int = 2,
+        phase_axis: int = 0,
+        partial_fourier_fraction: float = 0.625,
+        acceleration: int = 4,
+        center_fraction: float = 0.08,
+    ) -> None:
+        _check_kind(kind)
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale!r}.")
+        if not 0.5 < partial_fourier_fraction <= 1.0:
+            raise ValueError(f"partial_fourier_fraction must be in (0.5, 1], got {partial_fourier_fraction}.")
+        if int(acceleration) != acceleration or acceleration < 1:
+            raise ValueError(f"acceleration must be a positive integer, got {acceleration!r}.")
+        if not 0.0 <= center_fraction <= 1.0:
+            raise ValueError(f"center_fraction must be in [0, 1], got {center_fraction}.")
+        self.kind = kind
+        self.scale = int(scale)
+        self.phase_axis = phase_axis
+        self.partial_fourier_fraction = partial_fourier_fraction
+        self.acceleration = int(acceleration)
+        self.center_fraction = center_fraction
+
+    def __call__(self, img: Any, kind: str | None = None) -> Any:
+        """Degrade ``img`` (C, *spatial) with ``kind`` (default: the kind given at construction)."""
+        kind = self.kind if kind is None else kind
+        _check_kind(kind)
+        n_spatial = len(img.shape) - 1
+        if n_spatial not in (2, 3):
+            raise ValueError(
+                f"expected a channel-first image (C, H, W[, D]) with 2 or 3 spatial dims, got {img.shape}."
+            )
+        if not -n_spatial <= self.phase_axis < n_spatial:
+            raise ValueError(f"phase_axis {self.phase_axis} is out of range for {n_spatial} spatial dims.")
+        if min(img.shape[1:]) < self.scale:
+            raise ValueError(f"every spatial size must be at least scale={self.scale}, got {tuple(img.shape[1:])}.")
+        x = convert_to_tensor(img, track_meta=False)
+        if not torch.is_floating_point(x) or x.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(torch.float32)
+        out = degrade(
+            x,
+            kind,
+            self.scale,
+            self.phase_axis % n_spatial,
+            self.partial_fourier_fraction,
+            self.acceleration,
+            self.center_fraction,
+        )
+        if isinstance(img, MetaTensor):
+            transform = torch.eye(n_spatial + 1, dtype=torch.float64)
+            offset = _centre_offset(kind, self.scale)
+            for axis in range(n_spatial):
+                transform[axis, axis] = float(self.scale)
+                transform[axis, n_spatial] = offset
+            affine = img.affine.to(torch.float64) @ transform
+            meta = dict(img.meta)
+            meta["spatial_shape"] = np.asarray(out.shape[1:])
+            result = MetaTensor(out, meta=meta, applied_operations=list(img.applied_operations))
+            result.affine = affine.to(img.affine.dtype)
+            return result
+        return convert_to_dst_type(out, img, dtype=out.dtype)[0]
+
+
+class Degraded(MapTransform):
+    """Dictionary version of :class:`Degrade`: degrades ``data[key]`` for every key."""
+
+    def __init__(self, keys: KeysCollection, kind: str, scale: int = 2, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.degrade = Degrade(kind, scale, **kwargs)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.degrade(d[key])
+        return d
+
+
+class RandDegrade(RandomizableTransform):
+    """Degrade with a kind drawn uniformly from ``kinds`` by ``self.R`` on every call (optionally Rician noise).
+
+    Args:
+        kinds: the kinds to draw from (default: the six classic kinds of the SR bias study).
+        scale: integer decimation factor.
+        rician_std: standard deviation of the Rician noise added after degradation (0 disables it; absolute
+            intensity units, or a fraction of the image std when ``rician_relative``).
+        rician_relative: interpret ``rician_std`` relative to the degraded image's standard deviation.
+        kwargs: the k-space options of :class:`Degrade`.
+
+    The kind drawn by the last call is in ``self.kind``.
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[str] = CLASSIC_DEGRADATION_KINDS,
+        scale: int = 2,
+        rician_std: float = 0.0,
+        rician_relative: bool = False,
+        **kwargs,
+    ) -> None:
+        RandomizableTransform.__init__(self, prob=1.0)
+        kinds = tuple(kinds)
+        if not kinds:
+            raise ValueError("kinds must name at least one degradation kind.")
+        for kind in kinds:
+            _check_kind(kind)
+        if rician_std < 0:
+            raise ValueError(f"rician_std must be >= 0, got {rician_std}.")
+        self.kinds = kinds
+        self.degrade = Degrade(kinds[0], scale, **kwargs)
+        self.rician_std = rician_std
+        self.rician = RandRicianNoise(prob=1.0, std=rician_std, relative=rician_relative, sample_std=False)
+        self.rician.set_random_state(state=self.R)
+        self.kind: str = kinds[0]
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandDegrade:
+        super().set_random_state(seed, state)
+        self.rician.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        self.kind = self.kinds[self.R.randint(len(self.kinds))]
+
+    def __call__(self, img: Any, randomize: bool = True) -> Any:
+        """Degrade ``img`` (C, *spatial); ``randomize=False`` reuses the last kind (noise is always redrawn)."""
+        if randomize:
+            self.randomize()
+        out = self.degrade(img, kind=self.kind)
+        if self.rician_std > 0:
+            out = self.rician(out)
+        return out
+
+
+class RandDegraded(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandDegrade`: one kind per call for all keys, stored in ``data[kind_key]``."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        kinds: Sequence[str] = CLASSIC_DEGRADATION_KINDS,
+        scale: int = 2,
+        kind_key: str = "degradation",
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob=1.0)
+        self.rand_degrade = RandDegrade(kinds, scale, **kwargs)
+        self.kind_key = kind_key
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandDegraded:
+        super().set_random_state(seed, state)
+        self.rand_degrade.set_random_state(state=self.R)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.rand_degrade.randomize()
+        for key in self.key_iterator(d):
+            d[key] = self.rand_degrade(d[key], randomize=False)
+        d[self.kind_key] = self.rand_degrade.kind
+        return d
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in DEGRADATION_KINDS:
+        raise ValueError(f"unknown degradation kind {kind!r}; expected one of {DEGRADATION_KINDS}.")

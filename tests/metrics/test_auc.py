@@ -1,0 +1,42 @@
+"""Group AUC: hand cases (perfect, reversed, ties), no folding, and agreement with sklearn."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from common.metrics import group_auc
+
+
+def test_hand_cases():
+    assert group_auc([1.0, 2.0, 3.0, 4.0], ["H", "H", "L", "L"], "L") == 1.0
+    assert group_auc([1.0, 2.0, 3.0, 4.0], ["L", "L", "H", "H"], "L") == 0.0  # reversed, not folded to 1
+    assert group_auc([5.0, 5.0, 5.0, 5.0], ["H", "L", "H", "L"], "L") == 0.5  # all tied
+    # pairs (pos, neg): (2 vs 1) win, (2 vs 3) loss, (3 vs 1) win, (3 vs 3) tie -> (1 + 0 + 1 + 0.5) / 4
+    assert group_auc([1.0, 2.0, 3.0, 3.0], [0, 1, 0, 1], 1) == pytest.approx(0.625)
+
+
+def test_reversed_ordering_is_below_half():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(["H", "L"], 20)
+    scores = np.where(groups == "L", rng.normal(1.0, 1.0, 40), rng.normal(0.0, 1.0, 40))
+    auc = group_auc(scores, groups, "L")
+    assert auc > 0.5
+    assert group_auc(-scores, groups, "L") == pytest.approx(1.0 - auc)
+    assert group_auc(scores, groups, "H") == pytest.approx(1.0 - auc)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_sklearn_with_ties_and_several_groups(seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 3, size=60)
+    scores = rng.integers(0, 6, size=60).astype(float) + groups * 0.5  # many ties
+    assert group_auc(scores, groups, 2) == pytest.approx(roc_auc_score(groups == 2, scores), abs=1e-12)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="needs samples in and outside group 'L'"):
+        group_auc([1.0, 2.0], ["H", "H"], "L")
+    with pytest.raises(ValueError, match="finite"):
+        group_auc([1.0, np.nan], ["H", "L"], "L")
+    with pytest.raises(ValueError, match="differ in length"):
+        group_auc([1.0, 2.0, 3.0], ["H", "L"], "L")

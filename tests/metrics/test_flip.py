@@ -1,0 +1,81 @@
+"""Flip decomposition and flip-risk against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from common.metrics.flip import FlipMetric, flip_counts, flip_decomposition, flip_risk
+
+
+def _lab(rows):
+    return torch.tensor(rows)[None, None]  # (1, 1, H, W)
+
+
+def test_hand_computed_decomposition():
+    gt = _lab([[1, 1, 2, 0], [2, 2, 0, 0]])  # 5 foreground pixels
+    pred = _lab([[1, 2, 2, 0], [0, 1, 0, 1]])  # correct: (0,0),(0,2); flip: (0,1),(1,1); miss: (1,0)
+    out = flip_decomposition(pred, gt)
+    assert out["global"] == pytest.approx({"correct": 0.4, "flip": 0.4, "miss": 0.2})
+    assert out["per_image"] == pytest.approx({"correct": 0.4, "flip": 0.4, "miss": 0.2})
+    np.testing.assert_array_equal(flip_counts(pred, gt).numpy(), [[2, 2, 1, 5]])
+
+
+def test_global_pools_pixels_per_image_averages_images():
+    gt = torch.cat([_lab([[1, 1, 1, 1]]), _lab([[2, 0, 0, 0]]), _lab([[0, 0, 0, 0]])])
+    pred = torch.cat([_lab([[1, 1, 1, 1]]), _lab([[1, 0, 0, 0]]), _lab([[3, 3, 0, 0]])])
+    out = flip_decomposition(pred, gt)
+    assert out["global"] == pytest.approx({"correct": 0.8, "flip": 0.2, "miss": 0.0})
+    assert out["per_image"] == pytest.approx({"correct": 0.5, "flip": 0.5, "miss": 0.0})
+    assert out["num_images"] == 2  # the empty image is left out of the per-image mean
+    for triple in (out["global"], out["per_image"]):
+        assert sum(triple.values()) == pytest.approx(1.0)
+
+
+def test_one_hot_input_equals_label_input():
+    gt = torch.randint(0, 4, (3, 1, 8, 8))
+    pred = torch.randint(0, 4, (3, 1, 8, 8))
+    onehot = torch.nn.functional.one_hot(pred[:, 0], 4).movedim(-1, 1).float()
+    assert flip_decomposition(onehot, gt) == flip_decomposition(pred, gt)
+
+
+def test_flip_risk_hand_computed():
+    # Two pixels, 4 classes. Pixel A: background wins -> ignored. Pixel B: fg probs 0.3/0.3/0.1 -> q = 3/7,3/7,1/7.
+    probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.3, 0.3, 0.3, 0.1]]).T.reshape(1, 4, 1, 2)
+    probs[0, :, 0, 1] = torch.tensor([0.1, 0.4, 0.4, 0.1])  # pixel B: argmax fg, q = 4/9, 4/9, 1/9
+    q = np.array([4, 4, 1]) / 9
+    expected = -(q * np.log(q)).sum() / math.log(3)
+    assert flip_risk(probs).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_flip_risk_bounds():
+    certain = torch.zeros(1, 4, 2, 2)
+    certain[:, 1] = 1.0
+    assert flip_risk(certain).item() == pytest.approx(0.0, abs=1e-6)
+    uniform_fg = torch.full((1, 4, 2, 2), 0.0)
+    uniform_fg[:, 0] = 0.1
+    uniform_fg[:, 1:] = 0.3
+    assert flip_risk(uniform_fg).item() == pytest.approx(1.0, abs=1e-6)
+    background = torch.zeros(1, 4, 2, 2)
+    background[:, 0] = 1.0
+    assert flip_risk(background).item() == 0.0
+    r = flip_risk(torch.rand(5, 4, 6, 6).softmax(1))
+    assert r.shape == (5,) and (r >= 0).all() and (r <= 1).all()
+    with pytest.raises(ValueError):
+        flip_risk(torch.rand(1, 2, 4, 4))
+
+
+def test_flip_metric_accumulates_like_the_function():
+    torch.manual_seed(0)
+    gt = torch.randint(0, 4, (6, 1, 8, 8))
+    pred = torch.randint(0, 4, (6, 1, 8, 8))
+    metric = FlipMetric()
+    per = metric(pred[:4], gt[:4])
+    assert per.shape == (4, 3)
+    torch.testing.assert_close(per.sum(1), torch.ones(4))
+    metric([p for p in pred[4:]], [g for g in gt[4:]])  # lists of channel-first images
+    assert metric.aggregate() == flip_decomposition(pred, gt)
+    metric.reset()
+    with pytest.raises(ValueError):
+        metric.aggregate()

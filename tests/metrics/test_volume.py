@@ -1,0 +1,91 @@
+"""Volume bias: hand-computed cases, NaN for empty ground truth, spacing, label-map/one-hot equivalence."""
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.networks.utils import one_hot
+
+from common.metrics import VolumeBiasMetric, label_volumes, volume_bias
+
+
+def _mask(n_voxels: int, label: int = 1, shape=(4, 4, 4)) -> torch.Tensor:
+    y = torch.zeros(1, 1, *shape)
+    y.view(-1)[:n_voxels] = label
+    return y
+
+
+def test_hand_computed_over_and_under_segmentation():
+    torch.testing.assert_close(volume_bias(_mask(6), _mask(5)), torch.tensor([[0.2]], dtype=torch.float64))
+    torch.testing.assert_close(volume_bias(_mask(4), _mask(5)), torch.tensor([[-0.2]], dtype=torch.float64))
+    torch.testing.assert_close(volume_bias(_mask(5), _mask(5)), torch.tensor([[0.0]], dtype=torch.float64))
+
+
+def test_background_channel_and_empty_ground_truth_gives_nan():
+    gt = _mask(5, label=1, shape=(2, 5))  # 10 voxels: 5 of class 1, 5 background
+    pred = _mask(6, label=2, shape=(2, 5))  # class 2 predicted but absent in gt; class 1 missed
+    bias = volume_bias(pred, gt, include_background=True)
+    assert bias.shape == (1, 3)
+    assert bias[0, 0].item() == pytest.approx((4 - 5) / 5)
+    assert bias[0, 1].item() == pytest.approx(-1.0)
+    assert torch.isnan(bias[0, 2])
+    assert volume_bias(pred, gt).shape == (1, 2)  # background dropped
+
+
+def test_one_hot_and_label_map_agree_and_mix():
+    rng = np.random.default_rng(0)
+    gt = torch.from_numpy(rng.integers(0, 4, size=(3, 1, 6, 7, 5)))
+    pred = torch.from_numpy(rng.integers(0, 4, size=(3, 1, 6, 7, 5)))
+    ref = volume_bias(pred, gt)
+    counts_p = np.stack([np.bincount(p.ravel(), minlength=4) for p in pred.numpy()])
+    counts_g = np.stack([np.bincount(g.ravel(), minlength=4) for g in gt.numpy()])
+    np.testing.assert_allclose(ref.numpy(), ((counts_p - counts_g) / counts_g)[:, 1:])
+    torch.testing.assert_close(volume_bias(one_hot(pred, 4), one_hot(gt, 4)), ref)
+    torch.testing.assert_close(volume_bias(one_hot(pred, 4), gt), ref)
+    torch.testing.assert_close(volume_bias(pred.float(), gt.float()), ref)
+
+
+def test_spacing_scales_volumes_not_the_ratio():
+    gt, pred = _mask(5), _mask(6)
+    assert label_volumes(gt, spacing=(2.0, 1.0, 0.5))[0, 1].item() == pytest.approx(5.0)
+    assert label_volumes(gt, spacing=3.0)[0, 1].item() == pytest.approx(135.0)
+    assert volume_bias(pred, gt, spacing=(2.0, 1.0, 0.5)).item() == pytest.approx(0.2)
+    per_sample = label_volumes(torch.cat([gt, gt]), spacing=[[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    np.testing.assert_allclose(per_sample[:, 1].numpy(), [5.0, 40.0])
+
+
+def test_metatensor_pixdim_is_used_for_volumes():
+    gt = MetaTensor(_mask(5), affine=torch.diag(torch.tensor([2.0, 3.0, 1.0, 1.0])))
+    assert label_volumes(gt)[0, 1].item() == pytest.approx(30.0)
+
+
+def test_bad_labels_are_rejected():
+    with pytest.raises(ValueError, match="non-integer"):
+        label_volumes(torch.full((1, 1, 2, 2), 0.5))
+    with pytest.raises(ValueError, match="negative"):
+        label_volumes(-_mask(3))
+    with pytest.raises(ValueError, match="num_classes is 2"):
+        label_volumes(_mask(3, label=2), num_classes=2)
+    with pytest.raises(ValueError, match="differ in batch or spatial shape"):
+        volume_bias(_mask(3), _mask(3, shape=(4, 4, 3)))
+    with pytest.raises(ValueError, match="spacing must be"):
+        label_volumes(_mask(3), spacing=(1.0, 1.0))
+
+
+def test_metric_accumulates_and_reduces_like_monai():
+    metric = VolumeBiasMetric(num_classes=3)
+    gt = torch.cat([_mask(5), _mask(5, label=2)])  # sample 0 has class 1 only, sample 1 class 2 only
+    pred = torch.cat([_mask(6), _mask(3, label=2)])
+    metric(y_pred=pred, y=gt)
+    metric(y_pred=_mask(10), y=_mask(5))
+    raw = metric.aggregate("none")
+    expected = torch.tensor([[0.2, float("nan")], [float("nan"), -0.4], [1.0, float("nan")]], dtype=torch.float64)
+    torch.testing.assert_close(raw, expected, equal_nan=True)
+    mean_batch = metric.aggregate("mean_batch")
+    np.testing.assert_allclose(mean_batch.numpy(), [0.6, -0.4])
+    assert metric.aggregate().item() == pytest.approx((0.2 - 0.4 + 1.0) / 3)
+    metric.reset()
+    metric.get_not_nans = True
+    metric([_mask(6)[0]], [_mask(5)[0]])  # list of channel-first samples, as after decollate
+    value, not_nans = metric.aggregate()
+    assert value.item() == pytest.approx(0.2) and not_nans.item() == 1
