@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_datalist": "datalist",
     "validate_datalist": "datalist",
     "DatalistError": "datalist",
+    "resolve_datalist": "datalist",
     "camus_datalist": "camus",
     "ThickSliceDataset": "seg_slices",
     "SliceBatchSampler": "seg_slices",

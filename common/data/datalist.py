@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 __all__ = ["DatalistError", "load_datalist", "validate_datalist", "resolve_datalist"]
 
@@ -27,6 +28,7 @@ DEFAULT_SPLITS = ("training", "validation")
 AFFINE_ATOL_MM = 1e-3  # largest allowed difference between image and label affine entries (mm)
 SPACING_RTOL = 1e-3  # relative tolerance between a "spacing" key and the header's voxel size
 LABEL_INTEGER_ATOL = 1e-3  # float label maps must hold integers up to this tolerance
+PROGRESS_MIN_FILES = 50  # show a progress bar when validating at least this many files
 
 
 class DatalistError(ValueError):
@@ -217,6 +219,7 @@ def validate_datalist(
     group_key: str | None = None,
     required_groups: Sequence[str] | None = None,
     extra_image_keys: Sequence[str] = (),
+    extra_label_keys: Sequence[str] = (),
     num_workers: int = 1,
 ) -> dict[str, Any]:
     """Check every entry of the chosen splits before training; raise one error listing all problems.
@@ -230,7 +233,8 @@ def validate_datalist(
     ``LABEL_INTEGER_ATOL``) in ``0 .. num_classes - 1``; an entry's ``spacing`` equals the header's voxel size
     (relative ``SPACING_RTOL``); each of ``required_groups`` has an entry in every split.
     ``extra_image_keys`` name further image files per entry (e.g. a low-resolution copy): they are checked
-    for readability, finiteness and dimensionality, not for shape. Each file is read once.
+    for readability, finiteness and dimensionality, not for shape; ``extra_label_keys`` likewise, plus the
+    label-value checks. Each file is read once.
 
     Args:
         datalist_path: the JSON file (or a loaded mapping, see :func:`load_datalist`).
@@ -244,7 +248,8 @@ def validate_datalist(
     Raises:
         DatalistError: with one line per problem, each naming the file.
     """
-    path_keys = tuple(k for k in (image_key, label_key, *extra_image_keys) if k is not None)
+    path_keys = tuple(k for k in (image_key, label_key, *extra_image_keys, *extra_label_keys) if k is not None)
+    label_keys = {k for k in (label_key, *extra_label_keys) if k is not None}
     resolved, problems, source = _read_datalist(datalist_path, dataset_dir, path_keys)
     where = source or "datalist"
     if problems and not resolved:
@@ -254,14 +259,16 @@ def validate_datalist(
     for split in splits:
         entries = resolved.get(split)
         for entry in entries if isinstance(entries, list) else ():
-            for key in (*extra_image_keys, image_key, label_key):
+            for key in (*extra_image_keys, *extra_label_keys, image_key, label_key):
                 if key is not None and isinstance(entry.get(key), str):
-                    files[(entry[key], key == label_key)] = None
+                    files[(entry[key], key in label_keys)] = None
+    progress = {"total": len(files), "desc": "validating datalist files", "disable": len(files) < PROGRESS_MIN_FILES}
     if num_workers > 1 and len(files) > 1:
         with ThreadPoolExecutor(max_workers=num_workers) as pool:
-            infos = dict(zip(files, pool.map(lambda f: _read_nifti(f[0], spatial_dims, f[1]), files)))
+            read_all = pool.map(lambda f: _read_nifti(f[0], spatial_dims, f[1]), files)
+            infos = dict(zip(files, tqdm(read_all, **progress)))
     else:
-        infos = {f: _read_nifti(f[0], spatial_dims, f[1]) for f in files}
+        infos = {f: _read_nifti(f[0], spatial_dims, f[1]) for f in tqdm(files, **progress)}
     reported: set[tuple[str, bool]] = set()
 
     def read(path: str, as_label: bool) -> _FileInfo:
@@ -285,7 +292,7 @@ def validate_datalist(
         for i, entry in enumerate(entries):
             tag = f"{split}[{i}]"
             label_required = label_key is not None and split != "test"
-            for key in (image_key, *extra_image_keys, *([label_key] if label_required else [])):
+            for key in (image_key, *extra_image_keys, *extra_label_keys, *([label_key] if label_required else [])):
                 if key not in entry:
                     problems.append(f"{where}: {tag} has no '{key}' key")
                 elif not isinstance(entry[key], str):
@@ -295,6 +302,9 @@ def validate_datalist(
             for key in extra_image_keys:
                 if isinstance(entry.get(key), str):
                     read(entry[key], as_label=False)
+            for key in extra_label_keys:
+                if isinstance(entry.get(key), str) and read(entry[key], as_label=True).affine is not None:
+                    _check_label_values(infos[(entry[key], True)], num_classes, problems)
             image = read(entry[image_key], as_label=False) if isinstance(entry.get(image_key), str) else None
             if image is not None and image.affine is not None and "spacing" in entry:
                 _check_spacing(image, entry["spacing"], tag, problems)
@@ -320,7 +330,7 @@ def validate_datalist(
                 if str(group) not in present:
                     problems.append(f"{where}: split '{split}' has no entry of {group_key} '{group}' (empty group)")
     if problems:
-        raise DatalistError(problems, source)
+        raise DatalistError(list(dict.fromkeys(problems)), source)  # a file shared by entries: report once
     return resolved
 
 
@@ -384,6 +394,7 @@ def resolve_datalist(
             validate_kwargs.get("image_key", "image"),
             validate_kwargs.get("label_key", "label"),
             *validate_kwargs.get("extra_image_keys", ()),
+            *validate_kwargs.get("extra_label_keys", ()),
         )
         if k is not None
     )

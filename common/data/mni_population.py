@@ -17,9 +17,11 @@ Group model (every number is a field of :class:`MNIPopulationConfig`):
   ``deformation_mm`` on control points every ``deformation_grid_mm``, trilinearly interpolated),
   a global scale ``exp(N(0, scale_std))`` about the grid centre, a tissue-mean contrast model
   ``I = mu_other p_other + mu_GM p_GM + mu_WM p_WM`` with subject jitter ``contrast_std`` on each
-  mean, a smooth multiplicative bias field (MONAI ``RandBiasField``, degree 3, coefficients up
-  to ``bias_field_coeff``), a gamma change ``exp(N(0, gamma_std))`` (MONAI ``AdjustContrast``)
-  and Rician noise of standard deviation ``noise_std`` (MONAI ``RandRicianNoise``);
+  mean, optionally ``texture_weight`` times the template T1 detail that this model does not
+  explain (T1 minus its least-squares tissue-mean fit), a smooth multiplicative bias field
+  (MONAI ``RandBiasField``, degree 3, coefficients up to ``bias_field_coeff``), a gamma change
+  ``exp(N(0, gamma_std))`` (MONAI ``AdjustContrast``) and Rician noise of standard deviation
+  ``noise_std`` (MONAI ``RandRicianNoise``);
 - group H: ``contrast_h`` (adult T1-like: WM brighter than GM), images at ``base_spacing``;
 - group L: ``contrast_l`` (infant-like inverted contrast, GM brighter than WM), an extra global
   scale ``group_l_scale``, and cortical thinning: the template's GM probability mass next to WM
@@ -71,7 +73,7 @@ class MNIPopulationConfig:
     crop_margin_mm: float = 4.0
     deformation_mm: float = 2.0
     deformation_grid_mm: float = 40.0
-    scale_std: float = 0.03  # log-normal global scale of every subject
+    scale_std: float = 0.02  # log-normal global scale of every subject (GM volume CV about 5%)
     group_l_scale: float = 1.0  # extra global scale of group L
     group_l_gm_change: float = -0.10  # relative GM volume change of group L by cortical thinning
     contrast_h: tuple[float, float, float] = (0.30, 0.60, 0.85)  # mean of other/CSF, GM, WM
@@ -80,6 +82,7 @@ class MNIPopulationConfig:
     bias_field_coeff: float = 0.1
     gamma_std: float = 0.1
     noise_std: float = 0.02
+    texture_weight: float = 1.0  # adds this times the template T1 detail the tissue model misses
     simulate_low_resolution: bool = True  # False: group L stays at base_spacing (a control)
 
     def __post_init__(self):
@@ -117,7 +120,11 @@ def tissue_labels(p_gm: np.ndarray, p_wm: np.ndarray, p_brain: np.ndarray) -> np
 
 @functools.lru_cache(maxsize=4)
 def _template(base_spacing: float, low_spacing: float, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """(3, X, Y, Z) float32 maps (GM, WM, brain) at ``base_spacing`` and their 4x4 affine."""
+    """(4, X, Y, Z) float32 maps (GM, WM, brain, T1 texture) at ``base_spacing`` and their 4x4 affine.
+
+    The T1 texture is the template T1 minus its least-squares fit by the tissue-mean model
+    (other/CSF, GM, WM), i.e. the anatomical detail the three probability maps do not explain.
+    """
     from monai.data import MetaTensor
     from nilearn import datasets
 
@@ -128,6 +135,7 @@ def _template(base_spacing: float, low_spacing: float, margin_mm: float) -> tupl
         gm_img.get_fdata(dtype=np.float32),
         datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32),
         datasets.load_mni152_brain_mask(resolution=1).get_fdata(dtype=np.float32),
+        datasets.load_mni152_template(resolution=1).get_fdata(dtype=np.float32),
     ]
     affine = np.asarray(gm_img.affine, dtype=np.float64)
     spacing1 = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
@@ -151,17 +159,22 @@ def _template(base_spacing: float, low_spacing: float, margin_mm: float) -> tupl
     mult = ratio.numerator if math.isclose(float(ratio), low_spacing / base_spacing, rel_tol=1e-6) else 1
     pad = [(0, (-n) % mult) for n in hr.shape[1:]]
     hr = np.pad(hr, [(0, 0)] + pad)
+    gm, wm, brain, t1 = hr
+    design = np.stack([np.clip(brain - gm - wm, 0.0, None), gm, wm], axis=-1)
+    inside = brain >= 0.5
+    mu, *_ = np.linalg.lstsq(design[inside].astype(np.float64), t1[inside].astype(np.float64), rcond=None)
+    hr[3] = np.where(brain > 0, t1 - design @ mu.astype(np.float32), 0.0)
     return np.ascontiguousarray(hr, dtype=np.float32), hr_affine
 
 
 def _move_gm(maps: np.ndarray, amount: float, weight_wm: np.ndarray, weight_gm: np.ndarray) -> np.ndarray:
     """Move GM probability to WM (amount > 0, thinning) or WM to GM (amount < 0), weighted by proximity."""
-    gm, wm, brain = maps
+    gm, wm, *rest = maps
     if amount >= 0:
         moved = np.minimum(gm, amount * weight_wm)
     else:
         moved = -np.minimum(wm, -amount * weight_gm)
-    return np.stack([gm - moved, wm + moved, brain])
+    return np.stack([gm - moved, wm + moved, *rest])
 
 
 @functools.lru_cache(maxsize=8)
@@ -175,11 +188,11 @@ def _group_template(base_spacing: float, low_spacing: float, margin_mm: float, g
     w_wm = ndimage.gaussian_filter(maps[1], 1.0)
     w_gm = ndimage.gaussian_filter(maps[0], 1.0)
     w_wm, w_gm = w_wm / w_wm.max(), w_gm / w_gm.max()
-    target = (1.0 + gm_change) * np.count_nonzero(tissue_labels(*maps) == 2)
+    target = (1.0 + gm_change) * np.count_nonzero(tissue_labels(*maps[:3]) == 2)
     sign = -1.0 if gm_change < 0 else 1.0  # thinning moves GM away: positive amount
 
     def gm_volume(a: float) -> int:
-        return int(np.count_nonzero(tissue_labels(*_move_gm(maps, -sign * a, w_wm, w_gm)) == 2))
+        return int(np.count_nonzero(tissue_labels(*_move_gm(maps, -sign * a, w_wm, w_gm)[:3]) == 2))
 
     lo, hi = 0.0, 1.0
     while (gm_volume(hi) - target) * sign < 0:
@@ -227,9 +240,10 @@ def _intensity(maps: np.ndarray, means: tuple[float, float, float], cfg: MNIPopu
     """Noise-free image (1, X, Y, Z) float32 from warped maps: tissue means, bias field, gamma."""
     from monai.transforms import AdjustContrast, RandBiasField
 
-    gm, wm, brain = maps
+    gm, wm, brain, texture = maps
     mu = np.asarray(means) * (1.0 + rng.normal(0.0, cfg.contrast_std, size=3))
-    img = (mu[0] * np.clip(brain - gm - wm, 0.0, None) + mu[1] * gm + mu[2] * wm)[None].astype(np.float32)
+    img = mu[0] * np.clip(brain - gm - wm, 0.0, None) + mu[1] * gm + mu[2] * wm + cfg.texture_weight * texture
+    img = img[None].astype(np.float32)
     if cfg.bias_field_coeff > 0:
         bias = RandBiasField(degree=3, coeff_range=(0.0, cfg.bias_field_coeff), prob=1.0)
         bias.set_random_state(seed=int(rng.integers(2**31)))
@@ -316,7 +330,7 @@ def generate_mni_population(output_dir: str | Path, config: MNIPopulationConfig 
         sid = f"{SPLITS[split]}_{group}{i:03d}"
         scale = float(np.exp(rng.normal(0.0, cfg.scale_std)) * (cfg.group_l_scale if group == "L" else 1.0))
         maps = _warp(group_maps[group], hr_affine, scale, cfg, rng)
-        label = tissue_labels(*maps)[None]
+        label = tissue_labels(*maps[:3])[None]
         clean = _intensity(maps, cfg.contrast_h if group == "H" else cfg.contrast_l, cfg, rng)
         files = {k: f"subjects/{sid}_{k}.nii.gz" for k in ("image", "label", "image_hr", "label_hr")}
         _write_nifti(root / files["image_hr"], _add_noise(clean, cfg, rng), hr_affine)
@@ -340,7 +354,7 @@ def generate_mni_population(output_dir: str | Path, config: MNIPopulationConfig 
         "seed": int(seed),
         "config": cfg.to_dict(),
         "labels": {str(k): v for k, v in LABEL_NAMES.items()},
-        "source": "MNI ICBM152 2009 template (nilearn): GM/WM probability maps and brain mask",
+        "source": "MNI ICBM152 2009 template (nilearn): T1, GM/WM probability maps and brain mask",
     }
     atomic_write_json(datalist_path, datalist)
     return datalist_path

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from monai.data import MetaTensor
 from monai.metrics import PSNRMetric, SSIMMetric
 
 from common.io import atomic_write_json
@@ -26,6 +27,12 @@ from common.metrics.image_quality import hfen, nrmse
 from common.networks.sr import interpolate_up
 
 METRIC_NAMES = ("psnr", "ssim", "nrmse", "hfen")
+
+
+def _plain(x: Any) -> torch.Tensor:
+    """A detached float32 CPU tensor without MetaTensor bookkeeping."""
+    x = x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+    return x.detach().cpu().float()
 
 
 def _items(batch: Any, output: Any) -> list[tuple[dict, dict]]:
@@ -88,8 +95,8 @@ class SRMetricsByDegradation:
 
     def score(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """The four metrics of one image pair ``(C, *spatial)``; ``pred`` is clipped to [0, 1]."""
-        target = torch.as_tensor(target).float()[None]
-        pred = torch.as_tensor(pred).float()[None].clamp(0.0, 1.0)
+        target = _plain(target)[None]
+        pred = _plain(pred)[None].clamp(0.0, 1.0)
         region = tuple(slice(0, min(a, b)) for a, b in zip(pred.shape[2:], target.shape[2:]))
         pred, target = pred[(..., *region)], target[(..., *region)]
         psnr, ssim = float(self.psnr(pred, target).mean()), float(self.ssim(pred, target).mean())
@@ -101,13 +108,12 @@ class SRMetricsByDegradation:
         for item, out in _items(engine.state.batch, engine.state.output):
             kind = item[self.group_key]
             kind = kind if isinstance(kind, str) else str(kind[0] if isinstance(kind, (list, tuple)) else kind)
-            target = out.get("label", item.get("label"))
-            for name, value in self.score(out["pred"].detach().cpu(), target.cpu()).items():
+            target = _plain(out.get("label", item.get("label")))
+            for name, value in self.score(out["pred"], target).items():
                 self.values["network"][kind][name].append(value)
             if self.baseline:
-                lr = torch.as_tensor(out.get("image", item.get("image"))).detach().cpu().float()
-                up = interpolate_up(lr[None], self.scale)[0]
-                for name, value in self.score(up, target.cpu()).items():
+                up = interpolate_up(_plain(out.get("image", item.get("image")))[None], self.scale)[0]
+                for name, value in self.score(up, target).items():
                     self.values["bicubic"][kind][name].append(value)
 
     def epoch_completed(self, engine: Engine) -> None:

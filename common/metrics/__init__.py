@@ -14,6 +14,7 @@ _EXPORTS = {
     "flip_decomposition": "flip",
     "flip_risk": "flip",
     "FlipMetric": "flip",
+    "FlipRiskd": "flip",
     "hfen": "image_quality",
     "nrmse": "image_quality",
     "HFENMetric": "image_quality",

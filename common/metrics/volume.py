@@ -135,7 +135,8 @@ class VolumeBiasMetric(CumulativeIterationMetric):
 
     ``metric(y_pred=pred, y=gt)`` buffers :func:`volume_bias` (``(B, C)``); ``aggregate()`` reduces the buffer with
     ``reduction`` (NaN, i.e. empty ground truth, is skipped), and ``aggregate("none")`` returns the raw
-    ``(N, C)`` buffer, e.g. for a median with :func:`common.metrics.bootstrap_ci`.
+    ``(N, C)`` buffer, e.g. for a median with :func:`common.metrics.bootstrap_ci`. As in MONAI, a class whose
+    values are all NaN reduces to 0 with a not-NaN count of 0.
 
     Args:
         include_background: keep class 0.

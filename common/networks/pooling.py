@@ -167,19 +167,20 @@ class ASAPPool(nn.Module):
     def __init__(self, spatial_dims: int = 2) -> None:
         super().__init__()
         self.spatial_dims = _check_dims(spatial_dims)
-        self._window_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._window_cache: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
 
-    def window(self, padded_sizes: Sequence[int]) -> torch.Tensor:
-        key = tuple(int(n) for n in padded_sizes)
+    def window(self, padded_sizes: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+        """:func:`asap_window` for the padded spatial sizes, cached per size and device (float64)."""
+        key = (tuple(int(n) for n in padded_sizes), str(device))
         if key not in self._window_cache:
-            self._window_cache[key] = asap_window(key)
+            self._window_cache[key] = asap_window(key[0]).to(device)
         return self._window_cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.spatial_dims, "ASAPPool")
         in_sizes = x.shape[2:]
         padded = F.pad(x, (0, 1) * self.spatial_dims)
-        return _spectral_pool(padded, self.spatial_dims, self.window(padded.shape[2:]), in_sizes)
+        return _spectral_pool(padded, self.spatial_dims, self.window(padded.shape[2:], x.device), in_sizes)
 
     def extra_repr(self) -> str:
         return f"spatial_dims={self.spatial_dims}"

@@ -17,7 +17,8 @@ Grid and border conventions (identical for every kind):
 - Borders: filters pad by mirroring without repeating the edge sample (torch ``"reflect"``, scipy ``"mirror"``).
 - Metadata: a ``MetaTensor`` input gives a ``MetaTensor`` output whose affine is
   ``affine @ T`` with ``T = diag(s, ..., s, 1)`` translated by the input-voxel coordinate of output voxel 0
-  (the window centre), so pixdim is multiplied by s and world positions stay exact.
+  (the window centre), so pixdim is multiplied by s and world positions stay exact. A 2D image with a 4x4
+  affine (MONAI's default, or a NIfTI slice) has its first two voxel axes scaled and the third left alone.
 
 Kinds:
 
@@ -271,11 +272,16 @@ class Degrade(Transform):
             self.center_fraction,
         )
         if isinstance(img, MetaTensor):
-            transform = torch.eye(n_spatial + 1, dtype=torch.float64)
+            rank = img.affine.shape[-1] - 1  # a 2D image may carry a 3D (4x4) affine, e.g. a NIfTI slice
+            if rank < n_spatial:
+                raise ValueError(
+                    f"affine of shape {tuple(img.affine.shape)} is too small for {n_spatial} spatial dims."
+                )
+            transform = torch.eye(rank + 1, dtype=torch.float64)
             offset = _centre_offset(kind, self.scale)
             for axis in range(n_spatial):
                 transform[axis, axis] = float(self.scale)
-                transform[axis, n_spatial] = offset
+                transform[axis, rank] = offset
             affine = img.affine.to(torch.float64) @ transform
             meta = dict(img.meta)
             meta["spatial_shape"] = np.asarray(out.shape[1:])

@@ -307,6 +307,19 @@ def test_extra_image_keys(tmp_path):
     assert msg.count("\n  - ") == 1
 
 
+def test_extra_label_keys_get_value_checks(tmp_path):
+    path = _dataset(tmp_path)
+    _save(tmp_path / "lbl_hr.nii.gz", _label((12, 10, 8), num_classes=4))
+    d = json.loads(path.read_text())
+    for split in ("training", "validation"):
+        for e in d[split]:
+            e["label_hr"] = "lbl_hr.nii.gz"
+    path.write_text(json.dumps(d))
+    validate_datalist(path, num_classes=4, extra_label_keys=("label_hr",))
+    msg = _problems(path, num_classes=3, extra_label_keys=("label_hr",))
+    assert f"{(tmp_path / 'lbl_hr.nii.gz').resolve()}: label values span 0..3, outside 0..2" in msg
+
+
 @pytest.mark.parametrize("num_workers", [1, 2])
 def test_all_problems_reported_at_once(tmp_path, num_workers):
     path = _dataset(tmp_path)

@@ -41,9 +41,8 @@ def test_one_hot_input_equals_label_input():
 
 
 def test_flip_risk_hand_computed():
-    # Two pixels, 4 classes. Pixel A: background wins -> ignored. Pixel B: fg probs 0.3/0.3/0.1 -> q = 3/7,3/7,1/7.
-    probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.3, 0.3, 0.3, 0.1]]).T.reshape(1, 4, 1, 2)
-    probs[0, :, 0, 1] = torch.tensor([0.1, 0.4, 0.4, 0.1])  # pixel B: argmax fg, q = 4/9, 4/9, 1/9
+    # Two pixels, 4 classes. Pixel A: background wins -> ignored. Pixel B: fg probs 0.4/0.4/0.1 -> q = 4/9, 4/9, 1/9.
+    probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.1, 0.4, 0.4, 0.1]]).T.reshape(1, 4, 1, 2)
     q = np.array([4, 4, 1]) / 9
     expected = -(q * np.log(q)).sum() / math.log(3)
     assert flip_risk(probs).item() == pytest.approx(expected, rel=1e-5)

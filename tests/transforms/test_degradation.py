@@ -204,3 +204,15 @@ def test_small_images_use_repeated_mirroring_like_scipy():
     np.testing.assert_allclose(Degrade("gaussian", 4)(img)[0].numpy(), ref, atol=1e-6)
     ref = ndi.median_filter(cropped, size=5, mode="mirror")[2::4, 2::4]
     np.testing.assert_array_equal(Degrade("median", 4)(img)[0].numpy(), ref)
+
+
+def test_2d_image_with_4x4_affine_scales_only_its_two_axes():
+    affine = torch.diag(torch.tensor([0.5, 0.7, 3.0, 1.0]))
+    affine[:3, 3] = torch.tensor([1.0, 2.0, 3.0])
+    out = Degrade("hann", 2)(MetaTensor(torch.rand(1, 20, 16), affine=affine))
+    expected = affine.clone()
+    expected[0, 0], expected[1, 1] = 1.0, 1.4
+    expected[:2, 3] += torch.tensor([0.5, 0.7])  # output voxel 0 sits at input voxel (1, 1)
+    torch.testing.assert_close(out.affine, expected, check_dtype=False)
+    assert tuple(out.shape) == (1, 10, 8)
+    assert tuple(Degrade("bicubic", 2)(MetaTensor(torch.rand(1, 20, 16))).pixdim.tolist()) == (2.0, 2.0)

@@ -1,0 +1,423 @@
+"""Study of the segmentation_resolution_bias bundle: approaches x resolution pairs, and down-sampling operators.
+
+``python -m common.study segmentation_resolution_bias --profile {smoke,quick,full} --output DIR`` runs
+every setting as one ordinary bundle process (``train.yaml`` + ``evaluate.yaml`` with
+``--train_first True``) and writes ``DIR/segmentation_resolution_bias/{results.json, report.md, *.png}``:
+
+- table 1 (the seed's Table 1): grey-matter group AUC per approach and resolution pair, with the
+  ground-truth ("manual") AUC;
+- Dice and normalised volume bias (median, bootstrap 95% interval) per structure, approach and group;
+- the down-sampling operators x {h_only, scale_aug} at the main pair;
+- figures in the shape of the seed's Fig. 3 (grey-matter volume distributions per approach with the
+  ground truth), Fig. 4 (Dice boxes) and Fig. 5 (volume-bias boxes).
+
+``results.json["summary"]`` holds, for grey matter at the main pair, ``volume_bias_L[approach]`` (median
+normalised volume bias of group L), ``dice_L[approach]``, ``auc[approach]`` and ``auc["manual"]``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common.io import atomic_write_json, atomic_write_text
+from common.study.report import markdown_table, use_agg_backend
+from common.study.runner import bundle_command, environment_record, run_bundle
+
+BUNDLE = "segmentation_resolution_bias"
+APPROACHES = ("h_only", "resampled", "scale_aug", "vinn")
+APPROACH_LABELS = {
+    "h_only": "(a) H-only",
+    "resampled": "(b) resampled",
+    "scale_aug": "(c) scale aug.",
+    "vinn": "(d) VINN",
+}
+DOWNSAMPLE_OPS = ("maxpool", "strided_conv", "avgpool", "blurpool", "flc", "asap")
+MAIN_STRUCTURE = "grey_matter"
+
+# Each profile: the resolution pairs (first = main pair), the settings of the approach grid, and of the pooling grid.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "pairs": [(2.0, 3.0)],
+        "ops": ["maxpool", "avgpool"],
+        "settings": {
+            "n_train": 2,
+            "n_val": 1,
+            "n_test": 2,
+            "epochs": 1,
+            "val_interval": 1,
+            "slices_per_volume": 4,
+            "slice_thickness": 3,
+            "channels": [8, 16],
+            "plane": "axial",
+        },
+        "pooling_settings": {},
+    },
+    "quick": {
+        "pairs": [(2.0, 3.0)],
+        "ops": list(DOWNSAMPLE_OPS),
+        "settings": {
+            "n_train": 10,
+            "n_val": 2,
+            "n_test": 8,
+            "epochs": 12,
+            "val_interval": 6,
+            "slices_per_volume": 16,
+            "slice_thickness": 3,
+            "channels": [8, 16, 32],
+            "plane": "axial",
+        },
+        "pooling_settings": {"epochs": 6, "val_interval": 6},
+    },
+    "full": {
+        "pairs": [(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)],
+        "ops": list(DOWNSAMPLE_OPS),
+        "settings": {
+            "n_train": 25,
+            "n_val": 5,
+            "n_test": 15,
+            "epochs": 70,
+            "val_interval": 10,
+            "slices_per_volume": 0,
+            "slice_thickness": 7,
+            "channels": [32, 64, 128, 256],
+            "plane": "all",
+        },
+        "pooling_settings": {},
+    },
+}
+
+
+def _pair_name(pair) -> str:
+    return f"{pair[0]:g}/{pair[1]:g} mm"
+
+
+def _run_dir_name(table: str, approach: str, pair, op: str) -> str:
+    return f"{table}_{approach}_{pair[0]:g}-{pair[1]:g}mm_{op}".replace(".", "p")
+
+
+def _fmt_ci(vb: dict) -> str:
+    med, (lo, hi) = vb["median"], vb["ci95"]
+    if med is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{100 * med:+.1f}%"
+    return f"{100 * med:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def grid(profile: str) -> list[dict]:
+    """Settings of every run of a profile (the approach grid first, then the extra pooling runs)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    spec = PROFILES[profile]
+    runs = []
+    for pair in spec["pairs"]:
+        for approach in APPROACHES:
+            runs.append({"table": "approaches", "approach": approach, "pair": pair, "downsample": "maxpool"})
+    main = spec["pairs"][0]
+    for op in spec["ops"]:
+        for approach in ("h_only", "scale_aug"):
+            if op == "maxpool" and not spec["pooling_settings"]:
+                continue  # identical to the approach grid's run
+            runs.append({"table": "pooling", "approach": approach, "pair": main, "downsample": op})
+    return runs
+
+
+def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
+    """Run the grid of ``profile`` into ``output_dir`` and return the path of ``report.md``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    spec = PROFILES.get(profile)
+    runs = grid(profile)  # validates the profile
+    command = shlex.join(
+        [
+            "python",
+            "-m",
+            "common.study",
+            BUNDLE,
+            "--profile",
+            profile,
+            "--output",
+            str(output_dir.parent),
+            "--seed",
+            str(seed),
+        ]
+    )
+    cache_dir = output_dir / "data_cache"
+    results = []
+    t_start = time.perf_counter()
+    for i, run in enumerate(runs, 1):
+        high, low = run["pair"]
+        run_dir = output_dir / "runs" / _run_dir_name(run["table"], run["approach"], run["pair"], run["downsample"])
+        overrides = {
+            **spec["settings"],
+            **(spec["pooling_settings"] if run["table"] == "pooling" else {}),
+            "approach": run["approach"],
+            "high_spacing": float(high),
+            "low_spacing": float(low),
+            "downsample": run["downsample"],
+            "seed": seed,
+            "train_first": True,
+            "cache_dir": str(cache_dir),
+            "ckpt_path": str(run_dir / "model.pt"),
+        }
+        metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, run_dir)
+        results.append({**run, "pair": list(run["pair"]), "overrides": overrides, "metrics": metrics})
+        auc = metrics["auc"].get(MAIN_STRUCTURE, {}).get("pred")
+        vb = metrics["groups"].get("L", {}).get("volume_bias", {}).get(MAIN_STRUCTURE, {}).get("median")
+        print(
+            f"[{i}/{len(runs)}] {run['table']:10s} {run['approach']:9s} {_pair_name(run['pair'])} {run['downsample']:12s}"
+            f" GM AUC {auc if auc is None else round(auc, 3)}  GM VB_L {vb if vb is None else round(vb, 3)}"
+            f"  ({metrics['_run']['seconds']:.0f} s)",
+            flush=True,
+        )
+    summary = summarize(results, spec["pairs"][0])
+    record = {
+        "study": BUNDLE,
+        "profile": profile,
+        "command": command,
+        "environment": environment_record(seed),
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "profile_settings": {k: v for k, v in spec.items()},
+        "example_run_command": shlex.join(
+            bundle_command(BUNDLE, ["train.yaml", "evaluate.yaml"], results[0]["overrides"]) if results else []
+        ),
+        "summary": summary,
+        "runs": results,
+    }
+    atomic_write_json(output_dir / "results.json", record)
+    figures = make_figures(results, spec["pairs"][0], output_dir)
+    report = output_dir / "report.md"
+    atomic_write_text(report, render_report(record, figures))
+    return report
+
+
+def _main_runs(results: list[dict], pair) -> dict[str, dict]:
+    return {
+        r["approach"]: r["metrics"]
+        for r in results
+        if r["table"] == "approaches" and tuple(r["pair"]) == tuple(pair) and r["downsample"] == "maxpool"
+    }
+
+
+def summarize(results: list[dict], main_pair) -> dict:
+    """``volume_bias_L``, ``dice_L``, ``auc`` per approach (+ ``auc["manual"]``) for grey matter at the main pair."""
+    runs = _main_runs(results, main_pair)
+    out: dict[str, Any] = {
+        "structure": MAIN_STRUCTURE,
+        "pair": list(main_pair),
+        "volume_bias_L": {},
+        "dice_L": {},
+        "auc": {},
+        "volume_bias_H": {},
+        "dice_H": {},
+    }
+    for approach, m in runs.items():
+        for g in ("L", "H"):
+            grp = m["groups"].get(g)
+            out[f"volume_bias_{g}"][approach] = grp["volume_bias"][MAIN_STRUCTURE]["median"] if grp else None
+            out[f"dice_{g}"][approach] = grp["dice"][MAIN_STRUCTURE]["mean"] if grp else None
+        auc = m["auc"].get(MAIN_STRUCTURE)
+        out["auc"][approach] = auc["pred"] if auc else None
+        if auc:
+            out["auc"]["manual"] = auc["manual"]
+    return out
+
+
+def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
+    """Fig. 3 (GM volume distributions with ground truth), Fig. 4 (Dice boxes), Fig. 5 (volume-bias boxes)."""
+    use_agg_backend()
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = _main_runs(results, main_pair)
+    approaches = [a for a in APPROACHES if a in runs]
+    if not approaches:
+        return []
+    names = []
+    colors = {"H": "tab:blue", "L": "tab:orange"}
+
+    # Fig. 3: grey-matter volume per subject, per approach and group, beside the ground truth
+    fig, ax = plt.subplots(figsize=(8, 4))
+    columns = ["ground truth", *[APPROACH_LABELS[a] for a in approaches]]
+    first = runs[approaches[0]]
+    for g in ("H", "L"):
+        true = [s["volume_true"][MAIN_STRUCTURE] for s in first["subjects"] if s["group"] == g]
+        series = [true] + [
+            [s["volume_pred"][MAIN_STRUCTURE] for s in runs[a]["subjects"] if s["group"] == g] for a in approaches
+        ]
+        for j, vals in enumerate(series):
+            x = j + (-0.15 if g == "H" else 0.15) + np.linspace(-0.05, 0.05, len(vals))
+            ax.scatter(x, vals, s=14, color=colors[g], label=f"group {g}" if j == 0 else None)
+            if vals:
+                ax.hlines(
+                    np.median(vals),
+                    j - 0.28 + (0 if g == "H" else 0.28),
+                    j + (0 if g == "H" else 0.28),
+                    color=colors[g],
+                )
+    ax.set_xticks(range(len(columns)), columns, rotation=15)
+    ax.set_ylabel("grey-matter volume (ml)")
+    ax.set_title(f"Grey-matter volume distributions, {_pair_name(main_pair)} (lines: medians)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(output_dir / "fig3_volume_distributions.png", dpi=120)
+    plt.close(fig)
+    names.append("fig3_volume_distributions.png")
+
+    for key, fname, ylabel in (
+        ("dice", "fig4_dice.png", "Dice"),
+        ("volume_bias", "fig5_volume_bias.png", "normalised volume bias"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for k, g in enumerate(("H", "L")):
+            data = []
+            for a in approaches:
+                vals = runs[a]["groups"].get(g, {}).get(key, {}).get(MAIN_STRUCTURE, {}).get("values", [])
+                data.append([v for v in vals if v is not None])
+            pos = np.arange(len(approaches)) + (k - 0.5) * 0.35
+            bp = ax.boxplot(data, positions=pos, widths=0.3, patch_artist=True, showfliers=True)
+            for patch in bp["boxes"]:
+                patch.set_facecolor(colors[g])
+                patch.set_alpha(0.6)
+            ax.plot([], [], color=colors[g], lw=6, alpha=0.6, label=f"group {g}")
+        if key == "volume_bias":
+            ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xticks(range(len(approaches)), [APPROACH_LABELS[a] for a in approaches])
+        ax.set_ylabel(f"grey-matter {ylabel}")
+        ax.set_title(f"{ylabel} at high resolution, {_pair_name(main_pair)}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(output_dir / fname, dpi=120)
+        plt.close(fig)
+        names.append(fname)
+    return names
+
+
+def render_report(record: dict, figures: list[str]) -> str:
+    results, summary = record["runs"], record["summary"]
+    pairs = [tuple(p) for p in PROFILES[record["profile"]]["pairs"]]
+    main_pair = pairs[0]
+    lines = [
+        "# Segmentation resolution bias: cross-resolution approaches",
+        "",
+        f"Profile `{record['profile']}`, {len(results)} bundle runs, {record['seconds']:.0f} s. Produced by:",
+        "",
+        f"    {record['command']}",
+        "",
+        "Evaluation on the test split at the high resolution for both groups, against high-resolution ground truth.",
+        "",
+        "## Table 1: grey-matter group AUC (group L vs H by predicted volume)",
+        "",
+    ]
+    auc_rows = []
+    manual = {}
+    for a in APPROACHES:
+        row: list[Any] = [APPROACH_LABELS[a]]
+        for pair in pairs:
+            m = _main_runs(results, pair).get(a)
+            auc = m["auc"].get(MAIN_STRUCTURE) if m else None
+            row.append(auc["pred"] if auc else None)
+            if auc:
+                manual[pair] = auc["manual"]
+        auc_rows.append(row)
+    auc_rows.append(["manual (ground truth)", *[manual.get(p) for p in pairs]])
+    lines += [markdown_table(["approach", *[_pair_name(p) for p in pairs]], auc_rows), ""]
+
+    runs = _main_runs(results, main_pair)
+    structures = next(iter(runs.values()))["structures"] if runs else []
+    for title, key, fmt in (
+        ("Dice (mean) per structure and group", "dice", lambda d: d["mean"]),
+        ("Normalised volume bias: median [bootstrap 95% interval]", "volume_bias", _fmt_ci),
+    ):
+        lines += [f"## {title}, {_pair_name(main_pair)}", ""]
+        headers = ["approach", *[f"{s} {g}" for s in structures for g in ("H", "L")]]
+        rows = []
+        for a in APPROACHES:
+            if a not in runs:
+                continue
+            m = runs[a]
+            rows.append(
+                [
+                    APPROACH_LABELS[a],
+                    *[
+                        fmt(m["groups"][g][key][s]) if g in m["groups"] else None
+                        for s in structures
+                        for g in ("H", "L")
+                    ],
+                ]
+            )
+        lines += [markdown_table(headers, rows), ""]
+
+    lines += [f"## Flip decomposition of ground-truth brain voxels (pooled), {_pair_name(main_pair)}", ""]
+    rows = []
+    for a in APPROACHES:
+        if a in runs:
+            for g, entry in sorted(runs[a]["groups"].items()):
+                f = entry["flip"]["global"]
+                rows.append([APPROACH_LABELS[a], g, f["correct"], f["flip"], f["miss"]])
+    lines += [markdown_table(["approach", "group", "correct", "flip", "miss"], rows), ""]
+
+    pooling = [r for r in results if r["table"] == "pooling"] + [
+        r
+        for r in results
+        if r["table"] == "approaches" and r["approach"] in ("h_only", "scale_aug") and tuple(r["pair"]) == main_pair
+    ]
+    if any(r["table"] == "pooling" for r in results):
+        epochs = {r["overrides"]["epochs"] for r in results if r["table"] == "pooling"}
+        lines += [
+            f"## Down-sampling operators, {_pair_name(main_pair)} ({'/'.join(map(str, sorted(epochs)))} epochs)",
+            "",
+        ]
+        rows = []
+        ops = PROFILES[record["profile"]]["ops"]
+        for op in ops:
+            for a in ("h_only", "scale_aug"):
+                cands = [r for r in pooling if r["downsample"] == op and r["approach"] == a]
+                pool_first = [r for r in cands if r["table"] == "pooling"] or cands
+                if not pool_first:
+                    continue
+                m = pool_first[0]["metrics"]
+                gl = m["groups"].get("L", {})
+                gh = m["groups"].get("H", {})
+                rows.append(
+                    [
+                        op,
+                        APPROACH_LABELS[a],
+                        gh.get("dice", {}).get(MAIN_STRUCTURE, {}).get("mean"),
+                        gl.get("dice", {}).get(MAIN_STRUCTURE, {}).get("mean"),
+                        _fmt_ci(gl["volume_bias"][MAIN_STRUCTURE]) if gl else None,
+                        m["auc"].get(MAIN_STRUCTURE, {}).get("pred"),
+                    ]
+                )
+        lines += [
+            markdown_table(["operator", "approach", "GM Dice H", "GM Dice L", "GM volume bias L", "GM AUC"], rows),
+            "",
+        ]
+
+    lines += ["## Summary (grey matter, main pair)", ""]
+    rows = [
+        [APPROACH_LABELS[a], summary["dice_L"].get(a), summary["volume_bias_L"].get(a), summary["auc"].get(a)]
+        for a in APPROACHES
+        if a in summary["auc"]
+    ]
+    rows.append(["manual", None, None, summary["auc"].get("manual")])
+    lines += [markdown_table(["approach", "Dice L", "median volume bias L", "AUC"], rows), ""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    lines += [
+        "Example single run:",
+        "",
+        f"    {record['example_run_command']}",
+        "",
+        f"Environment: {record['environment']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m common.study segmentation_resolution_bias --profile {smoke,quick,full} --output DIR")
