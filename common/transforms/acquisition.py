@@ -125,6 +125,12 @@ class SimulateLowResolution(Transform):
         meta = dict(img.meta) if isinstance(img, MetaTensor) else {}
         meta.pop("affine", None)
         meta["spatial_shape"] = out_shape.copy()
+        if "pixdim" in meta:  # NIfTI header entries copied by LoadImage: keep them consistent with the new grid
+            meta["pixdim"] = np.array(meta["pixdim"], dtype=np.float64, copy=True)
+            meta["pixdim"][1 : 1 + ndim] = target
+        if "dim" in meta:
+            meta["dim"] = np.array(meta["dim"], copy=True)
+            meta["dim"][1 : 1 + ndim] = out_shape
         return MetaTensor(torch.as_tensor(out), affine=torch.as_tensor(new_affine, dtype=torch.float64), meta=meta)
 
     def _mode_pool(self, lab: np.ndarray, ratio: np.ndarray, out_shape: np.ndarray) -> np.ndarray:

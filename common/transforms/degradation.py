@@ -77,33 +77,44 @@ def degradation_taps(kind: str, scale: int) -> torch.Tensor:
     raise ValueError(f"{kind!r} is not a separable degradation kind; expected one of {_SEPARABLE_KINDS}.")
 
 
+def _mirror_index(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Map indices outside ``[0, n)`` back inside by mirroring without repeating the edge (scipy ``"mirror"``)."""
+    if n == 1:
+        return torch.zeros_like(index)
+    index = index.remainder(2 * n - 2)
+    return torch.where(index >= n, 2 * n - 2 - index, index)
+
+
 def _mirror_pad(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
-    """Pad ``dim`` by mirroring without repeating the edge (scipy ``"mirror"``), any pad width, any size."""
-    n = x.shape[dim]
-    index = torch.arange(-left, n + right)
-    if n > 1:
-        index = index.remainder(2 * n - 2)
-        index = torch.where(index >= n, 2 * n - 2 - index, index)
-    else:
-        index = torch.zeros_like(index)
-    return x.index_select(dim, index)
+    """Pad ``dim`` by mirroring without repeating the edge, any pad width and any size."""
+    return x.index_select(dim, _mirror_index(torch.arange(-left, x.shape[dim] + right), x.shape[dim]))
 
 
 def _filter_decimate_axis(x: torch.Tensor, taps: torch.Tensor, axis: int, scale: int) -> torch.Tensor:
     """Correlate ``x`` (C, *spatial) with ``taps`` along ``axis`` (a tensor dim) evaluated at samples ``s//2 + k*s``.
 
-    Computed as a weighted sum of strided views of the mirror-padded input, so only kept samples are evaluated.
+    A weighted sum of strided views of ``x``; only the few border outputs whose window leaves the image gather
+    mirrored samples, so neither a padded copy nor the discarded samples are computed.
     """
-    n, length = x.shape[axis], taps.numel()
-    left = length // 2
-    padded = _mirror_pad(x, axis, left, length - 1 - left).movedim(axis, -1)
-    m = n // scale
-    out = None
+    n, m = x.shape[axis], x.shape[axis] // scale
+    shape = list(x.shape)
+    shape[axis] = m
+    out = torch.zeros(shape, dtype=x.dtype, device=x.device)
     for t, weight in enumerate(taps.tolist()):
-        start = scale // 2 + t
-        term = padded[..., start : start + (m - 1) * scale + 1 : scale] * weight
-        out = term if out is None else out.add_(term)
-    return out.movedim(-1, axis)
+        position = torch.arange(m) * scale + (scale // 2 + t - taps.numel() // 2)
+        valid = ((position >= 0) & (position < n)).nonzero().flatten()
+        if valid.numel():
+            first, last = int(valid[0]), int(valid[-1])
+            index = [slice(None)] * x.ndim
+            index[axis] = slice(int(position[first]), int(position[last]) + 1, scale)
+            target = [slice(None)] * x.ndim
+            target[axis] = slice(first, last + 1)
+            out[tuple(target)].add_(x[tuple(index)], alpha=weight)
+        border = ((position < 0) | (position >= n)).nonzero().flatten()
+        if border.numel():
+            gathered = x.index_select(axis, _mirror_index(position[border], n))
+            out.index_add_(axis, border, gathered, alpha=weight)
+    return out
 
 
 def _median_decimate(x: torch.Tensor, scale: int) -> torch.Tensor:

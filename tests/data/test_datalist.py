@@ -370,3 +370,18 @@ def test_resolve_datalist_uses_default_only_when_empty(tmp_path):
         resolve_datalist(user, None, factory)
     with pytest.raises(ValueError, match="no default_factory"):
         resolve_datalist("", None, None)
+
+
+def test_a_bad_file_shared_by_entries_is_reported_once(tmp_path):
+    path = _dataset(tmp_path)
+    _save(tmp_path / "shared_lbl.nii.gz", _label(num_classes=5))
+    d = json.loads(path.read_text())
+    for split in ("training", "validation"):
+        for e in d[split]:
+            e["label"] = "shared_lbl.nii.gz"
+    path.write_text(json.dumps(d))
+    with pytest.raises(DatalistError) as err:
+        validate_datalist(path, num_classes=3)
+    assert err.value.problems == [
+        f"{(tmp_path / 'shared_lbl.nii.gz').resolve()}: label values span 0..4, outside 0..2 (num_classes=3)"
+    ]

@@ -56,6 +56,20 @@ def test_affine_pixdim_same_fov_corner():
     np.testing.assert_allclose(out.affine.numpy(), expected)
 
 
+def test_loaded_nifti_round_trip(tmp_path):
+    import nibabel as nib
+    from monai.transforms import LoadImage
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-40.0, 10.0, 5.0]
+    nib.save(nib.Nifti1Image(np.ones((9, 6, 3), np.float32), affine), tmp_path / "img.nii.gz")
+    out = SimulateLowResolution(3.0)(LoadImage(ensure_channel_first=True)(tmp_path / "img.nii.gz"))
+    assert tuple(out.shape) == (1, 6, 4, 2)
+    np.testing.assert_allclose(out.meta["pixdim"][1:4], [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(out.meta["dim"][1:4], [6, 4, 2])
+    np.testing.assert_allclose(out.affine.numpy()[:3, 3], [-39.5, 10.5, 5.5])
+
+
 def test_affine_keeps_direction_cosines():
     rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     affine = np.eye(4)
