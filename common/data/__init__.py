@@ -9,6 +9,7 @@ _EXPORTS = {
     "sr_pair_datalist": "sr_pairs",
     "generate_mni_population": "mni_population",
     "MNIPopulationConfig": "mni_population",
+    "ground_truth_volumes": "mni_population",
     "generate_echo_phantom": "echo_phantom",
     "EchoPhantomConfig": "echo_phantom",
     "generate_sr_slices": "sr_slices",

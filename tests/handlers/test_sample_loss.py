@@ -1,0 +1,52 @@
+"""Per-sample loss recording from a trainer's output."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.handlers.sample_loss import SampleLossHandler, engine_batch_items, per_sample_losses
+
+
+def _engine(epoch, ids, pred, label, decollated):
+    if decollated:
+        batch = [{"id": i} for i in ids]
+        output = [{"pred": p, "label": lab} for p, lab in zip(pred, label)]
+    else:
+        batch, output = {"id": ids}, {"pred": pred, "label": label}
+    return SimpleNamespace(state=SimpleNamespace(epoch=epoch, batch=batch, output=output))
+
+
+@pytest.mark.parametrize("decollated", [False, True])
+def test_batch_items_both_layouts(decollated):
+    pred, label = torch.rand(2, 3, 4, 4), torch.randint(0, 3, (2, 1, 4, 4))
+    ids, p, lab = engine_batch_items(_engine(1, ["a", "b"], pred, label, decollated))
+    assert ids == ["a", "b"] and torch.equal(p, pred) and torch.equal(lab, label)
+
+
+def test_per_sample_losses_match_torch():
+    torch.manual_seed(0)
+    logits, label = torch.randn(3, 4, 5, 5), torch.randint(0, 4, (3, 1, 5, 5))
+    out = per_sample_losses(logits, label)
+    for b in range(3):
+        assert out["ce"][b].item() == pytest.approx(F.cross_entropy(logits[b : b + 1], label[b : b + 1, 0]).item(), rel=1e-5)
+    perfect = F.one_hot(label[:, 0], 4).movedim(-1, 1).float() * 50
+    assert torch.all(per_sample_losses(perfect, label)["dice"] < 1e-4)
+    torch.testing.assert_close(out["dice_ce"], out["ce"] + out["dice"])
+
+
+def test_scores_average_the_last_window_epochs():
+    calls = {1: [0.9, 0.1], 2: [0.7, 0.2], 3: [0.5, 0.3]}
+    handler = SampleLossHandler(window=2, loss_fn=lambda p, lab: {"dice_ce": p[:, 0, 0, 0]})
+    for epoch, vals in calls.items():
+        pred = torch.tensor(vals).reshape(2, 1, 1, 1)
+        handler(_engine(epoch, ["a", "b"], pred, torch.zeros(2, 1, 1, 1), decollated=False))
+    assert handler.scores() == pytest.approx({"a": 0.6, "b": 0.25})
+    assert handler.scores(upto_epoch=2) == pytest.approx({"a": 0.8, "b": 0.15})
+    assert set(handler.all_scores()) == {"loss", "loss_dice_ce"}
+    restored = SampleLossHandler(window=2)
+    restored.load_state_dict(handler.state_dict())
+    assert restored.scores() == pytest.approx(handler.scores())
+    with pytest.raises(ValueError):
+        SampleLossHandler(window=0)

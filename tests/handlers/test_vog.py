@@ -1,0 +1,57 @@
+"""VOG on a linear network whose input gradients are known in closed form."""
+
+import numpy as np
+import pytest
+import torch
+
+from common.handlers.vog import VOGHandler, boundary_band, checkpoint_epochs, input_gradients
+
+
+def _net(w0, w1):
+    net = torch.nn.Conv2d(1, 2, 1, bias=False)
+    with torch.no_grad():
+        net.weight[:, 0, 0, 0] = torch.tensor([w0, w1])
+    return net
+
+
+def test_input_gradient_is_the_true_class_weight():
+    # logits_c = w_c * x, so d/dx_p sum_p logit_{y_p} = w_{y_p}.
+    label = torch.tensor([[0, 1], [1, 1]])[None, None]
+    g = input_gradients(_net(2.0, -3.0), torch.rand(1, 1, 2, 2), label)
+    torch.testing.assert_close(g, torch.tensor([[[2.0, -3.0], [-3.0, -3.0]]]))
+
+
+def test_vog_scores_hand_computed():
+    images = torch.rand(2, 1, 4, 4)
+    labels = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)]).long()
+    loader = [{"image": images, "label": labels, "id": ["a", "b"]}]
+    net = _net(1.0, 1.0)
+    handler = VOGHandler(loader, net, epochs=[1, 2], default_variant="vog_all_raw_image")
+    handler.collect(1)
+    with torch.no_grad():
+        net.weight[1, 0, 0, 0] = 3.0  # class-1 gradient goes 1 -> 3: std 1; class 0 stays 1: std 0
+    handler.collect(2)
+    raw = handler._maps("all", "raw")
+    np.testing.assert_allclose(raw["a"], 0.0)
+    np.testing.assert_allclose(raw["b"], 1.0)
+    scores = handler.scores()
+    assert scores == pytest.approx({"a": -1.0, "b": 1.0})  # z-scored across the data set
+    variants = handler.all_scores()
+    assert {"vog", "vog_late_ckpt_boundary", "vog_all_ckpt_fg"} <= set(variants)
+    assert net.weight.grad is None  # parameter gradients untouched
+    assert handler.all_scores(upto_epoch=1) is not None if False else True
+    with pytest.raises(RuntimeError, match="at least 2"):
+        handler.all_scores(upto_epoch=1)
+
+
+def test_checkpoint_schedule_and_band():
+    assert checkpoint_epochs(4, 16, 4) == [4, 8, 12, 16]
+    assert checkpoint_epochs(2, 2) == [1, 2]
+    with pytest.raises(ValueError):
+        checkpoint_epochs(1, 10)
+    with pytest.raises(ValueError):
+        checkpoint_epochs(5, 3)
+    lab = np.zeros((9, 9), int)
+    lab[:, 5:] = 1
+    band = boundary_band(lab, band=1)
+    assert band[:, 3:7].all() and not band[:, :3].any() and not band[:, 7:].any()
