@@ -148,7 +148,9 @@ def echo_phantom_sample(rng: np.random.Generator, size: int = 64, config: EchoPh
 
 
 def _cache_key(config: EchoPhantomConfig, seed: int) -> str:
-    blob = json.dumps({"generator": "echo_phantom/1", "config": dataclasses.asdict(config), "seed": seed}, sort_keys=True)
+    blob = json.dumps(
+        {"generator": "echo_phantom/1", "config": dataclasses.asdict(config), "seed": seed}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -352,3 +352,28 @@ def evaluation_entries(entries: Sequence[Mapping]) -> list[dict]:
         subject = e.get("subject") or Path(str(image)).name.split(".")[0]
         out.append({"image": image, "label": label, "group": str(e.get("group", "H")), "subject": subject})
     return out
+
+
+def inference_items(
+    input_image: str | os.PathLike | None, datalist: str | os.PathLike | None = None, dataset_dir=None
+) -> list[dict]:
+    """``[{"image": path}]`` for ``input_image``, else the ``test`` (or ``validation``) images of ``datalist``.
+
+    Raises ``FileNotFoundError`` naming a missing file before any model is loaded.
+    """
+    from common.data.datalist import load_datalist
+
+    if input_image:
+        paths = [str(input_image)]
+    elif datalist:
+        data = load_datalist(datalist, dataset_dir or None)
+        entries = data.get("test") or data.get("validation") or []
+        paths = [e["image"] if isinstance(e, Mapping) else e for e in entries]
+        if not paths:
+            raise ValueError(f"{datalist}: no 'test' or 'validation' entries to segment")
+    else:
+        raise ValueError("inference needs --input_image FILE or --datalist JSON")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+    return [{"image": p} for p in paths]

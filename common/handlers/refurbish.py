@@ -152,12 +152,15 @@ class RefurbishHandler:
     @torch.no_grad()
     def pseudo_label(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Argmax pseudo-label ``(1, *spatial)`` for one image ``(C, *spatial)``, keeping ``label`` where unsure."""
-        was_training = self.network.training
-        self.network.eval()
+        from common.handlers.vog import unwrap
+
+        network = unwrap(self.network)
+        was_training = network.training
+        network.eval()
         try:
-            probs = self.network(image[None].to(self.device)).softmax(1)[0].cpu()
+            probs = network(image[None].to(self.device)).softmax(1)[0].cpu()
         finally:
-            self.network.train(was_training)
+            network.train(was_training)
         top, arg = probs.max(0)
         new = arg[None].to(label.dtype)
         if self.confidence > 0:
@@ -322,7 +325,9 @@ class SegmentationReport:
             "flip": _fractions(torch.cat(self._counts)) if self._counts else None,
             "flip_risk_mean": float(np.mean([r["flip_risk"] for r in self.records])) if self.records else None,
             "num_images": len(self.records),
-            "per_image": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in self.records],
+            "per_image": [
+                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in self.records
+            ],
         }
 
 

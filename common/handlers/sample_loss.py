@@ -108,4 +108,3 @@ class SampleLossHandler:
         for name, per_sample in state.items():
             for sid, per_epoch in per_sample.items():
                 self.history[name][sid].update({int(e): float(v) for e, v in per_epoch.items()})
-

@@ -91,7 +91,10 @@ class SRMetricsByDegradation:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def reset(self) -> None:
-        self.values = {"network": defaultdict(lambda: defaultdict(list)), "bicubic": defaultdict(lambda: defaultdict(list))}
+        self.values = {
+            "network": defaultdict(lambda: defaultdict(list)),
+            "bicubic": defaultdict(lambda: defaultdict(list)),
+        }
 
     def score(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """The four metrics of one image pair ``(C, *spatial)``; ``pred`` is clipped to [0, 1]."""
@@ -102,7 +105,12 @@ class SRMetricsByDegradation:
         psnr, ssim = float(self.psnr(pred, target).mean()), float(self.ssim(pred, target).mean())
         self.psnr.reset()
         self.ssim.reset()
-        return {"psnr": psnr, "ssim": ssim, "nrmse": float(nrmse(pred, target).mean()), "hfen": float(hfen(pred, target).mean())}
+        return {
+            "psnr": psnr,
+            "ssim": ssim,
+            "nrmse": float(nrmse(pred, target).mean()),
+            "hfen": float(hfen(pred, target).mean()),
+        }
 
     def iteration_completed(self, engine: Engine) -> None:
         for item, out in _items(engine.state.batch, engine.state.output):
@@ -126,7 +134,9 @@ class SRMetricsByDegradation:
         }
         if self.baseline:
             self.results["bicubic_interpolation"] = self._means("bicubic", kinds)
-            self.results["bicubic_per_image"] = {m: {k: self.values["bicubic"][k][m] for k in kinds} for m in METRIC_NAMES}
+            self.results["bicubic_per_image"] = {
+                m: {k: self.values["bicubic"][k][m] for k in kinds} for m in METRIC_NAMES
+            }
         step = self.global_step_transform(engine)
         for source, prefix in (("metrics", ""), ("bicubic_interpolation", "bicubic_")):
             for name, per_kind in self.results.get(source, {}).items():

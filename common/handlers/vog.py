@@ -42,6 +42,15 @@ def checkpoint_epochs(num_checkpoints: int, last_epoch: int, first_epoch: int = 
     return sorted({int(round(x)) for x in np.linspace(first_epoch, last_epoch, num_checkpoints)})
 
 
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside ``DistributedDataParallel``/``DataParallel`` (their forward expects a backward pass)."""
+    return (
+        network.module
+        if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+        else network
+    )
+
+
 def input_gradients(network: torch.nn.Module, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """Gradient ``(B, *spatial)`` (summed over input channels) of the summed true-class logits w.r.t. ``image``.
 
@@ -126,19 +135,20 @@ class VOGHandler:
 
     def collect(self, epoch: int) -> None:
         """Compute and store the input gradients of every sample for checkpoint ``epoch``."""
-        was_training = self.network.training
-        self.network.eval()
+        network = unwrap(self.network)
+        was_training = network.training
+        network.eval()
         grads: dict[str, np.ndarray] = {}
         try:
             for batch in self.data_loader:
                 image = torch.as_tensor(batch[self.image_key]).to(self.device)
                 label = torch.as_tensor(batch[self.label_key]).to(self.device)
-                g = input_gradients(self.network, image, label).cpu().numpy()
+                g = input_gradients(network, image, label).cpu().numpy()
                 for sid, gi, li in zip(batch[self.id_key], g, label[:, 0].cpu().numpy()):
                     grads[str(sid)] = gi.astype(np.float16)
                     self.labels[str(sid)] = li.astype(np.int16)
         finally:
-            self.network.train(was_training)
+            network.train(was_training)
         self.gradients[epoch] = grads
 
     def _maps(self, schedule: str, norm: str, upto_epoch: int | None = None) -> dict[str, np.ndarray]:

@@ -66,10 +66,26 @@ def _settings(profile: str) -> list[dict]:
     for kind in cfg["types"]:
         for level in cfg["levels"]:
             tag = f"{kind}_{int(round(level * 100)):02d}"
-            runs.append({"name": f"{tag}_noisy", "error_type": kind, "error_level": level, "refurbish": False, "detector": "loss"})
+            runs.append(
+                {
+                    "name": f"{tag}_noisy",
+                    "error_type": kind,
+                    "error_level": level,
+                    "refurbish": False,
+                    "detector": "loss",
+                }
+            )
             for det, where in cfg["refurbish_with"].items():
                 if where == "all" or level in where.get(kind, ()):
-                    runs.append({"name": f"{tag}_refurbished_{det}", "error_type": kind, "error_level": level, "refurbish": True, "detector": det})
+                    runs.append(
+                        {
+                            "name": f"{tag}_refurbished_{det}",
+                            "error_type": kind,
+                            "error_level": level,
+                            "refurbish": True,
+                            "detector": det,
+                        }
+                    )
     return runs  # fmt: skip
 
 
@@ -129,7 +145,9 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
     fig, axes = plt.subplots(1, len(types), figsize=(4.2 * len(types), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], types):
         xs = [0.0, *levels]
-        noisy = [clean] + [results[f"{kind}_{int(round(lv * 100)):02d}_noisy"]["metrics"]["test"]["dice_mean"] for lv in levels]
+        noisy = [clean] + [
+            results[f"{kind}_{int(round(lv * 100)):02d}_noisy"]["metrics"]["test"]["dice_mean"] for lv in levels
+        ]
         ax.plot(xs, noisy, "o-", label="noisy")
         for det in DETECTORS:
             pts = [(lv, results[k]["metrics"]["test"]["dice_mean"]) for lv in levels
@@ -199,11 +217,21 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     dice_rows, flip_rows = [], []
     flip_of = lambda n: results[n]["metrics"]["test"]["flip"]["global"] if n in results else None  # noqa: E731
     f = flip_of("clean")
-    flip_rows.append(["clean", "0%", "-", f["correct"], f["flip"], f["miss"], results["clean"]["metrics"]["test"]["flip_risk_mean"]])
+    flip_rows.append(
+        ["clean", "0%", "-", f["correct"], f["flip"], f["miss"], results["clean"]["metrics"]["test"]["flip_risk_mean"]]
+    )
     for kind in types:
         for lv in levels:
-            dice_rows.append([kind, f"{lv:.0%}", clean, dice(key(kind, lv, "noisy")),
-                              dice(key(kind, lv, "refurbished_loss")), dice(key(kind, lv, "refurbished_vog"))])
+            dice_rows.append(
+                [
+                    kind,
+                    f"{lv:.0%}",
+                    clean,
+                    dice(key(kind, lv, "noisy")),
+                    dice(key(kind, lv, "refurbished_loss")),
+                    dice(key(kind, lv, "refurbished_vog")),
+                ]
+            )
             for what in ("noisy", "refurbished_loss"):
                 f = flip_of(key(kind, lv, what))
                 if f:
@@ -218,7 +246,9 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     for name, r in results.items():
         q = r["metrics"].get("detection", {}).get("label_quality")
         if q:
-            quality_rows.append([name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]])
+            quality_rows.append(
+                [name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
+            )
 
     mid = 0.5 if 0.5 in levels else levels[len(levels) // 2]
     top = max(levels)

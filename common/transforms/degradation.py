@@ -203,7 +203,7 @@ def degrade(
 ) -> torch.Tensor:
     """Degrade a channel-first float tensor (C, *spatial) to (C, *(n // scale)); metadata is not handled here."""
     n_spatial = img.ndim - 1
-    x = img[(slice(None),) + tuple(slice(0, (n // scale) * scale) for n in img.shape[1:])]
+    x = img[(slice(None),) + tuple(slice(0, (n // scale) * scale) for n in img.shape[1:])].contiguous()
     if kind in _SEPARABLE_KINDS:
         taps = degradation_taps(kind, scale)
         out = x

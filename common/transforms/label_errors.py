@@ -340,7 +340,9 @@ def prepare_label_error_datalist(
 
         splits = tuple(k for k in ("training", "validation", "test") if k in json.loads(path.read_text()))
         validate_datalist(path, base, num_classes=num_classes, spatial_dims=2, splits=splits)
-    return corrupt_datalist(path, base, cache_dir, kind=error_type, error_level=error_level, seed=seed, **corrupt_kwargs)
+    return corrupt_datalist(
+        path, base, cache_dir, kind=error_type, error_level=error_level, seed=seed, **corrupt_kwargs
+    )
 
 
 def load_split(datalist_path: str | Path, split: str) -> list[dict]:

@@ -30,7 +30,9 @@ def test_per_sample_losses_match_torch():
     logits, label = torch.randn(3, 4, 5, 5), torch.randint(0, 4, (3, 1, 5, 5))
     out = per_sample_losses(logits, label)
     for b in range(3):
-        assert out["ce"][b].item() == pytest.approx(F.cross_entropy(logits[b : b + 1], label[b : b + 1, 0]).item(), rel=1e-5)
+        assert out["ce"][b].item() == pytest.approx(
+            F.cross_entropy(logits[b : b + 1], label[b : b + 1, 0]).item(), rel=1e-5
+        )
     perfect = F.one_hot(label[:, 0], 4).movedim(-1, 1).float() * 50
     assert torch.all(per_sample_losses(perfect, label)["dice"] < 1e-4)
     torch.testing.assert_close(out["dice_ce"], out["ce"] + out["dice"])

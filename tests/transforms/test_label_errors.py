@@ -109,7 +109,9 @@ def _write_datalist(tmp_path, n=8):
     entries = []
     for i in range(n):
         for kind in ("image", "label"):
-            arr = _label().astype(np.uint8) if kind == "label" else np.random.default_rng(i).random((32, 32), np.float32)
+            arr = (
+                _label().astype(np.uint8) if kind == "label" else np.random.default_rng(i).random((32, 32), np.float32)
+            )
             nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / f"{kind}_{i}.nii.gz")
         entries.append({"image": f"image_{i}.nii.gz", "label": f"label_{i}.nii.gz"})
     path = tmp_path / "list.json"
@@ -119,7 +121,9 @@ def _write_datalist(tmp_path, n=8):
 
 def test_corrupt_datalist_exact_fraction_flags_and_reuse(tmp_path):
     src = _write_datalist(tmp_path)
-    out = corrupt_datalist(src, None, tmp_path / "cache", kind="systematic", error_level=0.25, seed=3, structures=(1,), direction="dilate")
+    out = corrupt_datalist(
+        src, None, tmp_path / "cache", kind="systematic", error_level=0.25, seed=3, structures=(1,), direction="dilate"
+    )
     data = json.loads(out.read_text())
     train = data["training"]
     assert sum(e["corrupted"] for e in train) == 2  # exactly round(0.25 * 8)
@@ -129,10 +133,23 @@ def test_corrupt_datalist_exact_fraction_flags_and_reuse(tmp_path):
         assert ((lab == 1).sum() > (clean == 1).sum()) == bool(e["corrupted"])
         np.testing.assert_array_equal(nib.load(e["label"]).affine, np.eye(4))
     assert len(data["test"]) == 2 and "corrupted" not in data["test"][0]
-    again = corrupt_datalist(src, None, tmp_path / "cache", kind="systematic", error_level=0.25, seed=3, structures=(1,), direction="dilate")
+    again = corrupt_datalist(
+        src, None, tmp_path / "cache", kind="systematic", error_level=0.25, seed=3, structures=(1,), direction="dilate"
+    )
     assert again == out
     # Same seed, higher level: the corrupted set grows and contains the smaller one.
-    more = json.loads(corrupt_datalist(src, None, tmp_path / "cache", kind="systematic", error_level=0.5, seed=3, structures=(1,), direction="dilate").read_text())
+    more = json.loads(
+        corrupt_datalist(
+            src,
+            None,
+            tmp_path / "cache",
+            kind="systematic",
+            error_level=0.5,
+            seed=3,
+            structures=(1,),
+            direction="dilate",
+        ).read_text()
+    )
     low = {e["id"] for e in train if e["corrupted"]}
     high = {e["id"] for e in more["training"] if e["corrupted"]}
     assert len(high) == 4 and low <= high

@@ -1,0 +1,106 @@
+"""Detection scoring, pseudo-label refurbishment in a cached dataset, and the per-image test report."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from common.handlers.refurbish import RefurbishHandler, SegmentationReport, detection_metrics, write_metrics
+
+
+class ThresholdNet(torch.nn.Module):
+    """Two-class logits: class 1 where the image is above 0.5 (confidently)."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), 20 * (x - 0.5)], 1)
+
+
+class FixedScores:
+    def __init__(self, scores):
+        self._scores = scores
+
+    def all_scores(self, upto_epoch=None):
+        return {"loss": self._scores}
+
+
+def test_detection_metrics_match_sklearn():
+    scores = {"a": 0.9, "b": 0.2, "c": 0.5, "d": 0.4, "e": 0.7}
+    flags = {"a": 1, "b": 0, "c": 1, "d": 0, "e": 0}
+    out = detection_metrics(scores, flags)
+    y, s = [flags[k] for k in scores], list(scores.values())
+    assert out["auroc"] == pytest.approx(roc_auc_score(y, s)) == pytest.approx(5 / 6)
+    assert out["ap"] == pytest.approx(average_precision_score(y, s))
+    assert detection_metrics(scores, dict.fromkeys(scores, 0))["auroc"] is None
+
+
+def _dataset():
+    items = []
+    for i in range(4):
+        image = torch.zeros(1, 4, 4)
+        image[:, : i + 1] = 1.0
+        clean = (image > 0.5).float()
+        wrong = torch.zeros(1, 4, 4) if i < 2 else clean.clone()
+        items.append({"image": image, "label": wrong, "label_clean": clean, "id": f"s{i}", "corrupted": int(i < 2)})
+    return CacheDataset(items, transform=None, progress=False)
+
+
+def test_refurbish_replaces_only_flagged_labels(tmp_path):
+    ds = _dataset()
+    scores = {"s0": 3.0, "s1": 2.0, "s2": 1.0, "s3": 0.0}
+    handler = RefurbishHandler({"loss": FixedScores(scores)}, ds, ThresholdNet(), epoch=5, output_dir=tmp_path)
+    result = handler.run()
+    assert result["flagged"] == ["s0", "s1"]
+    assert result["metrics"]["loss"]["auroc"] == 1.0
+    for i in range(4):
+        item = ds[i]
+        torch.testing.assert_close(item["label"], item["label_clean"])  # flagged fixed, others were clean already
+    q = result["label_quality"]
+    assert (
+        q["num_refurbished"] == 2 and q["label_dice_vs_clean_before"] == 0.0 and q["label_dice_vs_clean_after"] == 1.0
+    )
+    saved = json.loads((tmp_path / "detection.json").read_text())
+    assert saved["flags"] == {"s0": 1, "s1": 1, "s2": 0, "s3": 0}
+
+
+def test_confidence_keeps_original_where_unsure(tmp_path):
+    ds = _dataset()
+    ds._cache[0]["image"][:, 0, 0] = 0.5  # logits 0/0: probability 0.5 < 0.9 -> keep the old label there
+    handler = RefurbishHandler({"loss": FixedScores({"s0": 1.0, "s1": 0.0, "s2": 0.0, "s3": 0.0})}, ds,
+                               ThresholdNet(), epoch=1, flag_fraction=0.25, confidence=0.9, output_dir=tmp_path)  # fmt: skip
+    handler.run()
+    lab = ds[0]["label"][0]
+    assert lab[0, 0] == 0 and lab[0, 1:].eq(1).all() and lab[1:].eq(0).all()
+
+
+def test_no_refurbish_only_scores(tmp_path):
+    ds = _dataset()
+    before = [ds[i]["label"].clone() for i in range(4)]
+    RefurbishHandler({"loss": FixedScores({"s0": 1.0, "s1": 0.9, "s2": 0.1, "s3": 0.0})}, ds, ThresholdNet(), epoch=1,
+                     refurbish=False, output_dir=tmp_path).run()  # fmt: skip
+    assert all(torch.equal(ds[i]["label"], before[i]) for i in range(4))
+    with pytest.raises(ValueError, match="unknown detector"):
+        RefurbishHandler({"loss": FixedScores({"s0": 1.0})}, ds, ThresholdNet(), epoch=1, detector="vog").run()
+
+
+def test_segmentation_report_hand_case(tmp_path):
+    label = torch.tensor([[1, 1, 2, 0], [2, 2, 0, 0]])[None]
+    pred_idx = torch.tensor([[1, 2, 2, 0], [0, 1, 0, 1]])
+    logits = torch.nn.functional.one_hot(pred_idx, 3).permute(2, 0, 1).float() * 10
+    report = SegmentationReport(num_classes=3, class_names=["a", "b"])
+    engine = SimpleNamespace(
+        state=SimpleNamespace(batch={"id": ["x"]}, output={"pred": logits[None], "label": label[None]})
+    )
+    report(engine)
+    res = report.results()
+    # class a: pred {(0,0),(1,1),(1,3)} vs gt {(0,0),(0,1)} -> 2*1/5; class b: pred {(0,1),(0,2)} vs gt {(0,2),(1,0),(1,1)} -> 2/5
+    assert res["dice"] == pytest.approx({"a": 0.4, "b": 0.4})
+    assert res["flip"]["global"] == pytest.approx({"correct": 0.4, "flip": 0.4, "miss": 0.2})
+    assert res["per_image"][0]["id"] == "x" and 0.0 <= res["per_image"][0]["flip_risk"] < 0.01
+    path = write_metrics(tmp_path, report, {"error_type": "random"})
+    saved = json.loads(path.read_text())
+    assert saved["settings"] == {"error_type": "random"} and "detection" not in saved
+    assert np.isclose(saved["test"]["dice_mean"], 0.4)
