@@ -40,8 +40,10 @@ def _items(batch: Any, output: Any) -> list[tuple[dict, dict]]:
     if isinstance(output, Mapping):  # not decollated: split the batch tensors
         n = len(output["pred"])
         outs = [{k: v[i] for k, v in output.items() if isinstance(v, torch.Tensor) and len(v) == n} for i in range(n)]
-        bats = [{k: v[i] for k, v in batch.items() if isinstance(v, (list, tuple, torch.Tensor)) and len(v) == n}
-                for i in range(n)]  # fmt: skip
+        bats = [
+            {k: v[i] for k, v in batch.items() if isinstance(v, (list, tuple, torch.Tensor)) and len(v) == n}
+            for i in range(n)
+        ]
         return list(zip(bats, outs))
     return list(zip(batch, output))
 

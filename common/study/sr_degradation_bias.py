@@ -32,7 +32,7 @@ LABELS |= {"median": "Median", "combined": "Combine", "bicubic_interpolation": "
 # Bundle overrides per profile (every key is a top-level id of train.yaml); ``jobs`` runs in parallel.
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
-        "train_sets": ("bicubic", "gaussian", "combined"),
+        "train_sets": ("bicubic", "combined"),
         "jobs": 2,
         "bundle": {
             "model": "srcnn",
@@ -195,8 +195,15 @@ def _heatmaps(mats: dict[str, dict[str, dict[str, float]]], output_dir: Path, pr
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
                 if np.isfinite(data[i, j]):
-                    ax.text(j, i, f"{data[i, j]:.2f}" if m == "psnr" else f"{data[i, j]:.3f}", ha="center",
-                            va="center", color="w", fontsize=8)  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{data[i, j]:.2f}" if m == "psnr" else f"{data[i, j]:.3f}",
+                        ha="center",
+                        va="center",
+                        color="w",
+                        fontsize=8,
+                    )
         ax.set_xlabel("test degradation")
         ax.set_ylabel("training set")
         ax.set_title(f"{m.upper()}: train x test degradation")
@@ -223,12 +230,18 @@ def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hf
         kinds = [k for k in TEST_KINDS if k in per]
         pos = list(range(len(kinds)))
         if base:
-            b = ax.boxplot([base[k] for k in kinds], positions=[p - 0.18 for p in pos], widths=0.3,
-                           patch_artist=True, showfliers=False)  # fmt: skip
+            b = ax.boxplot(
+                [base[k] for k in kinds],
+                positions=[p - 0.18 for p in pos],
+                widths=0.3,
+                patch_artist=True,
+                showfliers=False,
+            )
             for patch in b["boxes"]:
                 patch.set_facecolor("tab:red")
-        m = ax.boxplot([per[k] for k in kinds], positions=[p + 0.18 for p in pos], widths=0.3, patch_artist=True,
-                       showfliers=False)  # fmt: skip
+        m = ax.boxplot(
+            [per[k] for k in kinds], positions=[p + 0.18 for p in pos], widths=0.3, patch_artist=True, showfliers=False
+        )
         for patch in m["boxes"]:
             patch.set_facecolor("tab:blue")
         ax.set_xticks(pos, [LABELS[k] for k in kinds], rotation=35, ha="right", fontsize=8)
@@ -257,8 +270,20 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     cfg = PROFILES[profile]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "-m", "common.study", BUNDLE, "--profile", profile, "--output",
-                          str(output_dir.parent), "--seed", str(seed)])  # fmt: skip
+    command = shlex.join(
+        [
+            "python",
+            "-m",
+            "common.study",
+            BUNDLE,
+            "--profile",
+            profile,
+            "--output",
+            str(output_dir.parent),
+            "--seed",
+            str(seed),
+        ]
+    )
     base = dict(cfg["bundle"])
     t0 = time.perf_counter()
     # generate the embedded data once, before the parallel runs
@@ -266,14 +291,24 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     print(f"{BUNDLE}: {profile} study, {len(cfg['train_sets'])} training sets, {cfg['jobs']} at a time", flush=True)
 
     grids: dict[str, list[dict[str, Any]]] = {}
-    settings = [{"grid": "table1", "name": f"{base['model']}_mse_{t}", "overrides": {"train_degradation": t}}
-                for t in cfg["train_sets"]]  # fmt: skip
+    settings = [
+        {"grid": "table1", "name": f"{base['model']}_mse_{t}", "overrides": {"train_degradation": t}}
+        for t in cfg["train_sets"]
+    ]
     for loss in cfg.get("losses", ()):
-        settings += [{"grid": f"loss_{loss}", "name": f"{base['model']}_{loss}_{t}",
-                      "overrides": {"train_degradation": t, "loss": loss}} for t in cfg["train_sets"]]  # fmt: skip
+        settings += [
+            {
+                "grid": f"loss_{loss}",
+                "name": f"{base['model']}_{loss}_{t}",
+                "overrides": {"train_degradation": t, "loss": loss},
+            }
+            for t in cfg["train_sets"]
+        ]
     for arch in cfg.get("architectures", ()):
-        settings += [{"grid": f"arch_{arch}", "name": f"{arch}_mse_{t}",
-                      "overrides": {"train_degradation": t, "model": arch}} for t in cfg["train_sets"]]  # fmt: skip
+        settings += [
+            {"grid": f"arch_{arch}", "name": f"{arch}_mse_{t}", "overrides": {"train_degradation": t, "model": arch}}
+            for t in cfg["train_sets"]
+        ]
     runs = _run_grid(settings, base, output_dir, cfg["jobs"], seed)
     for r in runs:
         grids.setdefault(r["grid"], []).append(r)
@@ -289,8 +324,9 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
         "settings": {**base, "train_sets": list(cfg["train_sets"]), "test_degradations": list(TEST_KINDS)},
         "seconds": None,
         "summary": summary,
-        "runs": [{"name": r["name"], "grid": r["grid"], "overrides": r["overrides"], "metrics": r["metrics"]}
-                 for r in runs],  # fmt: skip
+        "runs": [
+            {"name": r["name"], "grid": r["grid"], "overrides": r["overrides"], "metrics": r["metrics"]} for r in runs
+        ],
     }
     if cfg.get("losses"):
         results["loss_grid"] = {loss: matrices(grids[f"loss_{loss}"], False) for loss in cfg["losses"]}
@@ -327,7 +363,7 @@ def _report(results: dict[str, Any], figures: list[str]) -> str:
     worst = checks["worst_psnr_per_training_set"]
     text += "- worst PSNR over the test sets: " + ", ".join(f"{LABELS[t]} {v:.2f}" for t, v in worst.items()) + "\n"
     if "combined_worst_above_every_single_worst" in checks:
-        text += f"- combined model's worst above every single-degradation model's worst: "
+        text += "- combined model's worst above every single-degradation model's worst: "
         text += f"{checks['combined_worst_above_every_single_worst']}\n"
     if "beats_bicubic_on_own_degradation" in checks:
         beats = checks["beats_bicubic_on_own_degradation"]
@@ -335,7 +371,9 @@ def _report(results: dict[str, Any], figures: list[str]) -> str:
     for key, title in (("loss_grid", "Table II (loss)"), ("architecture_grid", "Table III (architecture)")):
         for name, mats in results.get(key, {}).items():
             text += f"\n### {title}: {name}, average PSNR\n\n"
-            text += markdown_table(["Training set", *(LABELS[k] for k in TEST_KINDS)], _matrix_rows(mats["psnr"], "psnr"))
+            text += markdown_table(
+                ["Training set", *(LABELS[k] for k in TEST_KINDS)], _matrix_rows(mats["psnr"], "psnr")
+            )
     text += "\n### Figures\n\n" + "".join(f"![{f}]({f})\n" for f in figures)
     return text
 

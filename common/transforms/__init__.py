@@ -3,7 +3,7 @@
 Names are imported on first use so that each module loads only what it needs.
 """
 
-import importlib
+from common._lazy import lazy_getattr
 
 _EXPORTS = {
     "UpsampledAffine": "sr_pairs",
@@ -22,8 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -70,9 +70,29 @@ def test_configs_parse_with_study_ids():
 
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
-    for key in ["train_degradation", "test_degradations", "model", "loss", "scale", "patch_size", "epochs", "seed",
-                "bundle_root", "device", "datalist", "dataset_dir", "output_dir", "ckpt_path", "val_interval",
-                "network_def", "network", "train#trainer", "validate#evaluator", "initialize", "run"]:  # fmt: skip
+    for key in [
+        "train_degradation",
+        "test_degradations",
+        "model",
+        "loss",
+        "scale",
+        "patch_size",
+        "epochs",
+        "seed",
+        "bundle_root",
+        "device",
+        "datalist",
+        "dataset_dir",
+        "output_dir",
+        "ckpt_path",
+        "val_interval",
+        "network_def",
+        "network",
+        "train#trainer",
+        "validate#evaluator",
+        "initialize",
+        "run",
+    ]:
         assert key in parser, key
     assert parser["test_degradations"] == KINDS
     assert parser["scale"] == 2
@@ -159,10 +179,26 @@ def test_inference_writes_super_resolved_nifti_with_new_voxel_size(tmp_path):
 @pytest.mark.slow
 def test_two_process_gloo_training(tmp_path, data_cache):
     files = [str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "monai.bundle", "run", "--config_file", repr(files)]  # fmt: skip
-    overrides = {**TINY, "cache_dir": str(data_cache), "ckpt_path": str(tmp_path / "model.pt"),
-                 "output_dir": str(tmp_path / "out")}  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        repr(files),
+    ]
+    overrides = {
+        **TINY,
+        "cache_dir": str(data_cache),
+        "ckpt_path": str(tmp_path / "model.pt"),
+        "output_dir": str(tmp_path / "out"),
+    }
     for k, v in overrides.items():
         cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
     _run(cmd)

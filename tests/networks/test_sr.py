@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.networks import RRDBNet, SRCNN, SRDenseNet, SRInferer, sr_network
+from common.networks import SRCNN, RRDBNet, SRDenseNet, SRInferer, sr_network
 from common.networks.sr import SR_NETWORK_NAMES
 
 

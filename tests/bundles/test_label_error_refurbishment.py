@@ -1,0 +1,98 @@
+"""The label_error_refurbishment bundle: configs parse, smoke train+evaluate, inference, 2-process gloo training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from common.study.runner import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "bundles" / "label_error_refurbishment" / "configs"
+TINY = ["--epochs", "2", "--detect_epoch", "2", "--vog_checkpoints", "2", "--vog_first_epoch", "1", "--loss_window", "1",
+        "--num_train", "8", "--num_val", "2", "--num_test", "3", "--val_interval", "2", "--num_threads", "1"]  # fmt: skip
+
+
+def _bundle(configs, *args, torchrun=False):
+    files = [str(CONFIGS / c) for c in configs]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", "29551"] if torchrun else [sys.executable]  # fmt: skip
+    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
+    cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_configs_parse_with_defaults():
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
+    for key, value in {"error_type": "random", "error_level": 0.0, "detector": "loss", "refurbish": False}.items():
+        assert parser[key] == value
+    for key in (
+        "epochs",
+        "seed",
+        "vog_checkpoints",
+        "detect_epoch",
+        "datalist",
+        "dataset_dir",
+        "output_dir",
+        "ckpt_path",
+    ):
+        assert key in parser
+    net = parser.get_parsed_content("network_def")
+    assert net(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
+    parser["error_type"] = "systematic"
+    assert parser.get_parsed_content("error_structures") == [1]
+
+
+@pytest.mark.slow
+def test_smoke_train_evaluate_and_inference(tmp_path):
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "model.pt"
+    _bundle(["train.yaml", "evaluate.yaml"], "--output_dir", out, "--ckpt_path", ckpt, "--error_type", "systematic",
+            "--error_level", 0.5, "--refurbish", True, *TINY)  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["num_images"] == 3 and set(test["dice"]) == {"lv_cavity", "myocardium", "left_atrium"}
+    assert sum(test["flip"]["global"].values()) == pytest.approx(1.0)
+    det = metrics["detection"]
+    assert sum(det["flags"].values()) == 4 and len(det["flagged"]) == 4
+    assert {"loss", "vog", "vog_all_raw_image"} <= set(det["metrics"])
+    assert det["label_quality"]["num_refurbished"] == 4
+    assert metrics["settings"]["error_type"] == "systematic"
+    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
+    state = torch.load(ckpt, weights_only=True)
+    assert "model" in state and "optimizer" in state
+
+    # Inference on an image of another size and affine: the segmentation keeps the input's grid.
+    src = json.loads(open(det["flags"] and metrics["settings"]["datalist"]).read())["test"][0]["image"]
+    arr = np.asarray(nib.load(src).dataobj)
+    big = np.kron(arr, np.ones((2, 2)))[:100, :90].astype(np.float32)
+    affine = np.diag([0.7, 0.9, 1.0, 1.0])
+    affine[:2, 3] = [5.0, -3.0]
+    image_path = tmp_path / "echo.nii.gz"
+    nib.save(nib.Nifti1Image(big, affine), image_path)
+    pred_dir = tmp_path / "pred"
+    _bundle(["inference.yaml"], "--input_image", image_path, "--ckpt_path", ckpt, "--output_dir", pred_dir)
+    seg = nib.load(pred_dir / "echo_seg.nii.gz")
+    assert seg.shape[:2] == (100, 90)
+    np.testing.assert_allclose(seg.affine, affine, atol=1e-5)
+    assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 3}
+    rows = (pred_dir / "flip_risk.csv").read_text().splitlines()
+    assert rows[0] == "image,flip_risk" and len(rows) == 2 and 0.0 <= float(rows[1].split(",")[1]) <= 1.0
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path):
+    out = tmp_path / "ddp"
+    _bundle(["train.yaml", "multi_gpu_train.yaml"], "--output_dir", out, "--ckpt_path", out / "model.pt",
+            "--error_level", 0.5, "--refurbish", True, *TINY, torchrun=True)  # fmt: skip
+    det = json.loads((out / "detection.json").read_text())
+    assert len(det["scores"]["loss"]) == 8  # per-sample losses gathered from both ranks
+    assert "model" in torch.load(out / "model.pt", weights_only=True)
