@@ -275,6 +275,10 @@ def slice_spacing(image: torch.Tensor) -> torch.Tensor | None:
     return torch.linalg.norm(affine[:, :sd, :sd], dim=1).float()
 
 
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    return t.as_tensor() if isinstance(t, MetaTensor) else torch.as_tensor(t)
+
+
 def prepare_slice_batch(batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
     """MONAI ``prepare_batch`` for thick-slice batches: ``(image, label, (), {"spacing", "plane"})``.
 
@@ -285,9 +289,10 @@ def prepare_slice_batch(batchdata: Mapping, device=None, non_blocking: bool = Fa
     spacing = slice_spacing(image)
     plane = batchdata.get("plane")
     plane = plane[0] if isinstance(plane, (list, tuple)) else plane
-    image = image.to(device=device, non_blocking=non_blocking, **kwargs)
+    # plain tensors: the network gets the voxel size explicitly, and MetaTensor bookkeeping costs ~15% per step
+    image = _plain(image).to(device=device, non_blocking=non_blocking, **kwargs)
     if label is not None:
-        label = label.to(device=device, non_blocking=non_blocking, **kwargs)
+        label = _plain(label).to(device=device, non_blocking=non_blocking, **kwargs)
     net_kwargs = {"spacing": None if spacing is None else spacing.to(device), "plane": plane}
     return image, label, (), net_kwargs
 

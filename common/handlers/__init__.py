@@ -16,6 +16,11 @@ _EXPORTS = {
     "GroupSegmentationMetrics": "group_metrics",
     "summarize_groups": "group_metrics",
     "GroupImagePanels": "seg_panels",
+    "ResumableCheckpoint": "resume",
+    "EpochReseed": "resume",
+    "AtomicCheckpointSaver": "resume",
+    "epoch_seed": "resume",
+    "resume_path": "resume",
 }
 
 __all__ = sorted(_EXPORTS)

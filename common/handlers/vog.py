@@ -11,11 +11,15 @@ Variants (all computed from the same stored gradients, named
 ``vog_<schedule>_<norm>_<region>``):
 
 - schedule ``all`` (every checkpoint) or ``late`` (the last half);
-- norm ``raw`` (gradients as they are) or ``ckpt`` (each checkpoint's gradients
+- norm ``raw`` (gradients as they are), ``ckpt`` (each checkpoint's gradients
   divided by their mean absolute value over the data set, so that the overall
-  growth of gradient magnitude during training does not dominate the variance);
-- region ``image`` (all pixels), ``fg`` (pixels labelled foreground) or
-  ``boundary`` (pixels within ``band`` pixels of a label boundary).
+  growth of gradient magnitude during training does not dominate the variance)
+  or ``sample`` (each gradient map divided by its own mean absolute value, so
+  that per-image contrast does not dominate);
+- region ``image`` (all pixels), ``fg`` (pixels labelled foreground),
+  ``boundary`` (pixels within ``band`` pixels of a label boundary) or
+  ``boundary<k>`` (within ``band`` pixels of the boundary of structure ``k``:
+  restricts VOG to the structure whose label is in doubt).
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from ignite.engine import Engine, Events
 from scipy import ndimage
 
 VOG_SCHEDULES = ("all", "late")
-VOG_NORMS = ("raw", "ckpt")
-VOG_REGIONS = ("image", "fg", "boundary")
+VOG_NORMS = ("raw", "ckpt", "sample")
+VOG_REGIONS = ("image", "fg", "boundary")  # plus "boundary<k>": the band around structure k only
 
 
 def checkpoint_epochs(num_checkpoints: int, last_epoch: int, first_epoch: int = 1) -> list[int]:
@@ -164,7 +168,10 @@ class VOGHandler:
             if norm == "ckpt":
                 scale = float(np.mean([np.abs(v.astype(np.float32)).mean() for v in g.values()])) or 1.0
             for sid, v in g.items():
-                stacks.setdefault(sid, []).append(v.astype(np.float32) / scale)
+                v = v.astype(np.float32)
+                if norm == "sample":
+                    scale = float(np.abs(v).mean()) or 1.0
+                stacks.setdefault(sid, []).append(v / scale)
         return {sid: np.std(np.stack(v), axis=0) for sid, v in stacks.items() if len(v) == len(epochs)}
 
     def all_scores(self, upto_epoch: int | None = None) -> dict[str, dict[str, float]]:
@@ -173,12 +180,15 @@ class VOGHandler:
         Uses the checkpoints up to ``upto_epoch`` (all if ``None``)."""
         out: dict[str, dict[str, float]] = {}
         regions = {}
+        structures = sorted({int(v) for lab in self.labels.values() for v in np.unique(lab) if v > 0})
         for sid, lab in self.labels.items():
             regions[sid] = {"image": np.ones(lab.shape, bool), "fg": lab > 0, "boundary": boundary_band(lab, self.band)}
+            for k in structures:
+                regions[sid][f"boundary{k}"] = boundary_band((lab == k).astype(np.int8), self.band)
         for schedule in VOG_SCHEDULES:
             for norm in VOG_NORMS:
                 maps = self._maps(schedule, norm, upto_epoch)
-                for region in VOG_REGIONS:
+                for region in (*VOG_REGIONS, *(f"boundary{k}" for k in structures)):
                     raw = {}
                     for sid, m in maps.items():
                         mask = regions[sid][region]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import shlex
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +44,21 @@ MAIN_STRUCTURE = "grey_matter"
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "pairs": [(2.0, 3.0)],
-        "ops": ["maxpool", "avgpool"],
+        "ops": ["maxpool"],
         "settings": {
             "n_train": 2,
             "n_val": 1,
             "n_test": 2,
             "epochs": 1,
-            "val_interval": 1,
+            "val_interval": 2,
             "slices_per_volume": 4,
             "slice_thickness": 3,
             "channels": [8, 16],
             "plane": "axial",
+            "torch_threads": 1,
         },
         "pooling_settings": {},
+        "jobs": 2,
     },
     "quick": {
         "pairs": [(2.0, 3.0)],
@@ -69,8 +73,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "slice_thickness": 3,
             "channels": [8, 16, 32],
             "plane": "axial",
+            "torch_threads": 1,
         },
         "pooling_settings": {"epochs": 6, "val_interval": 6},
+        "jobs": 2,
     },
     "full": {
         "pairs": [(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)],
@@ -87,6 +93,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "plane": "all",
         },
         "pooling_settings": {},
+        "jobs": 1,
     },
 }
 
@@ -147,33 +154,30 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
         ]
     )
     cache_dir = output_dir / "data_cache"
-    results = []
+    settings = [_overrides(spec, run, seed, cache_dir, output_dir) for run in runs]
+    for pair in spec["pairs"]:  # generate each pair's population once, before parallel runs read it
+        first = next(o for r, o in zip(runs, settings) if r["pair"] == pair)
+        prepare_data(first)
     t_start = time.perf_counter()
-    for i, run in enumerate(runs, 1):
-        high, low = run["pair"]
-        run_dir = output_dir / "runs" / _run_dir_name(run["table"], run["approach"], run["pair"], run["downsample"])
-        overrides = {
-            **spec["settings"],
-            **(spec["pooling_settings"] if run["table"] == "pooling" else {}),
-            "approach": run["approach"],
-            "high_spacing": float(high),
-            "low_spacing": float(low),
-            "downsample": run["downsample"],
-            "seed": seed,
-            "train_first": True,
-            "cache_dir": str(cache_dir),
-            "ckpt_path": str(run_dir / "model.pt"),
-        }
-        metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, run_dir)
-        results.append({**run, "pair": list(run["pair"]), "overrides": overrides, "metrics": metrics})
+    done = [0]
+    lock = threading.Lock()
+
+    def one(i: int) -> dict:
+        run, overrides = runs[i], settings[i]
+        metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, overrides["output_dir"])
         auc = metrics["auc"].get(MAIN_STRUCTURE, {}).get("pred")
         vb = metrics["groups"].get("L", {}).get("volume_bias", {}).get(MAIN_STRUCTURE, {}).get("median")
-        print(
-            f"[{i}/{len(runs)}] {run['table']:10s} {run['approach']:9s} {_pair_name(run['pair'])} {run['downsample']:12s}"
-            f" GM AUC {auc if auc is None else round(auc, 3)}  GM VB_L {vb if vb is None else round(vb, 3)}"
-            f"  ({metrics['_run']['seconds']:.0f} s)",
-            flush=True,
-        )
+        with lock:
+            done[0] += 1
+            print(
+                f"[{done[0]}/{len(runs)}] {run['table']:10s} {run['approach']:9s} {_pair_name(run['pair'])}"
+                f" {run['downsample']:12s} GM AUC {_r(auc)}  GM volume bias L {_r(vb)}  ({metrics['_run']['seconds']:.0f} s)",
+                flush=True,
+            )
+        return {**run, "pair": list(run["pair"]), "overrides": overrides, "metrics": metrics}
+
+    with ThreadPoolExecutor(max_workers=spec["jobs"]) as pool:
+        results = list(pool.map(one, range(len(runs))))
     summary = summarize(results, spec["pairs"][0])
     record = {
         "study": BUNDLE,
@@ -193,6 +197,40 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     report = output_dir / "report.md"
     atomic_write_text(report, render_report(record, figures))
     return report
+
+
+def _r(x):
+    return None if x is None else round(x, 3)
+
+
+def _overrides(spec: dict, run: dict, seed: int, cache_dir: Path, output_dir: Path) -> dict:
+    high, low = run["pair"]
+    run_dir = output_dir / "runs" / _run_dir_name(run["table"], run["approach"], run["pair"], run["downsample"])
+    return {
+        **spec["settings"],
+        **(spec["pooling_settings"] if run["table"] == "pooling" else {}),
+        "approach": run["approach"],
+        "high_spacing": float(high),
+        "low_spacing": float(low),
+        "downsample": run["downsample"],
+        "seed": seed,
+        "train_first": True,
+        "cache_dir": str(cache_dir),
+        "ckpt_path": str(run_dir / "model.pt"),
+        "output_dir": str(run_dir),
+    }
+
+
+def prepare_data(overrides: dict) -> None:
+    """Resolve (generate and validate) the bundle's ``data`` id exactly as a run with ``overrides`` will."""
+    from monai.bundle import ConfigParser
+
+    from common.study.runner import bundle_dir
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir(BUNDLE) / "configs" / "train.yaml"))
+    parser.update({k: v for k, v in overrides.items() if k in parser})
+    parser.get_parsed_content("data")
 
 
 def _main_runs(results: list[dict], pair) -> dict[str, dict]:

@@ -37,7 +37,9 @@ def test_vog_scores_hand_computed():
     scores = handler.scores()
     assert scores == pytest.approx({"a": -1.0, "b": 1.0})  # z-scored across the data set
     variants = handler.all_scores()
-    assert {"vog", "vog_late_ckpt_boundary", "vog_all_ckpt_fg"} <= set(variants)
+    assert {"vog", "vog_late_ckpt_boundary", "vog_all_ckpt_fg", "vog_all_raw_boundary1"} <= set(variants)
+    # Per-sample normalisation divides each map by its own mean |gradient|: 1 -> 3 becomes 1 -> 1, no variance.
+    assert variants["vog_all_sample_image"] == {"a": 0.0, "b": 0.0}
     assert net.weight.grad is None  # parameter gradients untouched
     with pytest.raises(RuntimeError, match="at least 2"):
         handler.all_scores(upto_epoch=1)

@@ -30,10 +30,11 @@ def test_table_checks_detect_a_failure():
     psnr = _biased_matrix()
     psnr["gaussian"]["hann"] = 35.0  # the Gaussian model wins the Hann column
     psnr["combined"]["median"] = 20.0  # and the combined model has the worst cell
-    psnr["mean"]["mean"] = 27.0  # below bicubic interpolation's 28
+    psnr["mean"]["mean"] = 27.0  # below bicubic interpolation's 28 (and the combined model's 31)
     checks = table_checks(psnr)
-    assert checks["own_degradation_best_columns"] == 5
+    assert checks["own_degradation_best_columns"] == 4
     assert checks["best_model_per_test_set"]["hann"] == "gaussian"
+    assert checks["best_model_per_test_set"]["mean"] == "combined"
     assert checks["combined_worst_above_every_single_worst"] is False
     assert checks["beats_bicubic_on_own_degradation"]["mean"] is False
 

@@ -157,3 +157,18 @@ def test_corrupt_datalist_exact_fraction_flags_and_reuse(tmp_path):
         corrupt_datalist(src, None, tmp_path / "cache", error_level=1.5)
     with pytest.raises(FileNotFoundError, match="missing.json"):
         corrupt_datalist(tmp_path / "missing.json", None, tmp_path / "cache")
+
+
+def test_prepare_validates_user_datalist_before_work(tmp_path):
+    from common.data import DatalistError
+    from common.transforms.label_errors import prepare_label_error_datalist
+
+    src = _write_datalist(tmp_path, n=2)
+    bad = np.full((32, 32), 7, np.uint8)
+    nib.save(nib.Nifti1Image(bad, np.eye(4)), tmp_path / "label_1.nii.gz")
+    with pytest.raises(DatalistError, match="label_1.nii.gz"):
+        prepare_label_error_datalist(str(src), "", tmp_path / "cache", error_type="random", error_level=0.5)
+    assert not (tmp_path / "cache").exists()  # nothing generated before the check
+    nib.save(nib.Nifti1Image(_label().astype(np.uint8), np.eye(4)), tmp_path / "label_1.nii.gz")
+    out = prepare_label_error_datalist(str(src), "", tmp_path / "cache", error_type="random", error_level=0.5)
+    assert sum(e["corrupted"] for e in json.loads(out.read_text())["training"]) == 1

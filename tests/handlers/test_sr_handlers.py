@@ -1,0 +1,94 @@
+"""SR handlers: per-degradation metrics against hand-computed values, and the LR/bicubic/SR/HR panel."""
+
+import json
+import math
+
+import torch
+import torch.nn.functional as F
+from ignite.engine import Engine
+
+from common.handlers import SRImagePanels, SRMetricsByDegradation
+from common.handlers.sr_images import sr_panel
+from common.metrics import hfen, nrmse
+
+
+def _engine(batches):
+    """An engine whose output is the MONAI evaluator's decollated list of {image, label, pred} per item."""
+
+    def step(engine, batch):
+        engine.state.batch = batch
+        return [{"image": b["image"], "label": b["label"], "pred": b["pred"]} for b in batch]
+
+    return Engine(step)
+
+
+def _item(kind, offset, seed):
+    g = torch.Generator().manual_seed(seed)
+    hr = F.avg_pool2d(torch.rand(1, 1, 32, 32, generator=g), 3, 1, 1)[0] * 0.8 + 0.1
+    return {"image": hr[:, ::2, ::2].clone(), "label": hr, "pred": hr + offset, "degradation": kind}
+
+
+def test_metrics_per_degradation_match_hand_computed_values(tmp_path):
+    batches = [[_item("gaussian", 0.01, 0), _item("mean", 0.1, 1)], [_item("gaussian", 0.03, 2)]]
+    engine = _engine(batches)
+    handler = SRMetricsByDegradation(scale=2, output_file=tmp_path / "metrics.json", extra={"model": "srcnn"})
+    handler.attach(engine)
+    engine.run(batches, max_epochs=1)
+    res = json.loads((tmp_path / "metrics.json").read_text())
+    assert res["model"] == "srcnn"
+    assert res["num_images"] == {"gaussian": 2, "mean": 1}
+    # a constant offset d gives MSE d^2: PSNR = -20 log10(d)
+    expected = (-20 * math.log10(0.01) - 20 * math.log10(0.03)) / 2
+    assert abs(res["metrics"]["psnr"]["gaussian"] - expected) < 1e-3
+    assert abs(res["metrics"]["psnr"]["mean"] - 20.0) < 1e-3
+    assert abs(res["metrics"]["ssim"]["gaussian"] - 1.0) < 0.01  # SSIM hardly sees a small offset
+    item = batches[0][1]
+    ref_nrmse = float(nrmse(item["pred"][None], item["label"][None]))
+    assert abs(res["metrics"]["nrmse"]["mean"] - ref_nrmse) < 1e-6
+    assert res["metrics"]["hfen"]["mean"] < 1e-3  # LoG is zero-mean: a constant offset has no high frequencies
+    up = F.interpolate(item["image"][None], scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    assert abs(res["bicubic_interpolation"]["hfen"]["mean"] - float(hfen(up, item["label"][None]))) < 1e-5
+    mse = float(F.mse_loss(up, item["label"][None]))
+    assert abs(res["bicubic_interpolation"]["psnr"]["mean"] - 10 * math.log10(1 / mse)) < 1e-3
+    assert engine.state.metrics["psnr_mean"] == res["metrics"]["psnr"]["mean"]
+    assert len(res["per_image"]["hfen"]["gaussian"]) == 2
+
+
+def test_predictions_are_clipped_to_the_unit_range():
+    item = _item("hann", 0.0, 3)
+    item["pred"] = item["label"].clone()
+    item["pred"][0, 0, 0] = 5.0  # clipped to 1.0
+    handler = SRMetricsByDegradation(baseline=False)
+    scores = handler.score(item["pred"], item["label"])
+    mse = float((1.0 - item["label"][0, 0, 0]) ** 2) / item["label"].numel()
+    assert abs(scores["psnr"] - 10 * math.log10(1 / mse)) < 1e-2
+
+
+class _Writer:
+    def __init__(self):
+        self.images = {}
+
+    def add_image(self, tag, img, step, dataformats):
+        self.images[tag] = (img, step, dataformats)
+
+    def flush(self):
+        pass
+
+
+def test_image_panels_one_per_degradation():
+    batches = [[_item("gaussian", 0.0, 0), _item("gaussian", 0.0, 1), _item("median", 0.0, 2)]]
+    writer = _Writer()
+    engine = _engine(batches)
+    SRImagePanels(writer, scale=2, tag_prefix="test").attach(engine)
+    engine.run(batches, max_epochs=1)
+    assert set(writer.images) == {"test/gaussian", "test/median"}
+    panel, step, fmt = writer.images["test/median"]
+    assert fmt == "CHW" and step == 1 and panel.shape == (1, 32, 128)
+    item = batches[0][2]
+    torch.testing.assert_close(panel[..., 96:], item["label"])  # HR on the right
+    torch.testing.assert_close(panel[..., :2, :2], item["image"][..., :1, :1].expand(1, 2, 2))  # LR, nearest
+
+
+def test_sr_panel_pads_an_odd_sized_target():
+    panel = sr_panel(torch.rand(1, 5, 5), torch.rand(1, 10, 10), torch.rand(1, 11, 11), 2)
+    assert panel.shape == (1, 11, 44)
