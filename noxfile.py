@@ -37,3 +37,18 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks; ``nox -s bench -- degradation`` runs one group."""
     _install(session)
     session.run("python", "-m", "tests.benchmarks", *session.posargs)
+
+
+@nox.session
+def label(session: nox.Session) -> None:
+    """MONAI Label serving the segmentation bundles on 127.0.0.1: ``nox -s label -- --port 8000``;
+    ``nox -s label -- --test`` runs the real-server test instead (tests/tooling/test_monailabel_server.py)."""
+    _install(session)
+    # --no-deps: monailabel's requirements pull torchvision and CUDA torch; pydicom-seg's pin numpy<2.
+    session.install("--no-deps", "monailabel==0.8.5", "pydicom-seg==0.4.1")
+    session.install("-r", "requirements-label.txt")
+    if "--test" in session.posargs:
+        args = [a for a in session.posargs if a != "--test"]
+        session.run("python", "-m", "pytest", "-q", "tests/tooling/test_monailabel_server.py", *args)
+    else:
+        session.run("python", "-m", "tests.tooling.labelserver", *session.posargs)

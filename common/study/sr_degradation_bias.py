@@ -52,13 +52,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bundle": {
             "model": "srcnn",
             "width": 0.5,
-            "epochs": 12,
+            "epochs": 28,
             "num_slices": [56, 8, 8],
             "patch_size": 48,
             "patches_per_image": 8,
             "batch_size": 2,
             "lr": 0.002,
-            "val_interval": 12,
+            "val_interval": 28,
         },
     },
     "full": {

@@ -123,7 +123,7 @@ def test_smoke_train_then_evaluate_only_reproduces_metrics(tmp_path, data_cache)
         assert set(first["bicubic_interpolation"][m]) == set(KINDS)
     assert 10 < first["metrics"]["psnr"]["gaussian"] < 60
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert "network" in ckpt and "optimizer" in ckpt
+    assert "model" in ckpt and "optimizer" in ckpt
     assert list((tmp_path / "train").glob("events.out.tfevents*")), "no TensorBoard event file"
 
     cmd = bundle_command("sr_degradation_bias", ["train.yaml", "evaluate.yaml"], common)
@@ -148,7 +148,7 @@ def test_inference_writes_super_resolved_nifti_with_new_voxel_size(tmp_path):
 
     torch.manual_seed(0)
     net = sr_network("srcnn", width=0.125)
-    torch.save({"network": net.state_dict()}, tmp_path / "model.pt")
+    torch.save({"model": net.state_dict()}, tmp_path / "model.pt")
     rng = np.random.default_rng(0)
     affine = np.array([[1.5, 0, 0, -40.0], [0, 2.0, 0, -60.0], [0, 0, 3.0, 10.0], [0, 0, 0, 1]])
     img2d = _write_nifti(tmp_path / "slice.nii.gz", rng.random((20, 24)), affine)
@@ -203,7 +203,7 @@ def test_two_process_gloo_training(tmp_path, data_cache):
         cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
     _run(cmd)
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in ckpt["network"]), "rank 0 saves the unwrapped network"
+    assert not any(k.startswith("module.") for k in ckpt["model"]), "rank 0 saves the unwrapped network"
 
 
 def test_bad_datalist_fails_before_training_naming_the_file(tmp_path):

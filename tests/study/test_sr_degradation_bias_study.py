@@ -70,3 +70,30 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     assert "Table I" in text and "Bicubic interpolation" in text and results["command"] in text
     for name in ["heatmap_psnr.png", "heatmap_ssim.png", "heatmap_nrmse.png", "heatmap_hfen.png", "hfen_boxplots.png"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
+    """The full profile's loss and architecture grids reach results.json and report.md (runs stubbed)."""
+    import common.data.sr_slices as sr_slices
+    import common.study.sr_degradation_bias as study
+
+    def fake_run(name, configs, overrides, output_dir):
+        assert configs == ["train.yaml", "evaluate.yaml"] and overrides["train_first"] is True
+        train = overrides["train_degradation"]
+        bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")]
+        psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
+        per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in TEST_KINDS} for m in METRICS}
+        per_image = {m: {k: [0.1, 0.2] for k in TEST_KINDS} for m in METRICS}
+        return {"metrics": per, "bicubic_interpolation": per, "per_image": per_image, "_run": {"seconds": 1.0}}
+
+    monkeypatch.setattr(study, "run_bundle", fake_run)
+    monkeypatch.setattr(sr_slices, "generate_sr_slices", lambda *a, **k: tmp_path / "datalist.json")
+    report = run_study("full", tmp_path / "sr_degradation_bias", seed=3)
+    results = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
+    assert set(results["loss_grid"]) == {"mse", "l1", "ssim"}
+    assert set(results["architecture_grid"]) == {"srdensenet", "srcnn", "rrdbnet"}
+    assert results["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0
+    assert len(results["runs"]) == 7 * 5
+    assert results["summary"]["checks"]["own_degradation_best_columns"] == 6
+    text = report.read_text()
+    assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text

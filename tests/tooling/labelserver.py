@@ -87,7 +87,17 @@ def copy_sample_app(dest: Path) -> Path:
     if dest.exists():
         raise FileExistsError(f"app folder {dest} already exists")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "monailabel.main", "apps", "--download", "--name", SAMPLE_APP, "--output", str(dest.parent)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monailabel.main",
+        "apps",
+        "--download",
+        "--name",
+        SAMPLE_APP,
+        "--output",
+        str(dest.parent),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     copied = dest.parent / SAMPLE_APP
     if result.returncode != 0 or not (copied / "main.py").is_file():
@@ -286,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     process = start_server(app, args.port, args.host)
     try:
         info = wait_until_ready(f"http://{args.host}:{args.port}", process)
-        print(f"MONAI Label serving {', '.join(info.get('models', {}))} at http://{args.host}:{args.port} (Ctrl-C stops)")
+        print(
+            f"MONAI Label serving {', '.join(info.get('models', {}))} at http://{args.host}:{args.port} (Ctrl-C stops)"
+        )
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,109 @@
+"""Per-group segmentation metrics: hand-computed Dice, volumes, volume bias, oriented AUC and flip fractions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from sklearn.metrics import roc_auc_score
+
+from common.handlers.group_metrics import GroupSegmentationMetrics, flip_fractions, subject_record, summarize_groups
+
+STRUCTS = ["a", "b"]
+
+
+def test_subject_record_hand_computed():
+    label = torch.zeros(1, 4, 4, 2)
+    label[0, :2, :, 0] = 1  # 8 voxels of class 1
+    label[0, 2:, :, 0] = 2  # 8 voxels of class 2
+    pred = label.clone()
+    pred[0, 0, :, 0] = 2  # 4 voxels of class 1 flipped to 2
+    pred[0, 3, :, 0] = 0  # 4 voxels of class 2 missed
+    rec = subject_record(pred, label, STRUCTS, spacing=(2.0, 1.0, 1.0))  # 2 mm^3 per voxel
+    assert rec["dice"]["a"] == pytest.approx(2 * 4 / (4 + 8))
+    assert rec["dice"]["b"] == pytest.approx(2 * 4 / (8 + 8))
+    assert rec["volume_true"] == {"a": pytest.approx(0.016), "b": pytest.approx(0.016)}  # 8 voxels * 2 mm^3 = 0.016 ml
+    assert rec["volume_pred"] == {"a": pytest.approx(0.008), "b": pytest.approx(0.016)}
+    assert rec["flip_counts"] == [8.0, 4.0, 4.0, 16.0]
+
+
+def _subjects():
+    rng = np.random.default_rng(0)
+    subjects = []
+    for g, true_a in (("H", 10.0), ("L", 9.0)):
+        for i in range(5):
+            t = true_a + rng.normal(0, 0.1)
+            p = t * (1.2 if g == "L" else 1.0) + i * 0.01
+            subjects.append(
+                {
+                    "subject": f"{g}{i}",
+                    "group": g,
+                    "dice": {"a": 0.9, "b": 0.8 if g == "H" else 0.6},
+                    "volume_true": {"a": t, "b": 5.0},
+                    "volume_pred": {"a": p, "b": 5.0 + i},
+                    "flip_counts": [8, 1, 1, 10],
+                }
+            )
+    return subjects
+
+
+def test_summarize_groups_against_numpy_and_sklearn():
+    subjects = _subjects()
+    out = summarize_groups(subjects, STRUCTS, n_bootstrap=200, seed=0)
+    for g in ("H", "L"):
+        rows = [s for s in subjects if s["group"] == g]
+        vb = [(s["volume_pred"]["a"] - s["volume_true"]["a"]) / s["volume_true"]["a"] for s in rows]
+        entry = out["groups"][g]["volume_bias"]["a"]
+        assert entry["values"] == pytest.approx(vb)
+        assert entry["median"] == pytest.approx(np.median(vb))
+        assert entry["ci95"][0] <= entry["median"] <= entry["ci95"][1]
+    assert out["groups"]["L"]["dice"]["b"]["mean"] == pytest.approx(0.6)
+    # H has larger true volumes of "a" -> H is the positive group for both AUCs
+    auc = out["auc"]["a"]
+    assert auc["positive"] == "H"
+    y = [s["group"] == "H" for s in subjects]
+    assert auc["manual"] == pytest.approx(roc_auc_score(y, [s["volume_true"]["a"] for s in subjects])) == 1.0
+    assert auc["pred"] == pytest.approx(roc_auc_score(y, [s["volume_pred"]["a"] for s in subjects]))
+    assert auc["pred"] < 0.5  # the +20% bias of group L reverses the true difference
+    assert out["groups"]["H"]["flip"]["global"] == pytest.approx({"correct": 0.8, "flip": 0.1, "miss": 0.1})
+
+
+def test_flip_fractions_per_image_vs_global():
+    f = flip_fractions([[1, 1, 0, 2], [9, 0, 1, 10], [0, 0, 0, 0]])
+    assert f["global"]["correct"] == pytest.approx(10 / 12)
+    assert f["per_image"]["correct"] == pytest.approx((0.5 + 0.9) / 2)
+    assert f["num_images"] == 2
+
+
+def test_handler_on_an_evaluator(tmp_path):
+    from ignite.engine import Engine
+
+    structs = ["a", "b"]
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+
+    def step(engine, batch):
+        return [
+            {"pred": MetaTensor(b["label"].clone(), affine=affine), "label": MetaTensor(b["label"], affine=affine)}
+            for b in batch
+        ]
+
+    data = []
+    for g, n in (("H", 6), ("L", 4)):
+        lab = torch.zeros(1, 4, 4, 4)
+        lab[0, :2] = 1
+        lab[0, 2:, :n] = 2
+        data.append([{"label": lab, "group": g, "subject": f"s{g}"}])
+    engine = Engine(step)
+
+    handler = GroupSegmentationMetrics(
+        structs, output_file=tmp_path / "metrics.json", settings={"x": 1}, n_bootstrap=50
+    )
+    handler.attach(engine)
+    engine.run(data, max_epochs=1)
+    assert engine.state.metrics["dice_a_H"] == pytest.approx(1.0)
+    assert engine.state.metrics["volume_bias_b_L"] == pytest.approx(0.0)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["settings"] == {"x": 1}
+    assert [s["subject"] for s in saved["subjects"]] == ["sH", "sL"]
+    assert saved["subjects"][0]["volume_true"]["a"] == pytest.approx(32 * 8 / 1000)
