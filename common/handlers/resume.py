@@ -67,10 +67,15 @@ class ResumableCheckpoint:
             ``common.io.atomic_torch_save`` (temporary file in the same folder, then ``os.replace``), by rank 0
             only in a distributed run; every rank resumes from it.
         save_dict: objects with ``state_dict()`` / ``load_state_dict()``, e.g.
-            ``{"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer}``. Include the
-            trainer: its epoch/iteration counters are what makes the run continue where it stopped.
-            ``DataParallel`` / ``DistributedDataParallel`` wrappers are saved as their ``module``.
+            ``{"network": net, "optimizer": opt, "lr_scheduler": sched}``. ``DataParallel`` /
+            ``DistributedDataParallel`` wrappers are saved as their ``module``.
+        engine_key: the engine the handler is attached to is saved under this key (its epoch/iteration
+            counters make the run continue where it stopped), so a config need not reference the trainer
+            from its own handler list; ``None`` to leave it out.
         save_interval: epochs between saves (the final epoch is always saved).
+        keep_on_complete: keep the file after the run completes (a restart then finds nothing left to train).
+            By default it is deleted once every ``COMPLETED`` handler (e.g. the final ``CheckpointSaver``) has
+            run, so a later run with changed settings and the same path trains afresh instead of resuming.
         fingerprint: JSON-serialisable settings of the run; a checkpoint written under different settings is
             refused with a clear error instead of being resumed silently.
         map_location: passed to ``torch.load`` (``CheckpointLoader``).
@@ -81,7 +86,9 @@ class ResumableCheckpoint:
         self,
         path: str | os.PathLike,
         save_dict: Mapping[str, Any],
+        engine_key: str | None = "trainer",
         save_interval: int = 1,
+        keep_on_complete: bool = False,
         fingerprint: Mapping[str, Any] | None = None,
         map_location: Any = None,
         enabled: bool = True,
@@ -92,7 +99,9 @@ class ResumableCheckpoint:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}")
         self.path = Path(path)
         self.save_dict = dict(save_dict)
+        self.engine_key = engine_key
         self.save_interval = int(save_interval)
+        self.keep_on_complete = bool(keep_on_complete)
         self.fingerprint = None if fingerprint is None else json.dumps(fingerprint, sort_keys=True, default=str)
         self.map_location = map_location
         self.enabled = bool(enabled)
@@ -102,6 +111,8 @@ class ResumableCheckpoint:
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
+        if self.engine_key is not None:
+            self.save_dict.setdefault(self.engine_key, engine)
         engine.add_event_handler(Events.STARTED, self.resume)
 
     def _register_saving(self, engine: Engine) -> None:
@@ -111,6 +122,12 @@ class ResumableCheckpoint:
         """
         if not engine.has_event_handler(self._epoch_completed, Events.EPOCH_COMPLETED):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        if not self.keep_on_complete and not engine.has_event_handler(self._completed, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _completed(self, engine: Engine) -> None:
+        if _rank() == 0:
+            self.path.unlink(missing_ok=True)
 
     def _epoch_completed(self, engine: Engine) -> None:
         if engine.state.epoch % self.save_interval == 0 or engine.state.epoch >= (engine.state.max_epochs or 0):

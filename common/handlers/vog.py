@@ -111,7 +111,7 @@ class VOGHandler:
         network: torch.nn.Module,
         epochs: Sequence[int],
         device: str | torch.device = "cpu",
-        default_variant: str = "vog_all_ckpt_boundary",
+        default_variant: str = "vog_all_sample_boundary",
         image_key: str = "image",
         label_key: str = "label",
         id_key: str = "id",

@@ -5,13 +5,15 @@ the seed's Table I as PSNR / SSIM / NRMSE / HFEN matrices (plus a ``bicubic_inte
 low-resolution inputs up-sampled without a network), heat maps, and HFEN box plots per training set
 (the seed's Fig. 3). ``full`` adds the loss grid (Table II: L1 and SSIM losses) and the architecture grid
 (Table III: SRCNN and RRDBNet). Every setting is one ``python -m monai.bundle run`` of
-``bundles/sr_degradation_bias`` (train + evaluate in one process); ``jobs`` settings run side by side.
+``bundles/sr_degradation_bias`` (train + evaluate in one process); ``jobs`` settings run side by side. A
+setting already finished in the same output folder with the same overrides (``runs/<name>/completed_run.json``)
+is reused, so an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -98,7 +100,13 @@ def _run_grid(
             "cache_dir": str(output_dir / "cache"),
             "ckpt_path": str(run_dir / "model.pt"),
         }
+        done_file = run_dir / "completed_run.json"  # a finished run of these exact overrides is reused
+        if done_file.is_file():
+            previous = json.loads(done_file.read_text())
+            if previous.get("overrides") == json.loads(json.dumps(overrides)):
+                return {**setting, "overrides": overrides, "metrics": previous["metrics"], "reused": True}
         metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, run_dir)
+        atomic_write_json(done_file, {"overrides": overrides, "metrics": metrics})
         return {**setting, "overrides": overrides, "metrics": metrics}
 
     done: list[dict[str, Any]] = []
@@ -109,8 +117,9 @@ def _run_grid(
             done.append(result)
             m = result["metrics"]["metrics"]["psnr"]
             secs = result["metrics"]["_run"]["seconds"]
+            how = "reused from an earlier study run" if result.get("reused") else f"{secs:.0f} s"
             print(
-                f"[{len(done)}/{len(settings)}] {result['name']}: {secs:.0f} s, PSNR "
+                f"[{len(done)}/{len(settings)}] {result['name']}: {how}, PSNR "
                 + " ".join(f"{k}={m[k]:.2f}" for k in TEST_KINDS if k in m),
                 flush=True,
             )
@@ -192,18 +201,14 @@ def _heatmaps(mats: dict[str, dict[str, dict[str, float]]], output_dir: Path, pr
         im = ax.imshow(data, cmap="viridis" if HIGHER_IS_BETTER[m] else "viridis_r", aspect="auto")
         ax.set_xticks(range(len(TEST_KINDS)), [LABELS[k] for k in TEST_KINDS], rotation=30, ha="right")
         ax.set_yticks(range(len(rows)), [LABELS.get(r, r).replace(" (no network)", "") for r in rows])
+        lo, hi = np.nanmin(data), np.nanmax(data)
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
                 if np.isfinite(data[i, j]):
-                    ax.text(
-                        j,
-                        i,
-                        f"{data[i, j]:.2f}" if m == "psnr" else f"{data[i, j]:.3f}",
-                        ha="center",
-                        va="center",
-                        color="w",
-                        fontsize=8,
-                    )
+                    level = (data[i, j] - lo) / (hi - lo + 1e-12)
+                    bright = level > 0.6 if HIGHER_IS_BETTER[m] else level < 0.4
+                    text = f"{data[i, j]:.2f}" if m == "psnr" else f"{data[i, j]:.3f}"
+                    ax.text(j, i, text, ha="center", va="center", color="k" if bright else "w", fontsize=8)
         ax.set_xlabel("test degradation")
         ax.set_ylabel("training set")
         ax.set_title(f"{m.upper()}: train x test degradation")
@@ -376,7 +381,3 @@ def _report(results: dict[str, Any], figures: list[str]) -> str:
             )
     text += "\n### Figures\n\n" + "".join(f"![{f}]({f})\n" for f in figures)
     return text
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(run_study(sys.argv[1] if len(sys.argv) > 1 else "smoke", Path("runs") / BUNDLE))

@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.transforms.utils import scale_affine
 
-from common.transforms.degradation import DEGRADATION_KINDS, Degrade, _centre_offset
+from common.transforms.degradation import DEGRADATION_KINDS, Degrade
 
 
 class DegradeByKeyd(MapTransform):
@@ -52,25 +52,8 @@ class DegradeByKeyd(MapTransform):
         if kind not in DEGRADATION_KINDS:
             raise ValueError(f"DegradeByKeyd: unknown degradation kind {kind!r}; expected one of {DEGRADATION_KINDS}")
         for key in self.key_iterator(d):
-            d[key] = self._degrade(d[key], kind)
+            d[key] = self.degrade(d[key], kind=kind)
         return d
-
-    def _degrade(self, img: Any, kind: str) -> Any:
-        if not isinstance(img, MetaTensor) or img.affine.shape[0] == img.ndim:
-            return self.degrade(img, kind=kind)
-        # a 2D slice read from NIfTI carries a 4x4 affine: degrade the array, then scale the affine's
-        # in-plane axes as Degrade does (pixdim times s, origin at the centre of output voxel 0)
-        out = self.degrade(img.as_tensor(), kind=kind)
-        n = img.ndim - 1
-        t = torch.eye(n + 1, dtype=torch.float64)
-        for axis in range(n):
-            t[axis, axis] = float(self.degrade.scale)
-            t[axis, n] = _centre_offset(kind, self.degrade.scale)
-        meta = dict(img.meta)
-        meta["spatial_shape"] = torch.as_tensor(out.shape[1:])
-        result = MetaTensor(out, meta=meta, applied_operations=list(img.applied_operations))
-        result.affine = (img.affine.to(torch.float64) @ _embed(t, img.affine.shape[0] - 1)).to(img.affine.dtype)
-        return result
 
 
 class UpsampledAffine(Transform):

@@ -48,8 +48,9 @@ def test_configs_parse_with_defaults():
         assert key in parser
     net = parser.get_parsed_content("network_def")
     assert net(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
+    assert parser.get_parsed_content("error_radius") == [1, 1]
     parser["error_type"] = "systematic"
-    assert parser.get_parsed_content("error_structures") == [1]
+    assert parser.get_parsed_content("error_radius") == [1, 3]
 
 
 @pytest.mark.slow

@@ -64,26 +64,36 @@ def test_epoch_reseed_replays_shuffle_transforms_and_global_rngs(tmp_path):
 
 
 def test_resume_in_process_matches_uninterrupted(tmp_path, uninterrupted):
-    trainer, network, resume = build(tmp_path, 2)  # "interrupted" after epoch 2
+    trainer, network, resume = build(tmp_path, 2, keep=True)  # "interrupted" after epoch 2
     trainer.run()
     assert Path(resume.path).is_file()
     trainer, network, resume = build(tmp_path, EPOCHS)  # a new process would rebuild everything
     trainer.run()
     assert resume.resumed_epoch == 2 and trainer.state.epoch == EPOCHS
     assert torch.equal(_weights(network), uninterrupted)
+    assert not Path(resume.path).exists()  # removed once the run completed
 
 
-def test_completed_run_restarted_does_not_train_again(tmp_path, uninterrupted):
-    trainer, network, _ = build(tmp_path, EPOCHS)
-    trainer.run()
+def test_completed_run_restarted_trains_afresh_to_the_same_weights(tmp_path, uninterrupted):
     trainer, network, resume = build(tmp_path, EPOCHS)
     trainer.run()
-    assert resume.resumed_epoch == EPOCHS
+    assert not Path(resume.path).exists() and (tmp_path / "final.pt").is_file()
+    trainer, network, resume = build(tmp_path, EPOCHS)
+    trainer.run()
+    assert resume.resumed_epoch is None
+    assert torch.equal(_weights(network), uninterrupted)
+
+
+def test_kept_checkpoint_of_a_completed_run_resumes_without_training(tmp_path, uninterrupted):
+    build(tmp_path, EPOCHS, keep=True)[0].run()
+    trainer, network, resume = build(tmp_path, EPOCHS, keep=True)
+    trainer.run()
+    assert resume.resumed_epoch == EPOCHS and trainer.state.iteration == EPOCHS * 6
     assert torch.equal(_weights(network), uninterrupted)
 
 
 def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path):
-    trainer, _, resume = build(tmp_path, 1)
+    trainer, _, resume = build(tmp_path, 1, keep=True)
     trainer.run()
     saved = torch.load(resume.path, weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "trainer"} <= set(saved)
@@ -91,7 +101,7 @@ def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path):
 
 
 def test_settings_mismatch_is_refused_with_the_file_named(tmp_path):
-    trainer, _, resume = build(tmp_path, 1, seed=0)
+    trainer, _, resume = build(tmp_path, 1, seed=0, keep=True)
     trainer.run()
     trainer, _, _ = build(tmp_path, 2, seed=1)
     with pytest.raises(RuntimeError, match=r"model\.resume\.pt: resume checkpoint was written by a run with other"):

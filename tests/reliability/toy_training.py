@@ -35,7 +35,7 @@ def toy_data(seed: int = 123) -> list[dict]:
     return items
 
 
-def build(out_dir: str | os.PathLike, epochs: int, seed: int = 0, iteration_sleep: float = 0.0):
+def build(out_dir: str | os.PathLike, epochs: int, seed: int = 0, iteration_sleep: float = 0.0, keep: bool = False):
     """The trainer and its parts: ``(trainer, network, resume_handler)``; nothing runs yet."""
     from ignite.engine import Events
     from monai.data import CacheDataset, DataLoader
@@ -72,7 +72,8 @@ def build(out_dir: str | os.PathLike, epochs: int, seed: int = 0, iteration_slee
     )
     resume = ResumableCheckpoint(
         resume_path(out_dir / "model.pt"),
-        {"network": network, "optimizer": optimizer, "lr_scheduler": scheduler, "trainer": trainer},
+        {"network": network, "optimizer": optimizer, "lr_scheduler": scheduler},
+        keep_on_complete=keep,
         fingerprint={"seed": seed},
     )
     EpochReseed(seed).attach(trainer)

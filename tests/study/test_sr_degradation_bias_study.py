@@ -72,6 +72,7 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
 
 
+@pytest.mark.slow
 def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     """The full profile's loss and architecture grids reach results.json and report.md (runs stubbed)."""
     import common.data.sr_slices as sr_slices
@@ -97,3 +98,11 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert results["summary"]["checks"]["own_degradation_best_columns"] == 6
     text = report.read_text()
     assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished setting was run again")
+
+    monkeypatch.setattr(study, "run_bundle", must_not_run)  # a rerun reuses every finished setting
+    run_study("full", tmp_path / "sr_degradation_bias", seed=3)
+    again = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
+    assert again["summary"]["psnr"] == results["summary"]["psnr"]

@@ -57,6 +57,7 @@ class Served:
 
 
 def _log_tail(log: Path, lines: int = 60) -> str:
+    time.sleep(1.0)  # the server logs a request's traceback after it has answered
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
 
 
