@@ -293,12 +293,21 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-    process = start_server(app, args.port, args.host)
+    if len(bundles) > 1:
+        print("note: MONAI Label trains on every labelled study; to train, serve one bundle with its own studies")
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    log_file = workdir / "server.log"
+    process = start_server(app, args.port, args.host, log_file=log_file)
+    print(f"server pid {process.pid}, log {log_file}")
     try:
         info = wait_until_ready(f"http://{args.host}:{args.port}", process)
-        print(
-            f"MONAI Label serving {', '.join(info.get('models', {}))} at http://{args.host}:{args.port} (Ctrl-C stops)"
-        )
+        url = f"http://{args.host}:{args.port}"
+        print(f"MONAI Label serving {', '.join(info.get('models', {}))} at {url} (Ctrl-C stops)", flush=True)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def label_app(tmp_path_factory) -> LabelApp:
 
 
 @pytest.fixture(scope="module", params=available)
-def served(request, label_app, tmp_path_factory):
+def served(request, label_app):
     """A running server for one bundle, with a datastore of two labelled images of that bundle's kind."""
     bundle = request.param
     workdir = label_app.app_dir.parent
@@ -99,6 +100,8 @@ def served(request, label_app, tmp_path_factory):
     finally:
         stop_server(process)
         assert process.poll() is not None, f"server pid {process.pid} still running"
+        with pytest.raises(ProcessLookupError):  # nothing left in the server's process group (its children)
+            os.killpg(process.pid, 0)
 
 
 def test_info_lists_bundle_with_labels(served):
@@ -108,6 +111,7 @@ def test_info_lists_bundle_with_labels(served):
     assert served.bundle in info["models"], f"/info/ models: {sorted(info['models'])}\n{_log_tail(served.log)}"
     model = info["models"][served.bundle]
     assert model["labels"] == _expected_labels(served.bundle)
+    assert sorted(model["labels"].values()) == [1, 2, 3]  # three structures on 1..3 in both bundles
     assert model["type"] == "segmentation"
     assert served.bundle in info["trainers"], f"/info/ trainers: {sorted(info['trainers'])}\n{_log_tail(served.log)}"
 

@@ -1,0 +1,69 @@
+"""A bundle run that dies after an epoch and is started again with the same arguments ends with the same metrics.
+
+In-process (``monai.bundle.run`` train + evaluate, tiny settings, CPU): one uninterrupted run of ``EPOCHS``
+epochs; one run that crashes right after the resume checkpoint of epoch 1 is written (an exception raised from
+the checkpoint handler, so nothing after that point runs), then the same call again. The SIGKILL case is
+covered on a toy trainer in ``test_resume.py``; here the bundles' own wiring (``ResumableCheckpoint``,
+``EpochReseed``) is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.handlers.resume import ResumableCheckpoint, resume_path
+from common.study.runner import REPO_ROOT
+from tests.reliability.test_determinism import TINY, _numbers
+
+EPOCHS = 2
+BUNDLES = ["sr_degradation_bias", "segmentation_resolution_bias"]
+
+
+class Crash(Exception):
+    """Stands for the process dying."""
+
+
+def _run(bundle: str, out: Path, cache: Path) -> dict:
+    from monai.bundle import run
+
+    configs = [str(REPO_ROOT / "bundles" / bundle / "configs" / n) for n in ("train.yaml", "evaluate.yaml")]
+    run(
+        config_file=configs,
+        logging_file=str(REPO_ROOT / "bundles" / bundle / "configs" / "logging.conf"),
+        output_dir=str(out),
+        ckpt_path=str(out / "model.pt"),
+        cache_dir=str(cache),
+        **{**TINY[bundle], "epochs": EPOCHS, "val_interval": EPOCHS},
+    )
+    return _numbers(json.loads((out / "metrics.json").read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_crash_after_epoch_one_then_rerun_matches_uninterrupted(bundle, tmp_path, monkeypatch):
+    if "ResumableCheckpoint" not in (REPO_ROOT / "bundles" / bundle / "configs" / "train.yaml").read_text():
+        pytest.skip(f"{bundle}/configs/train.yaml has no ResumableCheckpoint")
+    cache = tmp_path / "cache"
+    reference = _run(bundle, tmp_path / "full", cache)
+
+    out = tmp_path / "interrupted"
+    save = ResumableCheckpoint.save
+
+    def save_then_die(self, engine=None):
+        save(self, engine)
+        raise Crash(f"killed after epoch {engine.state.epoch}")
+
+    monkeypatch.setattr(ResumableCheckpoint, "save", save_then_die)
+    with pytest.raises(Exception) as info:
+        _run(bundle, out, cache)
+    assert "killed after epoch 1" in repr(info.value) or isinstance(info.value, Crash)
+    monkeypatch.undo()
+    assert Path(resume_path(out / "model.pt")).is_file() and not (out / "metrics.json").exists()
+
+    resumed = _run(bundle, out, cache)
+    assert not Path(resume_path(out / "model.pt")).exists()
+    different = {k: (reference[k], resumed.get(k)) for k in reference if reference[k] != resumed.get(k)}
+    assert different == {}, f"resumed run differs: {dict(list(different.items())[:10])}"
