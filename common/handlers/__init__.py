@@ -12,7 +12,7 @@ _EXPORTS = {
     "VOGHandler": "vog",
     "RefurbishHandler": "refurbish",
     "SegmentationReport": "refurbish",
-    "write_metrics": "refurbish",
+    "write_label_error_metrics": "refurbish",
     "GroupSegmentationMetrics": "group_metrics",
     "summarize_groups": "group_metrics",
     "GroupImagePanels": "seg_panels",

@@ -11,7 +11,7 @@ keeping the original label elsewhere). Training then continues on the
 refurbished labels.
 
 :class:`SegmentationReport` collects per-image Dice, Flip decomposition and
-flip-risk on an evaluator; :func:`write_metrics` writes the bundle's
+flip-risk on an evaluator; :func:`write_label_error_metrics` writes the bundle's
 ``metrics.json``.
 """
 
@@ -331,7 +331,9 @@ class SegmentationReport:
         }
 
 
-def write_metrics(output_dir: str | Path, report: SegmentationReport, settings: Mapping | None = None) -> Path:
+def write_label_error_metrics(
+    output_dir: str | Path, report: SegmentationReport, settings: Mapping | None = None
+) -> Path:
     """Write ``<output_dir>/metrics.json``: the test report, ``detection.json``'s content if present, settings."""
     output_dir = Path(output_dir)
     metrics: dict[str, Any] = {"test": report.results(), "settings": dict(settings or {})}

@@ -9,7 +9,7 @@ import torch
 from monai.data import CacheDataset
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from common.handlers.refurbish import RefurbishHandler, SegmentationReport, detection_metrics, write_metrics
+from common.handlers.refurbish import RefurbishHandler, SegmentationReport, detection_metrics, write_label_error_metrics
 
 
 class ThresholdNet(torch.nn.Module):
@@ -100,7 +100,7 @@ def test_segmentation_report_hand_case(tmp_path):
     assert res["dice"] == pytest.approx({"a": 0.4, "b": 0.4})
     assert res["flip"]["global"] == pytest.approx({"correct": 0.4, "flip": 0.4, "miss": 0.2})
     assert res["per_image"][0]["id"] == "x" and 0.0 <= res["per_image"][0]["flip_risk"] < 0.01
-    path = write_metrics(tmp_path, report, {"error_type": "random"})
+    path = write_label_error_metrics(tmp_path, report, {"error_type": "random"})
     saved = json.loads(path.read_text())
     assert saved["settings"] == {"error_type": "random"} and "detection" not in saved
     assert np.isclose(saved["test"]["dice_mean"], 0.4)
