@@ -72,6 +72,7 @@ def test_workflow_properties(name, workflow_type, configs, tmp_path):
         workflow_type=workflow_type,
         output_dir=str(tmp_path),
     )
+    workflow.initialize()
     assert workflow.check_properties() == []
 
 

@@ -28,3 +28,12 @@ def test_atomic_torch_save_loads_with_weights_only(tmp_path):
     path = tmp_path / "model.pt"
     atomic_torch_save({"w": torch.arange(3.0)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3.0))
+
+
+def test_written_file_has_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
