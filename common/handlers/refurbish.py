@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from common.handlers.sample_loss import sample_id
 from common.io import atomic_write_json
 
 
@@ -79,6 +80,8 @@ class RefurbishHandler:
 
     Args:
         detectors: ``{name: handler}``; each handler has ``all_scores()`` returning ``{variant: {id: score}}``.
+            :meth:`attach` also attaches those not yet attached, so a config can define the detectors inside
+            this handler and list only the refurbisher among the trainer's handlers.
         dataset: the training ``CacheDataset`` (items hold ``image``, ``label``, ``id``, ``corrupted``,
             optionally ``label_clean``); refurbished labels are written into its cache.
         network: the network being trained.
@@ -130,6 +133,11 @@ class RefurbishHandler:
         self.result: dict | None = None
 
     def attach(self, engine: Engine) -> None:
+        """Attach the detectors that have ``attach`` and are not on ``engine`` yet, then this handler after them
+        (so that a detector collecting at ``epoch`` has its scores before detection runs)."""
+        for detector in self.detectors.values():
+            if hasattr(detector, "attach") and not engine.has_event_handler(detector):
+                detector.attach(engine)
         engine.add_event_handler(Events.EPOCH_COMPLETED(lambda _, e: e == self.epoch), self)
 
     def __call__(self, engine: Engine) -> None:
@@ -169,7 +177,7 @@ class RefurbishHandler:
 
     def run(self, global_step: int | None = None) -> dict:
         items = _cached_items(self.dataset)
-        flags = {str(it[self.id_key]): int(it.get(self.flag_key, 0)) for it in items}
+        flags = {sample_id(it, self.id_key, self.image_key): int(it.get(self.flag_key, 0)) for it in items}
         scores = self.gather_scores()
         if self.detector not in scores:
             raise ValueError(f"unknown detector {self.detector!r}; available: {', '.join(sorted(scores))}")
@@ -198,7 +206,7 @@ class RefurbishHandler:
     def _refurbish(self, items: list, flagged: set, global_step: int | None) -> dict:
         before, after, changed, panels = [], [], [], []
         for it in items:
-            sid = str(it[self.id_key])
+            sid = sample_id(it, self.id_key, self.image_key)
             if sid not in flagged:
                 continue
             old = it[self.label_key]
@@ -253,7 +261,8 @@ class SegmentationReport:
     """Per-image test metrics on an evaluator: Dice per structure, Flip decomposition, flip-risk.
 
     Reads ``engine.state.output`` ``pred`` (logits or probabilities, ``(C, *spatial)`` per image) and
-    ``label`` ``(1, *spatial)``; sample ids from the batch's ``id_key`` (else a running index).
+    ``label`` ``(1, *spatial)``; sample ids from the batch's ``id_key``, else the image's source file, else a
+    running index.
     """
 
     def __init__(self, num_classes: int, id_key: str = "id", pred_is_logits: bool = True, class_names=None) -> None:
@@ -274,21 +283,17 @@ class SegmentationReport:
     def __call__(self, engine: Engine) -> None:
         from monai.metrics import compute_dice
 
-        from common.handlers.sample_loss import engine_batch_items
+        from common.handlers.sample_loss import batch_sample_ids
         from common.metrics.flip import flip_counts, flip_risk
 
-        batch = engine.state.batch
-        has_ids = (isinstance(batch, list) and self.id_key in batch[0]) or (
-            isinstance(batch, dict) and self.id_key in batch
-        )
-        if has_ids:
-            ids, pred, label = engine_batch_items(engine, self.id_key)
-        else:
-            out = engine.state.output
-            pred = torch.stack([o["pred"] for o in out]) if isinstance(out, list) else out["pred"]
-            label = torch.stack([o["label"] for o in out]) if isinstance(out, list) else out["label"]
+        out = engine.state.output
+        pred = torch.stack([o["pred"] for o in out]) if isinstance(out, list) else out["pred"]
+        label = torch.stack([o["label"] for o in out]) if isinstance(out, list) else out["label"]
+        try:
+            ids = batch_sample_ids(engine.state.batch, self.id_key)
+        except KeyError:  # neither ids nor source files: a running index
             ids = [str(len(self.records) + i) for i in range(len(pred))]
-        pred, label = torch.as_tensor(pred).float().cpu(), torch.as_tensor(label).cpu()
+        pred, label = torch.as_tensor(pred).detach().float().cpu(), torch.as_tensor(label).detach().cpu()
         probs = pred.softmax(1) if self.pred_is_logits else pred
         hard = probs.argmax(1, keepdim=True)
         onehot = lambda x: torch.nn.functional.one_hot(x[:, 0].long(), self.num_classes).movedim(-1, 1)  # noqa: E731

@@ -4,7 +4,8 @@ Three ignite handlers with ``attach(engine)``, meant to be used together on a MO
 
 - :class:`ResumableCheckpoint` writes the whole training state (network, optimizer, scheduler, trainer
   counters, any object with ``state_dict``) atomically every ``save_interval`` epochs, and at ``STARTED``
-  resumes from that file if it exists (loaded by MONAI's ``CheckpointLoader``, i.e. ``weights_only=True``).
+  resumes from that file if it exists (loaded by MONAI's ``CheckpointLoader``, i.e. ``weights_only=True``);
+  the file is deleted once the run completes, so only an interrupted run is continued.
 - :class:`EpochReseed` sets the torch / numpy / ``random`` seeds, the data loader's generator, its samplers'
   epoch and the random transforms of its dataset from ``(seed, epoch)`` at every ``EPOCH_STARTED``. An epoch's
   randomness then depends only on the seed and the epoch number, so a run resumed after epoch ``k`` draws the
@@ -38,9 +39,10 @@ __all__ = ["ResumableCheckpoint", "EpochReseed", "AtomicCheckpointSaver", "epoch
 FINGERPRINT_KEY = "resume_fingerprint"
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 32-bit seed derived from ``(seed, epoch)`` (numpy ``SeedSequence``); distinct epochs get unrelated seeds."""
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(1, dtype=np.uint32)[0])
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A 32-bit seed derived from ``(seed, epoch[, rank])`` (numpy ``SeedSequence``); unrelated across epochs/ranks."""
+    entropy = [int(seed) % 2**32, int(epoch)] + ([int(rank)] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
 
 
 def resume_path(ckpt_path: str | os.PathLike) -> str:
@@ -186,7 +188,10 @@ class EpochReseed:
     Sets ``torch`` (CPU and CUDA), ``numpy`` and ``random`` global seeds, re-seeds ``data_loader.generator`` if
     it has one, calls ``set_epoch(epoch)`` on its ``sampler`` and ``batch_sampler`` where they have it, and sets
     the random state of every ``Randomizable`` transform of its dataset (``monai.data.utils.set_rnd``). With
-    ``num_workers > 0`` the workers' seeds derive from the main process's torch seed, so they follow too.
+    ``num_workers > 0`` the workers' seeds derive from the main process's torch seed, so they follow too
+    (``persistent_workers=True`` would keep the first epoch's worker states: leave it off). In a distributed run
+    the seed also depends on the rank, so ranks draw different augmentations; samplers shard by ``set_epoch``.
+    Attach it before handlers that draw random numbers at ``EPOCH_STARTED``.
 
     Args:
         seed: the run's seed.
@@ -205,7 +210,7 @@ class EpochReseed:
     def __call__(self, engine: Engine) -> None:
         from monai.data.utils import set_rnd
 
-        seed = epoch_seed(self.seed, engine.state.epoch)
+        seed = epoch_seed(self.seed, engine.state.epoch, _rank())
         torch.manual_seed(seed)  # also seeds every CUDA device
         np.random.seed(seed)
         random.seed(seed)

@@ -2,13 +2,16 @@
 
 A sample whose label disagrees with what the network learns from the rest of
 the data keeps a high loss; its mean loss over the last epochs is its score
-(METHODS §4). The batch must carry sample ids (``id_key``).
+(METHODS §4). Samples are keyed by the batch's ``id_key``; items without one (MONAI Label's
+datastore items are ``{"image", "label"}`` only) are keyed by their image's source file, read
+from MONAI's metadata (:func:`sample_id`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,15 +19,56 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
 
-def engine_batch_items(engine: Engine, id_key: str = "id", pred_key: str = "pred", label_key: str = "label"):
-    """``(ids, pred (B, C, ...), label (B, 1, ...))`` of the current iteration, collated or decollated."""
+def _source_files(item: Mapping, image_key: str) -> Any:
+    """``filename_or_obj`` of ``item[image_key]`` (a ``MetaTensor``) or of ``item["<image_key>_meta_dict"]``;
+    a string for one item, a list for a collated batch; ``None`` if neither is there."""
+    meta = getattr(item.get(image_key), "meta", None)
+    if not isinstance(meta, Mapping) or meta.get("filename_or_obj") is None:
+        meta = item.get(f"{image_key}_meta_dict")
+    return meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+
+
+def _missing_id_error(id_key: str, image_key: str) -> KeyError:
+    return KeyError(
+        f"sample has no {id_key!r} key and its {image_key!r} carries no 'filename_or_obj' metadata; "
+        f"give every datalist item an {id_key!r} or load {image_key!r} from a file with LoadImaged"
+    )
+
+
+def sample_id(item: Mapping, id_key: str = "id", image_key: str = "image") -> str:
+    """Stable id of one (decollated or cached) item: ``item[id_key]``, else the path of its image's source file."""
+    if id_key in item:
+        return str(item[id_key])
+    source = _source_files(item, image_key)
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return str(source)
+    raise _missing_id_error(id_key, image_key)
+
+
+def batch_sample_ids(batch: Mapping | list, id_key: str = "id", image_key: str = "image") -> list[str]:
+    """Ids (see :func:`sample_id`) of a collated ``dict`` batch or a decollated ``list`` of items."""
+    if isinstance(batch, list):
+        return [sample_id(b, id_key, image_key) for b in batch]
+    if id_key in batch:
+        return [str(i) for i in batch[id_key]]
+    source = _source_files(batch, image_key)
+    if isinstance(source, (list, tuple)) and all(s is not None for s in source):
+        return [str(s) for s in source]
+    raise _missing_id_error(id_key, image_key)
+
+
+def engine_batch_items(
+    engine: Engine, id_key: str = "id", pred_key: str = "pred", label_key: str = "label", image_key: str = "image"
+):
+    """``(ids, pred (B, C, ...), label (B, 1, ...))`` of the current iteration, collated or decollated.
+
+    Ids come from :func:`batch_sample_ids` (``id_key``, else the image's source file)."""
     batch, output = engine.state.batch, engine.state.output
+    ids = batch_sample_ids(batch, id_key, image_key)
     if isinstance(output, list):
-        ids = [str(b[id_key]) for b in batch]
         pred = torch.stack([torch.as_tensor(o[pred_key]) for o in output])
         label = torch.stack([torch.as_tensor(o[label_key]) for o in output])
     else:
-        ids = [str(i) for i in batch[id_key]]
         pred, label = torch.as_tensor(output[pred_key]), torch.as_tensor(output[label_key])
     return ids, pred.detach().float(), label.detach()
 
@@ -47,7 +91,8 @@ class SampleLossHandler:
     """Record each training sample's loss at every iteration, keyed by sample id and epoch.
 
     Args:
-        id_key: batch key holding the sample ids.
+        id_key: batch key holding the sample ids (items without it are keyed by their image's source file).
+        image_key: batch key of the image whose metadata names the source file.
         window: the score of a sample is its mean loss over the last ``window`` recorded epochs.
         loss_fn: ``(logits, label) -> {name: (B,) tensor}``; default :func:`per_sample_losses`.
         score_name: which of the recorded losses :meth:`scores` returns by default.
@@ -62,10 +107,11 @@ class SampleLossHandler:
         window: int = 5,
         loss_fn: Callable | None = None,
         score_name: str = "dice_ce",
+        image_key: str = "image",
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        self.id_key = id_key
+        self.id_key, self.image_key = id_key, image_key
         self.window = window
         self.loss_fn = loss_fn or per_sample_losses
         self.score_name = score_name
@@ -76,7 +122,7 @@ class SampleLossHandler:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        ids, pred, label = engine_batch_items(engine, self.id_key)
+        ids, pred, label = engine_batch_items(engine, self.id_key, image_key=self.image_key)
         with torch.no_grad():
             losses = self.loss_fn(pred, label)
         epoch = int(engine.state.epoch)

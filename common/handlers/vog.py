@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from scipy import ndimage
 
+from common.handlers.sample_loss import batch_sample_ids
+
 VOG_SCHEDULES = ("all", "late")
 VOG_NORMS = ("raw", "ckpt", "sample")
 VOG_REGIONS = ("image", "fg", "boundary")  # plus "boundary<k>": the band around structure k only
@@ -95,7 +97,8 @@ class VOGHandler:
 
     Args:
         data_loader: iterates the training samples *without* random augmentation, yielding dicts with
-            ``image_key`` ``(B, C, *spatial)``, ``label_key`` ``(B, 1, *spatial)`` and ``id_key``.
+            ``image_key`` ``(B, C, *spatial)``, ``label_key`` ``(B, 1, *spatial)`` and ``id_key`` (batches without
+            ``id_key`` are keyed by the image's source file, :func:`~common.handlers.sample_loss.sample_id`).
         network: the network being trained.
         epochs: checkpoint epochs (see :func:`checkpoint_epochs`).
         device: where to run the network.
@@ -148,9 +151,10 @@ class VOGHandler:
                 image = torch.as_tensor(batch[self.image_key]).to(self.device)
                 label = torch.as_tensor(batch[self.label_key]).to(self.device)
                 g = input_gradients(network, image, label).cpu().numpy()
-                for sid, gi, li in zip(batch[self.id_key], g, label[:, 0].cpu().numpy()):
-                    grads[str(sid)] = gi.astype(np.float16)
-                    self.labels[str(sid)] = li.astype(np.int16)
+                ids = batch_sample_ids(batch, self.id_key, self.image_key)
+                for sid, gi, li in zip(ids, g, label[:, 0].cpu().numpy()):
+                    grads[sid] = gi.astype(np.float16)
+                    self.labels[sid] = li.astype(np.int16)
         finally:
             network.train(was_training)
         self.gradients[epoch] = grads

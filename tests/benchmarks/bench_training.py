@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -149,7 +150,11 @@ def throughput(bundle: str, with_handlers: bool = True) -> dict[str, float]:
         set_determinism(0)
         timer = _Timer(trainer)
         with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
-            trainer.run()
+            logging.disable(logging.INFO)  # per-iteration StatsHandler lines
+            try:
+                trainer.run()
+            finally:
+                logging.disable(logging.NOTSET)
         engine_epoch = sorted(timer.epoch_times[1:])[len(timer.epoch_times[1:]) // 2]
         bare_after = _bare_loop(trainer.network, trainer.optimizer, trainer.loss_function, batches, BENCH_EPOCHS)
         engine_samples = samples  # the same loader, so the same number of samples per epoch

@@ -97,3 +97,84 @@ def test_two_process_gloo_training(tmp_path):
     det = json.loads((out / "detection.json").read_text())
     assert len(det["scores"]["loss"]) == 8  # per-sample losses gathered from both ranks
     assert "model" in torch.load(out / "model.pt", weights_only=True)
+
+
+def _parser(*configs, **overrides):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / c) for c in configs])
+    for key, value in overrides.items():
+        parser[key.replace("__", "#")] = value
+    return parser
+
+
+@pytest.mark.parametrize("configs", [("train.yaml",), ("train.yaml", "multi_gpu_train.yaml")])
+def test_handlers_are_component_configs(configs):
+    # MONAI's ConfigWorkflow.check_properties() and MONAI Label read h["_target_"] of every train handler.
+    parser = _parser(*configs)
+    for key in ("train#handlers", "validate#handlers"):
+        assert all(isinstance(h, dict) and "_target_" in h for h in parser[key]), key
+    targets = [h["_target_"] for h in parser["train#handlers"]]
+    assert targets[0] == "common.handlers.RefurbishHandler" and "ValidationHandler" in targets
+    detectors = parser["train#handlers#0#detectors"]
+    assert {k: v["_target_"] for k, v in detectors.items()} == {
+        "loss": "common.handlers.SampleLossHandler",
+        "vog": "common.handlers.VOGHandler",
+    }
+    # Nothing refers to a handler by its index (MONAI Label inserts a CheckpointLoader at index 0).
+    assert not any("@train#handlers#" in (CONFIGS / c).read_text() for c in configs)
+
+
+def test_checkpoints_use_the_key_model():
+    saver = next(h for h in _parser("train.yaml")["train#handlers"] if h["_target_"] == "CheckpointSaver")
+    assert set(saver["save_dict"]) == {"model", "optimizer"}
+    loaders = [h for h in _parser("train.yaml", "evaluate.yaml")["test#handlers"] if isinstance(h, dict)]
+    loaders += _parser("inference.yaml")["handlers"]
+    loaders = [h for h in loaders if h["_target_"] == "CheckpointLoader"]
+    assert len(loaders) == 2
+    assert all(set(h["load_dict"]) == {"model"} and h["strict"] is True for h in loaders)
+
+
+@pytest.mark.parametrize("is_main", [True, False])
+def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch):
+    cwd, out = tmp_path / "cwd", tmp_path / "out"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # a TensorBoard handler without a writer would create ./runs here
+    parser = _parser("train.yaml", "multi_gpu_train.yaml", is_main=is_main, output_dir=str(out),
+                     ckpt_path=str(tmp_path / "model.pt"), network="$@network_def", train__dataset__data=[],
+                     validate__dataset__data=[])  # fmt: skip
+    names = [type(h).__name__ for h in parser.get_parsed_content("train#handlers")]
+    rank0 = ["ValidationHandler", "StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "CheckpointSaver"]
+    assert names == ["RefurbishHandler", "LrScheduleHandler", *(rank0 if is_main else [])]
+    parser.get_parsed_content("validate#evaluator")
+    assert list(cwd.iterdir()) == [] and out.exists() == is_main  # only rank 0 opens a SummaryWriter
+
+
+@pytest.mark.slow
+def test_monai_label_style_training_without_ids(tmp_path):
+    """Training as MONAI Label runs it: datastore items without ids, a CheckpointLoader inserted first, no init."""
+    from monai.bundle import run
+
+    from common.data import EchoPhantomConfig, generate_echo_phantom
+
+    datalist = generate_echo_phantom(tmp_path / "data", EchoPhantomConfig(num_train=6, num_val=0, num_test=0))
+    base = datalist.parent
+    items = [{"image": str(base / e["image"]), "label": str(base / e["label"])}
+             for e in json.loads(datalist.read_text())["training"]]  # fmt: skip
+    ckpt = tmp_path / "models" / "model.pt"
+    ckpt.parent.mkdir()
+    torch.save({"model": _parser("train.yaml").get_parsed_content("network_def").state_dict()}, ckpt)
+    handlers = _parser("train.yaml")["train#handlers"]
+    handlers.insert(0, {"_target_": "CheckpointLoader", "load_path": str(ckpt), "load_dict": {"model": "$@network"},
+                        "strict": False})  # fmt: skip
+    out = tmp_path / "out"
+    overrides = {"epochs": 2, "detect_epoch": 2, "vog_checkpoints": 2, "vog_first_epoch": 1, "loss_window": 1,
+                 "val_interval": 2, "batch_size": 4, "output_dir": str(out), "ckpt_path": str(ckpt),
+                 "train#trainer#max_epochs": 2, "train#dataset#data": items[:4], "validate#dataset#data": items[4:],
+                 "train#handlers": handlers, "device": torch.device("cpu")}  # fmt: skip
+    before = torch.load(ckpt, weights_only=True)["model"]
+    run(run_id="run", init_id=None, final_id=None, config_file=str(CONFIGS / "train.yaml"), **overrides)
+    det = json.loads((out / "detection.json").read_text())
+    assert sorted(det["scores"]["loss"]) == sorted(i["image"] for i in items[:4])  # keyed by image file
+    assert sorted(det["scores"]["vog"]) == sorted(det["scores"]["loss"])
+    after = torch.load(ckpt, weights_only=True)["model"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from monai.data import CacheDataset
+from ignite.engine import Engine, Events
+from monai.data import CacheDataset, MetaTensor
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from common.handlers.refurbish import RefurbishHandler, SegmentationReport, detection_metrics, write_label_error_metrics
@@ -104,3 +105,48 @@ def test_segmentation_report_hand_case(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["settings"] == {"error_type": "random"} and "detection" not in saved
     assert np.isclose(saved["test"]["dice_mean"], 0.4)
+
+
+class RecordingDetector:
+    """A detector handler that records when it runs and scores every sample 1.0."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def attach(self, engine):
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine):
+        self.log.append(("detector", engine.state.epoch))
+
+    def all_scores(self, upto_epoch=None):
+        return {"loss": {f"s{i}": float(i) for i in range(4)}}
+
+
+def test_attach_adds_detectors_once_and_before_detection(tmp_path):
+    log = []
+    detector = RecordingDetector(log)
+    plain = SimpleNamespace(all_scores=lambda upto_epoch=None: {"other": {"s0": 1.0}})  # no attach: left alone
+    handler = RefurbishHandler({"loss": detector, "plain": plain}, _dataset(), ThresholdNet(), epoch=2,
+                               refurbish=False, output_dir=tmp_path)  # fmt: skip
+    original_run = handler.run
+    handler.run = lambda global_step=None: log.append(("detect", global_step)) or original_run(global_step)
+    engine = Engine(lambda e, b: None)
+    detector.attach(engine)  # attached already: not attached twice
+    handler.attach(engine)
+    engine.run([0], max_epochs=3)
+    assert log == [("detector", 1), ("detector", 2), ("detect", 2), ("detector", 3)]
+    saved = json.loads((tmp_path / "detection.json").read_text())
+    assert saved["flagged"] == ["s3", "s2"] and set(saved["scores"]) == {"loss", "other"}
+
+
+def test_items_without_ids_are_keyed_by_source_file(tmp_path):
+    ds = _dataset()
+    for i, item in enumerate(ds._cache):
+        del item["id"]
+        item["image"] = MetaTensor(item["image"], meta={"filename_or_obj": f"/studies/s{i}.nii.gz"})
+    scores = {f"/studies/s{i}.nii.gz": float(3 - i) for i in range(4)}
+    result = RefurbishHandler({"loss": FixedScores(scores)}, ds, ThresholdNet(), epoch=1, output_dir=tmp_path).run()
+    assert result["flagged"] == ["/studies/s0.nii.gz", "/studies/s1.nii.gz"]
+    assert result["flags"] == {f"/studies/s{i}.nii.gz": int(i < 2) for i in range(4)}
+    assert result["metrics"]["loss"]["auroc"] == 1.0 and result["label_quality"]["num_refurbished"] == 2

@@ -5,8 +5,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.data import MetaTensor, list_data_collate
 
-from common.handlers.sample_loss import SampleLossHandler, engine_batch_items, per_sample_losses
+from common.handlers.sample_loss import (
+    SampleLossHandler,
+    batch_sample_ids,
+    engine_batch_items,
+    per_sample_losses,
+    sample_id,
+)
 
 
 def _engine(epoch, ids, pred, label, decollated):
@@ -52,3 +59,34 @@ def test_scores_average_the_last_window_epochs():
     assert restored.scores() == pytest.approx(handler.scores())
     with pytest.raises(ValueError):
         SampleLossHandler(window=0)
+
+
+def _image(path):
+    return MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": path})
+
+
+def test_ids_fall_back_to_the_image_source_file():
+    # MONAI Label's datastore items are {"image", "label"} only: the loaded image's file names them.
+    items = [{"image": _image("/d/a.nii.gz")}, {"image": _image("/d/b.nii.gz")}]
+    assert batch_sample_ids(items) == ["/d/a.nii.gz", "/d/b.nii.gz"]
+    assert batch_sample_ids(list_data_collate(items)) == ["/d/a.nii.gz", "/d/b.nii.gz"]
+    assert sample_id({"image": torch.zeros(1), "image_meta_dict": {"filename_or_obj": "/d/c.nii.gz"}}) == "/d/c.nii.gz"
+    assert sample_id({"id": 7, "image": _image("/d/a.nii.gz")}) == "7"  # an explicit id wins
+    with pytest.raises(KeyError, match="no 'id' key"):
+        sample_id({"image": torch.zeros(1, 2, 2)})
+    with pytest.raises(KeyError, match="filename_or_obj"):
+        batch_sample_ids({"image": torch.zeros(2, 1, 2, 2)})
+
+
+@pytest.mark.parametrize("decollated", [False, True])
+def test_handler_records_items_without_ids(decollated):
+    items = [{"image": _image(f"/d/{n}.nii.gz")} for n in ("a", "b")]
+    pred, label = torch.rand(2, 3, 2, 2), torch.randint(0, 3, (2, 1, 2, 2))
+    if decollated:
+        batch, output = items, [{"pred": p, "label": lab} for p, lab in zip(pred, label)]
+    else:
+        batch, output = list_data_collate(items), {"pred": pred, "label": label}
+    handler = SampleLossHandler(window=1)
+    handler(SimpleNamespace(state=SimpleNamespace(epoch=1, batch=batch, output=output)))
+    expected = per_sample_losses(pred, label)["dice_ce"].tolist()
+    assert handler.scores() == pytest.approx({"/d/a.nii.gz": expected[0], "/d/b.nii.gz": expected[1]})

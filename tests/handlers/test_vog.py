@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from monai.data import DataLoader, MetaTensor
 
 from common.handlers.vog import VOGHandler, boundary_band, checkpoint_epochs, input_gradients
 
@@ -56,3 +57,18 @@ def test_checkpoint_schedule_and_band():
     lab[:, 5:] = 1
     band = boundary_band(lab, band=1)
     assert band[:, 3:7].all() and not band[:, :3].any() and not band[:, 7:].any()
+
+
+def test_batches_without_ids_are_keyed_by_source_file():
+    items = []
+    for i, cls in enumerate((0, 1)):
+        image = MetaTensor(torch.rand(1, 4, 4), meta={"filename_or_obj": f"/studies/echo_{i}.nii.gz"})
+        items.append({"image": image, "label": torch.full((1, 4, 4), cls)})
+    loader = DataLoader(items, batch_size=2)  # MONAI collation keeps the file names in the image's meta
+    net = _net(1.0, 1.0)
+    handler = VOGHandler(loader, net, epochs=[1, 2], default_variant="vog_all_raw_image")
+    handler.collect(1)
+    with torch.no_grad():
+        net.weight[1, 0, 0, 0] = 3.0
+    handler.collect(2)
+    assert handler.scores() == pytest.approx({"/studies/echo_0.nii.gz": -1.0, "/studies/echo_1.nii.gz": 1.0})

@@ -39,6 +39,7 @@ def test_epoch_seed_is_a_function_of_seed_and_epoch():
     seeds = {epoch_seed(s, e) for s in range(4) for e in range(50)}
     assert len(seeds) == 200  # no collisions between (seed, epoch) pairs
     assert all(0 <= s < 2**32 for s in seeds)
+    assert epoch_seed(0, 3, rank=0) == epoch_seed(0, 3) != epoch_seed(0, 3, rank=1)
 
 
 def test_resume_path_sits_next_to_the_checkpoint():
