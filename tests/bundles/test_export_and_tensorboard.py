@@ -1,0 +1,64 @@
+"""Each bundle exports to a self-contained folder that trains without this checkout, and its
+smoke run writes the documented TensorBoard scalars and image panels (read with TensorBoard's reader)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from common.export import common_files_for, export_bundle
+from common.study.runner import BUNDLE_NAMES
+from tests.tensorboard_events import read_events
+
+# Smallest settings that still train, validate and evaluate (bundle ids, as on the command line).
+SMOKE = {
+    "label_error_refurbishment": {
+        "epochs": 2, "detect_epoch": 2, "vog_checkpoints": 2, "vog_first_epoch": 1, "loss_window": 1,
+        "num_train": 8, "num_val": 2, "num_test": 3, "val_interval": 2, "num_threads": 1,
+    },
+    "sr_degradation_bias": {
+        "train_first": True, "model": "srcnn", "width": 0.125, "epochs": 1, "num_slices": [4, 2, 2],
+        "patch_size": 32, "patches_per_image": 2, "batch_size": 4, "val_interval": 1, "num_threads": 1,
+    },
+    "segmentation_resolution_bias": SEG_SMOKE_PLACEHOLDER,
+}  # fmt: skip
+# Documented TensorBoard scalar tags (a subset each run must contain).
+SCALARS = {
+    "label_error_refurbishment": {"train_loss", "val_mean_dice"},
+    "sr_degradation_bias": {"train_loss", "val_psnr", "test/psnr/gaussian", "test/ssim/median", "test/hfen/bicubic"},
+    "segmentation_resolution_bias": SEG_SCALARS_PLACEHOLDER,
+}
+
+
+def test_export_finds_lazily_exported_modules():
+    files = {p.relative_to(p.parents[2]).as_posix() for p in common_files_for(["$common.metrics.volume_bias(x, y)"])}
+    assert {"common/metrics/__init__.py", "common/metrics/volume.py", "common/_lazy.py"} <= files
+    assert "common/metrics/flip.py" not in files
+
+
+def test_export_refuses_a_non_empty_destination(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        export_bundle("sr_degradation_bias", tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_exported_bundle_trains_outside_the_checkout(name, tmp_path):
+    dest = export_bundle(name, tmp_path / name)
+    assert (dest / "common" / "__init__.py").is_file() and not (dest / "common" / "study").exists()
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.yaml','configs/evaluate.yaml']"]
+    cmd += ["--logging_file", "configs/logging.conf", "--output_dir", str(out), "--ckpt_path", str(out / "model.pt")]
+    for key, value in SMOKE[name].items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+    scalars, images = read_events(out)
+    assert SCALARS[name] <= scalars, f"missing TensorBoard scalars {SCALARS[name] - scalars}"
+    assert images >= 1
