@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from common.export import common_files_for, export_bundle
-from common.study.runner import BUNDLE_NAMES
+from common.study.runner import BUNDLE_NAMES, REPO_ROOT
 from tests.tensorboard_events import read_events
 
 # Smallest settings that still train, validate and evaluate (bundle ids, as on the command line).
@@ -32,7 +32,7 @@ SCALARS = {
 
 
 def test_export_finds_lazily_exported_modules():
-    files = {p.relative_to(p.parents[2]).as_posix() for p in common_files_for(["$common.metrics.volume_bias(x, y)"])}
+    files = {p.relative_to(REPO_ROOT).as_posix() for p in common_files_for(["$common.metrics.volume_bias(x, y)"])}
     assert {"common/metrics/__init__.py", "common/metrics/volume.py", "common/_lazy.py"} <= files
     assert "common/metrics/flip.py" not in files
 
