@@ -360,11 +360,16 @@ def evaluation_entries(entries: Sequence[Mapping]) -> list[dict]:
 
 
 def inference_items(
-    input_image: str | os.PathLike | None, datalist: str | os.PathLike | None = None, dataset_dir=None
+    input_image: str | os.PathLike | None,
+    datalist: str | os.PathLike | None = None,
+    dataset_dir=None,
+    allow_empty: bool = False,
 ) -> list[dict]:
     """``[{"image": path}]`` for ``input_image``, else the ``test`` (or ``validation``) images of ``datalist``.
 
-    Raises ``FileNotFoundError`` naming a missing file before any model is loaded.
+    Raises ``FileNotFoundError`` naming a missing file before any model is loaded. Without either input it
+    raises ``ValueError``, or returns ``[]`` with ``allow_empty`` (a config that is only parsed, e.g. by
+    ``ConfigWorkflow.check_properties`` or MONAI Label, which supplies its own data).
     """
     from common.data.datalist import load_datalist
 
@@ -376,6 +381,8 @@ def inference_items(
         paths = [e["image"] if isinstance(e, Mapping) else e for e in entries]
         if not paths:
             raise ValueError(f"{datalist}: no 'test' or 'validation' entries to segment")
+    elif allow_empty:
+        return []
     else:
         raise ValueError("inference needs --input_image FILE or --datalist JSON")
     missing = [p for p in paths if not os.path.isfile(p)]

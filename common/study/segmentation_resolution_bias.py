@@ -39,6 +39,9 @@ APPROACH_LABELS = {
 }
 DOWNSAMPLE_OPS = ("maxpool", "strided_conv", "avgpool", "blurpool", "flc", "asap")
 MAIN_STRUCTURE = "grey_matter"
+# scale_aug's label zoom: torch's legacy "nearest" samples at floor(i / zoom), which shifts the label against the
+# bilinear image by up to 0.67 source voxels (zoom 0.6); "nearest-exact" samples at the same voxel centres.
+ALIGNED_ZOOM_MODE = {"train#augment#transforms#0#mode": ["bilinear", "nearest-exact"]}
 
 # Each profile: the resolution pairs (first = main pair), the settings of the approach grid, and of the pooling grid.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -67,15 +70,15 @@ PROFILES: dict[str, dict[str, Any]] = {
             "n_train": 10,
             "n_val": 2,
             "n_test": 8,
-            "epochs": 12,
-            "val_interval": 6,
+            "epochs": 24,
+            "val_interval": 8,
             "slices_per_volume": 20,
             "slice_thickness": 3,
             "channels": [8, 16, 32],
             "plane": "axial",
             "torch_threads": 1,
         },
-        "pooling_settings": {"epochs": 4, "val_interval": 4, "slices_per_volume": 12},
+        "pooling_settings": {"epochs": 4, "val_interval": 4, "slices_per_volume": 10},
         "jobs": 2,
     },
     "full": {
@@ -209,6 +212,7 @@ def _overrides(spec: dict, run: dict, seed: int, cache_dir: Path, output_dir: Pa
     return {
         **spec["settings"],
         **(spec["pooling_settings"] if run["table"] == "pooling" else {}),
+        **ALIGNED_ZOOM_MODE,
         "approach": run["approach"],
         "high_spacing": float(high),
         "low_spacing": float(low),

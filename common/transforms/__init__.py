@@ -18,6 +18,7 @@ _EXPORTS = {
     "SimulateLowResolutiond": "acquisition",
     "CorruptLabel": "label_errors",
     "RandCorruptLabeld": "label_errors",
+    "SpacingWithPathsd": "spacing",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -143,9 +143,10 @@ def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch):
                      ckpt_path=str(tmp_path / "model.pt"), network="$@network_def", train__dataset__data=[],
                      validate__dataset__data=[])  # fmt: skip
     names = [type(h).__name__ for h in parser.get_parsed_content("train#handlers")]
-    rank0 = ["ValidationHandler", "StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "CheckpointSaver"]
-    assert names == ["RefurbishHandler", "LrScheduleHandler", *(rank0 if is_main else [])]
-    parser.get_parsed_content("validate#evaluator")
+    rank0 = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "CheckpointSaver"]
+    assert names == ["RefurbishHandler", "LrScheduleHandler", "ValidationHandler", *(rank0 if is_main else [])]
+    val_names = [type(h).__name__ for h in parser.get_parsed_content("validate#handlers")]
+    assert val_names == (["StatsHandler", "TensorBoardStatsHandler", "TensorBoardImageHandler"] if is_main else [])
     assert list(cwd.iterdir()) == [] and out.exists() == is_main  # only rank 0 opens a SummaryWriter
 
 

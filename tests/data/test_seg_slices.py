@@ -87,3 +87,16 @@ def test_prepare_batch_passes_spacing_and_plane():
     image, label, args, kwargs = prepare_slice_batch(batch)
     assert not isinstance(image, MetaTensor) and image.shape == (2, 1, 8, 10)
     assert kwargs["plane"] == "axial" and kwargs["spacing"].shape == (2, 2)
+
+
+def test_inference_items_without_input_raises_unless_allowed_empty(tmp_path):
+    from common.data.seg_slices import inference_items
+
+    with pytest.raises(ValueError, match="--input_image"):
+        inference_items("", "")
+    assert inference_items("", "", allow_empty=True) == []
+    image = tmp_path / "t1.nii.gz"
+    image.write_bytes(b"x")
+    assert inference_items(str(image), "", allow_empty=True) == [{"image": str(image)}]
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        inference_items(str(tmp_path / "missing.nii.gz"), "", allow_empty=True)
