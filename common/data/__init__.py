@@ -17,6 +17,7 @@ _EXPORTS = {
     "validate_datalist": "datalist",
     "DatalistError": "datalist",
     "resolve_datalist": "datalist",
+    "inference_items": "datalist",
     "camus_datalist": "camus",
     "ThickSliceDataset": "seg_slices",
     "SliceBatchSampler": "seg_slices",

@@ -399,3 +399,18 @@ def resolve_datalist(
         if k is not None
     )
     return load_datalist(datalist, base, path_keys=keys)
+
+
+def inference_items(
+    input_image: str = "", datalist: str = "", dataset_dir: str = "", split: str = "test"
+) -> list[dict]:
+    """Items for an inference config: one ``input_image``, else the ``split`` entries of ``datalist``, else none.
+
+    No input at all gives an empty list, so an inference config parses and checks without data
+    (MONAI Label supplies its own items).
+    """
+    if input_image:
+        return [{"image": os.path.abspath(input_image)}]
+    if datalist:
+        return load_datalist(datalist, dataset_dir or None, path_keys=["image"])[split]
+    return []

@@ -36,6 +36,13 @@ CONFIG_FILES = (
 bundles = pytest.mark.parametrize("name", BUNDLE_NAMES)
 
 
+def _spatial_size(entry, n=1, any_size=32):
+    """A concrete size for a metadata ``spatial_shape`` entry: an int, ``"*"`` (any) or an expression in n ("16*n")."""
+    if str(entry) == "*":
+        return any_size
+    return int(eval(str(entry).replace("n", str(n)), {"__builtins__": {}}))
+
+
 def _configs(name):
     return BUNDLES_DIR / name / "configs"
 
@@ -99,6 +106,9 @@ def test_ckpt_export_matches_eager_network(name, tmp_path):
     net = parser.get_parsed_content("network_def", instantiate=True).eval()
     ckpt = tmp_path / "model.pt"
     torch.save(net.state_dict(), ckpt)
+    fmt = parser["_meta_"]["network_data_format"]["inputs"]["image"]
+    shape = [_spatial_size(s) for s in fmt["spatial_shape"]]
+    input_shape = [1, fmt["num_channels"], *shape]
     ts = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def",
@@ -107,11 +117,10 @@ def test_ckpt_export_matches_eager_network(name, tmp_path):
         meta_file=meta_file,
         config_file=config_file,
         key_in_ckpt="",
+        use_trace=True,  # tracing records the forward pass at the declared input shape
+        input_shape=input_shape,
     )
-    fmt = parser["_meta_"]["network_data_format"]["inputs"]["image"]
-    # spatial_shape entries are ints or expressions in n such as "16*n"; take n = 1.
-    shape = [int(eval(str(s).replace("n", "1"), {"__builtins__": {}})) for s in fmt["spatial_shape"]]
-    x = torch.rand(1, fmt["num_channels"], *shape)
+    x = torch.rand(*input_shape)
     scripted = torch.jit.load(str(ts))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-5)

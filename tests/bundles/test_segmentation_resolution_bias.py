@@ -126,7 +126,7 @@ def test_smoke_train_evaluate_and_inference(tmp_path, tiny_population):
     assert metrics["settings"]["approach"] == "vinn"
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
     state = torch.load(ckpt, weights_only=True)
-    assert "network" in state
+    assert "model" in state  # the key MONAI Label reads
 
     # inference: a 2.5 x 3 x 3.5 mm volume in LPS orientation -> label map on exactly that grid
     src = nib.load(
@@ -167,4 +167,4 @@ def test_two_process_gloo_training(tmp_path, tiny_population):
         launcher=launcher,
     )
     state = torch.load(out / "model.pt", weights_only=True)
-    assert not any(k.startswith("module.") for k in state["network"])
+    assert not any(k.startswith("module.") for k in state["model"])

@@ -1,6 +1,7 @@
 """Datalist loading and validation: one failing case per kind of bad input, each naming file and problem."""
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -385,3 +386,12 @@ def test_a_bad_file_shared_by_entries_is_reported_once(tmp_path):
     assert err.value.problems == [
         f"{(tmp_path / 'shared_lbl.nii.gz').resolve()}: label values span 0..4, outside 0..2 (num_classes=3)"
     ]
+
+
+def test_inference_items_prefers_the_single_image_then_the_datalist(tmp_path):
+    from common.data.datalist import inference_items
+
+    assert inference_items() == []
+    assert inference_items(input_image="a.nii.gz") == [{"image": os.path.abspath("a.nii.gz")}]
+    (tmp_path / "list.json").write_text('{"test": [{"image": "x.nii.gz"}]}')
+    assert inference_items(datalist=str(tmp_path / "list.json")) == [{"image": str(tmp_path / "x.nii.gz")}]

@@ -22,7 +22,7 @@ def test_scripted_volume_mode_equals_eager(planes, internal_spacing, downsample,
     scripted = torch.jit.script(net)
     assert sorted(scripted.state_dict()) == sorted(net.state_dict())
     x = torch.rand(2, 1, *shape)
-    s = None if spacing is None else torch.tensor([spacing, [1.0, 1.0, 1.0]])  # two voxel sizes in one batch
+    s = None if spacing is None else torch.tensor([spacing, [2.5, 3.0, 2.0]])  # two voxel sizes in one batch
     with torch.no_grad():
         eager, ts = net(x, s), scripted(x, s)
     assert ts.shape == (2, 4, *shape)
