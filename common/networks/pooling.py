@@ -38,7 +38,7 @@ def _check_dims(spatial_dims: int) -> int:
 
 def _check_input(x: torch.Tensor, spatial_dims: int, name: str) -> None:
     if x.ndim != spatial_dims + 2:
-        raise ValueError(f"{name} expects a (B, C, {spatial_dims} spatial dims) tensor, got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} expects a (B, C, {spatial_dims} spatial dims) tensor, got shape {list(x.shape)}")
 
 
 def binomial_filter(size: int, spatial_dims: int) -> torch.Tensor:
