@@ -73,6 +73,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "epochs": 24,
             "val_interval": 8,
             "slices_per_volume": 20,
+            "scale_range": [0.67, 1.5],
+            "scale_prob": 0.3,
             "slice_thickness": 3,
             "channels": [8, 16, 32],
             "plane": "axial",
