@@ -12,8 +12,6 @@ error and ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest le
 
 from __future__ import annotations
 
-import shlex
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 
 from common.io import atomic_write, atomic_write_json, atomic_write_text
 from common.study.report import markdown_table, use_agg_backend
-from common.study.runner import environment_record, run_bundle
+from common.study.runner import environment_record, run_bundle, study_command
 
 BUNDLE = "label_error_refurbishment"
 CONFIGS = ["train.yaml", "evaluate.yaml"]
@@ -191,8 +189,7 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg = PROFILES[profile]
-    command = shlex.join([Path(sys.executable).name, "-m", "common.study", BUNDLE, "--profile", profile,
-                          "--output", str(output_dir.parent), "--seed", str(seed)])  # fmt: skip
+    command = study_command(BUNDLE, profile, output_dir, seed)
     settings = _settings(profile)
     print(f"{BUNDLE}: {len(settings)} runs ({profile}), {cfg['parallel']} at a time", flush=True)
     results: dict[str, dict] = {}

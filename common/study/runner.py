@@ -92,6 +92,12 @@ def run_bundle(
     return metrics
 
 
+def study_command(bundle: str, profile: str, output_dir: str | os.PathLike, seed: int) -> str:
+    """The command line that reproduces a study whose report lands in ``output_dir`` (``<DIR>/<bundle>``)."""
+    args = ["python", "-m", "common.study", bundle, "--profile", profile, "--output", str(Path(output_dir).parent)]
+    return shlex.join([*args, "--seed", str(seed)])
+
+
 def environment_record(seed: int | None = None) -> dict:
     """Seeds and versions recorded in every ``results.json``."""
     import monai

@@ -13,7 +13,6 @@ is reused, so an interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from common.io import atomic_write, atomic_write_json, atomic_write_text
 from common.study.report import markdown_table, use_agg_backend
-from common.study.runner import environment_record, run_bundle
+from common.study.runner import environment_record, run_bundle, study_command
 
 BUNDLE = "sr_degradation_bias"
 TEST_KINDS = ("gaussian", "hann", "hamming", "bicubic", "mean", "median")  # the seed's column order
@@ -275,20 +274,7 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     cfg = PROFILES[profile]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(
-        [
-            "python",
-            "-m",
-            "common.study",
-            BUNDLE,
-            "--profile",
-            profile,
-            "--output",
-            str(output_dir.parent),
-            "--seed",
-            str(seed),
-        ]
-    )
+    command = study_command(BUNDLE, profile, output_dir, seed)
     base = dict(cfg["bundle"])
     t0 = time.perf_counter()
     # generate the embedded data once, before the parallel runs

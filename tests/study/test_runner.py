@@ -39,3 +39,10 @@ def test_cli_rejects_unknown_profile(capsys):
     with pytest.raises(SystemExit):
         main(["sr_degradation_bias", "--profile", "huge"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_study_command_reproduces_the_output_folder():
+    from common.study.runner import study_command
+
+    cmd = study_command("sr_degradation_bias", "quick", "runs/x/sr_degradation_bias", 3)
+    assert cmd == "python -m common.study sr_degradation_bias --profile quick --output runs/x --seed 3"
