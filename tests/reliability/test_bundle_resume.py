@@ -59,7 +59,11 @@ def test_crash_after_epoch_one_then_rerun_matches_uninterrupted(bundle, tmp_path
     monkeypatch.setattr(ResumableCheckpoint, "save", save_then_die)
     with pytest.raises(Exception) as info:
         _run(bundle, out, cache)
-    assert "killed after epoch 1" in repr(info.value) or isinstance(info.value, Crash)
+    chain, exc = [], info.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert any(isinstance(e, Crash) and "killed after epoch 1" in str(e) for e in chain), chain
     monkeypatch.undo()
     assert Path(resume_path(out / "model.pt")).is_file() and not (out / "metrics.json").exists()
 
