@@ -20,8 +20,7 @@ TINY = ["--epochs", "2", "--detect_epoch", "2", "--vog_checkpoints", "2", "--vog
 
 def _bundle(configs, *args, torchrun=False):
     files = [str(CONFIGS / c) for c in configs]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", "29551"] if torchrun else [sys.executable]  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
     cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
     cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}

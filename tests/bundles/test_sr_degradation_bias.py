@@ -183,10 +183,9 @@ def test_two_process_gloo_training(tmp_path, data_cache):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # rendezvous on a free local port
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29531",
         "-m",
         "monai.bundle",
         "run",
