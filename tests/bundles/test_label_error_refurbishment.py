@@ -133,8 +133,18 @@ def test_checkpoints_use_the_key_model():
     assert all(set(h["load_dict"]) == {"model"} and h["strict"] is True for h in loaders)
 
 
+@pytest.fixture
+def single_process_group(tmp_path):
+    """A one-process gloo group (file rendezvous, no port), as the multi-process config's samplers need one."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
 @pytest.mark.parametrize("is_main", [True, False])
-def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch):
+def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch, single_process_group):
     cwd, out = tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # a TensorBoard handler without a writer would create ./runs here
