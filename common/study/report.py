@@ -26,3 +26,10 @@ def use_agg_backend() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary name, then rename)."""
+    from common.io import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.io import atomic_write_json, atomic_write_text
-from common.study.report import markdown_table, use_agg_backend
+from common.study.report import markdown_table, save_figure, use_agg_backend
 from common.study.runner import bundle_command, environment_record, run_bundle
 
 BUNDLE = "segmentation_resolution_bias"
@@ -306,7 +306,7 @@ def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
     ax.set_title(f"Grey-matter volume distributions, {_pair_name(main_pair)} (lines: medians)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(output_dir / "fig3_volume_distributions.png", dpi=120)
+    save_figure(fig, output_dir / "fig3_volume_distributions.png", dpi=120)
     plt.close(fig)
     names.append("fig3_volume_distributions.png")
 
@@ -333,7 +333,7 @@ def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
         ax.set_title(f"{ylabel} at high resolution, {_pair_name(main_pair)}")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(output_dir / fname, dpi=120)
+        save_figure(fig, output_dir / fname, dpi=120)
         plt.close(fig)
         names.append(fname)
     return names

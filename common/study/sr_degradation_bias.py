@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from common.io import atomic_write, atomic_write_json, atomic_write_text
-from common.study.report import markdown_table, use_agg_backend
+from common.io import atomic_write_json, atomic_write_text
+from common.study.report import markdown_table, save_figure, use_agg_backend
 from common.study.runner import environment_record, run_bundle, study_command
 
 BUNDLE = "sr_degradation_bias"
@@ -214,7 +214,7 @@ def _heatmaps(mats: dict[str, dict[str, dict[str, float]]], output_dir: Path, pr
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
         name = f"{prefix}heatmap_{m}.png"
-        _save_fig(fig, output_dir / name)
+        save_figure(fig, output_dir / name)
         plt.close(fig)
         names.append(name)
     return names
@@ -255,13 +255,9 @@ def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hf
         ax.axis("off")
     fig.suptitle("HFEN per test set: bicubic input (red) vs. model output (blue)")
     fig.tight_layout()
-    _save_fig(fig, output_dir / name)
+    save_figure(fig, output_dir / name)
     plt.close(fig)
     return name
-
-
-def _save_fig(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:

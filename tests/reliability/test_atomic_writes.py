@@ -19,7 +19,6 @@ from common.study.runner import REPO_ROOT
 WRITERS = {"savefig", "write_text", "write_bytes", "dump", "save", "to_filename"}
 # Known direct writes, reported to their owners; an XPASS means the file was fixed.
 GAPS = {
-    "common/study/segmentation_resolution_bias.py": "figures written with fig.savefig(path) directly",
     "common/export.py": "exported config written with write_text directly",
 }
 
