@@ -138,9 +138,13 @@ def single_process_group(tmp_path):
     """A one-process gloo group (file rendezvous, no port), as the multi-process config's samplers need one."""
     import torch.distributed as dist
 
+    import ignite.distributed as idist
+
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     yield
-    dist.destroy_process_group()
+    idist.finalize()  # ignite caches the group it saw; reset it to serial for the tests that follow
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("is_main", [True, False])
