@@ -136,9 +136,8 @@ def test_checkpoints_use_the_key_model():
 @pytest.fixture
 def single_process_group(tmp_path):
     """A one-process gloo group (file rendezvous, no port), as the multi-process config's samplers need one."""
-    import torch.distributed as dist
-
     import ignite.distributed as idist
+    import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     yield
