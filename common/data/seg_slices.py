@@ -336,8 +336,9 @@ def seg_datalist(
         label_key="label",
         num_classes=num_classes,
         spatial_dims=3,
-        splits=tuple(s for s in splits if raw.get(s)) or splits,
+        splits=tuple(s for s in splits if s != "test" or raw.get(s)),  # training and validation must not be empty
         group_key="group" if has_group else None,
+        required_groups=("H", "L") if has_group else None,  # the study compares the two groups
         extra_image_keys=("image_hr", "label_hr") if has_hr else (),
     )
     if not data.get("training"):

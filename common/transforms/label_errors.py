@@ -336,9 +336,10 @@ def prepare_label_error_datalist(
         if not path.is_file():
             raise FileNotFoundError(f"datalist {path} does not exist")
         base = Path(dataset_dir) if dataset_dir else path.parent
-        from common.data import validate_datalist
+        from common.data import load_datalist, validate_datalist
 
-        splits = tuple(k for k in ("training", "validation", "test") if k in json.loads(path.read_text()))
+        # load_datalist reports invalid JSON naming the file; validation then checks every entry.
+        splits = tuple(k for k in ("training", "validation", "test") if k in load_datalist(path, base))
         validate_datalist(path, base, num_classes=num_classes, spatial_dims=2, splits=splits)
     return corrupt_datalist(
         path, base, cache_dir, kind=error_type, error_level=error_level, seed=seed, **corrupt_kwargs

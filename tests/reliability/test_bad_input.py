@@ -33,11 +33,7 @@ BUNDLES: dict[str, tuple[DataKind, dict]] = {
     "label_error_refurbishment": (DataKind(2, (32, 32), 4), {"epochs": 1, "image_size": 32}),
 }
 # Known gaps, reported to the bundles' owners; an XPASS here means the gap was closed.
-GAPS = {
-    ("segmentation_resolution_bias", "empty_split"): "seg_datalist drops empty splits instead of reporting them",
-    ("segmentation_resolution_bias", "empty_group"): "seg_datalist does not pass required_groups",
-    ("label_error_refurbishment", "invalid_json"): "prepare_label_error_datalist json.loads before validating",
-}
+GAPS = {}
 
 
 def _configs(bundle: str) -> list[str]:
