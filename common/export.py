@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from common.io import atomic_write_text
 from common.study.runner import BUNDLE_NAMES, REPO_ROOT, bundle_dir
 
 COMMON_ROOT = REPO_ROOT / "common"
@@ -60,7 +61,8 @@ def _resolve(name: str) -> list[Path]:
 
 def _imports_of(path: Path) -> set[str]:
     """``common...`` names a module imports, including lazily exported ones it names in ``_EXPORTS``."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    source = path.read_text()
+    tree = ast.parse(source, filename=str(path))
     package = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
     package = package.rsplit(".", 1)[0]  # the package a relative import starts from
     names: set[str] = set()
@@ -76,7 +78,7 @@ def _imports_of(path: Path) -> set[str]:
             if base.split(".")[0] == "common":
                 names.add(base)
                 names.update(f"{base}.{a.name}" for a in node.names)
-    names.update(_CONFIG_REF.findall(path.read_text()))
+    names.update(_CONFIG_REF.findall(source))
     return names
 
 
@@ -107,7 +109,7 @@ def export_bundle(name: str, dest: str | Path) -> Path:
         data = yaml.safe_load(text) or {}
         if isinstance(data, dict) and "bundle_root" in data:
             text = re.sub(r"(?m)^bundle_root:.*$", 'bundle_root: "."', text)
-            cfg.write_text(text)
+            atomic_write_text(cfg, text)
     for path in common_files_for(config_texts):
         target = dest / path.relative_to(REPO_ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,7 @@ from common.study.runner import REPO_ROOT
 
 WRITERS = {"savefig", "write_text", "write_bytes", "dump", "save", "to_filename"}
 # Known direct writes, reported to their owners; an XPASS means the file was fixed.
-GAPS = {
-    "common/export.py": "exported config written with write_text directly",
-}
+GAPS = {}
 
 
 def direct_writes(path: Path) -> list[tuple[int, str]]:
