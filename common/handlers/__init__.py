@@ -12,6 +12,7 @@ _EXPORTS = {
     "VOGHandler": "vog",
     "RefurbishHandler": "refurbish",
     "SegmentationReport": "refurbish",
+    "CachedLabels": "refurbish",
     "write_label_error_metrics": "refurbish",
     "GroupSegmentationMetrics": "group_metrics",
     "summarize_groups": "group_metrics",

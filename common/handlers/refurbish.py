@@ -66,6 +66,49 @@ def _cached_items(dataset) -> list:
     raise TypeError("refurbishment needs a fully cached dataset (monai.data.CacheDataset with cache_rate=1.0)")
 
 
+class CachedLabels:
+    """The training labels held in a fully cached dataset, as resumable state.
+
+    Refurbishment edits the cached labels in place, so they are part of the training state: a run resumed after
+    the detection epoch must train on the refurbished labels, not on the ones the cache was built with. Put this
+    object in a :class:`~common.handlers.resume.ResumableCheckpoint` ``save_dict``.
+
+    Args:
+        dataset: a ``monai.data.CacheDataset`` with ``cache_rate=1.0`` (the trainer's dataset).
+        label_key: the key of the labels that refurbishment replaces.
+        id_key, image_key: how samples are named (:func:`~common.handlers.sample_loss.sample_id`).
+
+    ``state_dict()`` is ``{sample id: (1, *spatial) uint8 tensor}``: one byte per pixel, labels 0-255.
+    """
+
+    def __init__(self, dataset, label_key: str = "label", id_key: str = "id", image_key: str = "image") -> None:
+        self.dataset = dataset
+        self.label_key, self.id_key, self.image_key = label_key, id_key, image_key
+
+    def _by_id(self) -> dict[str, dict]:
+        return {sample_id(it, self.id_key, self.image_key): it for it in _cached_items(self.dataset)}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for sid, it in self._by_id().items():
+            label = torch.as_tensor(it[self.label_key]).detach().cpu().as_subclass(torch.Tensor)
+            if label.min() < 0 or label.max() > 255:
+                raise ValueError(f"sample {sid}: labels outside 0-255 cannot be stored as uint8")
+            out[sid] = label.to(torch.uint8)
+        return out
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        items = self._by_id()
+        unknown = sorted(set(state) - set(items))
+        if unknown:
+            raise KeyError(f"saved labels for samples the dataset does not hold: {unknown[:5]}")
+        for sid, label in state.items():
+            target = items[sid][self.label_key]
+            if tuple(target.shape) != tuple(label.shape):
+                raise ValueError(f"sample {sid}: saved label shape {tuple(label.shape)} != {tuple(target.shape)}")
+            target.copy_(label.to(target.dtype))  # in place: keeps the MetaTensor's metadata
+
+
 def _label_dice(a: np.ndarray, b: np.ndarray, classes: range) -> float:
     vals = []
     for c in classes:

@@ -4,8 +4,10 @@ Three ignite handlers with ``attach(engine)``, meant to be used together on a MO
 
 - :class:`ResumableCheckpoint` writes the whole training state (network, optimizer, scheduler, trainer
   counters, any object with ``state_dict``) atomically every ``save_interval`` epochs, and at ``STARTED``
-  resumes from that file if it exists (loaded by MONAI's ``CheckpointLoader``, i.e. ``weights_only=True``);
-  the file is deleted once the run completes, so only an interrupted run is continued.
+  resumes from that file if it exists (loaded by MONAI's ``CheckpointLoader``, i.e. ``weights_only=True``).
+  A fresh run writes it at ``STARTED`` and deletes it once the run completes, so the file exists exactly while
+  a run is unfinished (an evaluation can test for it, see ``bundles/label_error_refurbishment``) and only an
+  interrupted run is continued.
 - :class:`EpochReseed` sets the torch / numpy / ``random`` seeds, the data loader's generator, its samplers'
   epoch and the random transforms of its dataset from ``(seed, epoch)`` at every ``EPOCH_STARTED``. An epoch's
   randomness then depends only on the seed and the epoch number, so a run resumed after epoch ``k`` draws the
@@ -160,6 +162,7 @@ class ResumableCheckpoint:
         self._remove_stale_temporaries()
         if not self.path.is_file():
             self.resumed_epoch = None
+            self.save(engine)  # from now until COMPLETED the file exists: its presence marks an unfinished run
             return
         try:
             saved = torch.load(self.path, map_location=self.map_location or "cpu", weights_only=True)
@@ -187,7 +190,10 @@ class EpochReseed:
 
     Sets ``torch`` (CPU and CUDA), ``numpy`` and ``random`` global seeds, re-seeds ``data_loader.generator`` if
     it has one, calls ``set_epoch(epoch)`` on its ``sampler`` and ``batch_sampler`` where they have it, and sets
-    the random state of every ``Randomizable`` transform of its dataset (``monai.data.utils.set_rnd``). With
+    the random state of every ``Randomizable`` transform of its dataset (``monai.data.utils.set_rnd``), then gives
+    the engine a fresh iterator over the loader (``engine.set_data``). Otherwise an unbroken run would first drain
+    the previous epoch's iterator, whose sampler can draw from the reseeded generator as it finishes, while a
+    resumed run starts from a new iterator, and the two would shuffle the epoch differently. With
     ``num_workers > 0`` the workers' seeds derive from the main process's torch seed, so they follow too
     (``persistent_workers=True`` would keep the first epoch's worker states: leave it off). In a distributed run
     the seed also depends on the rank, so ranks draw different augmentations; samplers shard by ``set_epoch``.
@@ -229,6 +235,8 @@ class EpochReseed:
                 sampler.generator.manual_seed(seed)
         if getattr(loader, "dataset", None) is not None:
             set_rnd(loader.dataset, seed)
+        if engine.state.dataloader is loader:
+            engine.set_data(loader)  # every epoch starts from a new iterator created after the reseed
 
 
 class AtomicCheckpointSaver(CheckpointSaver):

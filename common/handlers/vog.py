@@ -206,3 +206,18 @@ class VOGHandler:
     def scores(self, upto_epoch: int | None = None) -> dict[str, float]:
         """The default variant's z-scored VOG per sample."""
         return self.all_scores(upto_epoch)["vog"]
+
+    def state_dict(self) -> dict:
+        """The collected gradients and labels as tensors (``torch.load(..., weights_only=True)`` can read them)."""
+        return {
+            "gradients": {e: {s: torch.from_numpy(g) for s, g in per.items()} for e, per in self.gradients.items()},
+            "labels": {s: torch.from_numpy(lab) for s, lab in self.labels.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (a resumed run continues with the earlier checkpoints)."""
+        self.gradients = {
+            int(e): {s: g.cpu().numpy().astype(np.float16) for s, g in per.items()}
+            for e, per in state["gradients"].items()
+        }
+        self.labels = {s: lab.cpu().numpy().astype(np.int16) for s, lab in state["labels"].items()}

@@ -113,18 +113,23 @@ def test_handlers_are_component_configs(configs):
     for key in ("train#handlers", "validate#handlers"):
         assert all(isinstance(h, dict) and "_target_" in h for h in parser[key]), key
     targets = [h["_target_"] for h in parser["train#handlers"]]
-    assert targets[0] == "common.handlers.RefurbishHandler" and "ValidationHandler" in targets
-    detectors = parser["train#handlers#0#detectors"]
-    assert {k: v["_target_"] for k, v in detectors.items()} == {
-        "loss": "common.handlers.SampleLossHandler",
-        "vog": "common.handlers.VOGHandler",
-    }
+    assert targets[:2] == ["common.handlers.EpochReseed", "common.handlers.RefurbishHandler"]
+    assert "ValidationHandler" in targets and "common.handlers.ResumableCheckpoint" in targets
+    refurbisher = parser["train#handlers"][1]
+    assert refurbisher["detectors"] == {"loss": "@train#loss_detector", "vog": "@train#vog_detector"}
+    assert parser["train#loss_detector#_target_"] == "common.handlers.SampleLossHandler"
+    assert parser["train#vog_detector#_target_"] == "common.handlers.VOGHandler"
+    # the resume checkpoint holds the detectors' history and the (refurbished) training labels
+    resume = next(h for h in parser["train#handlers"] if h["_target_"] == "common.handlers.ResumableCheckpoint")
+    assert {"network", "optimizer", "lr_scheduler", "loss_detector", "vog_detector", "train_labels"} == set(
+        resume["save_dict"]
+    )
     # Nothing refers to a handler by its index (MONAI Label inserts a CheckpointLoader at index 0).
     assert not any("@train#handlers#" in (CONFIGS / c).read_text() for c in configs)
 
 
 def test_checkpoints_use_the_key_model():
-    saver = next(h for h in _parser("train.yaml")["train#handlers"] if h["_target_"] == "CheckpointSaver")
+    saver = next(h for h in _parser("train.yaml")["train#handlers"] if h["_target_"].endswith("CheckpointSaver"))
     assert set(saver["save_dict"]) == {"model", "optimizer"}
     loaders = [h for h in _parser("train.yaml", "evaluate.yaml")["test#handlers"] if isinstance(h, dict)]
     loaders += _parser("inference.yaml")["handlers"]
@@ -155,8 +160,9 @@ def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch, single_process_
                      ckpt_path=str(tmp_path / "model.pt"), network="$@network_def", train__dataset__data=[],
                      validate__dataset__data=[])  # fmt: skip
     names = [type(h).__name__ for h in parser.get_parsed_content("train#handlers")]
-    rank0 = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "CheckpointSaver"]
-    assert names == ["RefurbishHandler", "LrScheduleHandler", "ValidationHandler", *(rank0 if is_main else [])]
+    rank0 = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "AtomicCheckpointSaver"]
+    every_rank = ["EpochReseed", "RefurbishHandler", "ResumableCheckpoint", "LrScheduleHandler", "ValidationHandler"]
+    assert names == [*every_rank, *(rank0 if is_main else [])]
     val_names = [type(h).__name__ for h in parser.get_parsed_content("validate#handlers")]
     assert val_names == (["StatsHandler", "TensorBoardStatsHandler", "TensorBoardImageHandler"] if is_main else [])
     assert list(cwd.iterdir()) == [] and out.exists() == is_main  # only rank 0 opens a SummaryWriter

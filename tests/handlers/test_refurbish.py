@@ -150,3 +150,24 @@ def test_items_without_ids_are_keyed_by_source_file(tmp_path):
     assert result["flagged"] == ["/studies/s0.nii.gz", "/studies/s1.nii.gz"]
     assert result["flags"] == {f"/studies/s{i}.nii.gz": int(i < 2) for i in range(4)}
     assert result["metrics"]["loss"]["auroc"] == 1.0 and result["label_quality"]["num_refurbished"] == 2
+
+
+def test_cached_labels_restore_refurbished_labels_from_a_weights_only_checkpoint(tmp_path):
+    from common.handlers.refurbish import CachedLabels
+
+    ds = _dataset()
+    handler = RefurbishHandler({"loss": FixedScores({"s0": 3.0, "s1": 2.0, "s2": 1.0, "s3": 0.0})}, ds, ThresholdNet(),
+                               epoch=5, output_dir=tmp_path)  # fmt: skip
+    handler.run()
+    refurbished = [ds[i]["label"].clone() for i in range(4)]
+    torch.save(CachedLabels(ds).state_dict(), tmp_path / "labels.pt")
+
+    fresh = _dataset()  # a new process rebuilds the cache from the original (wrong) labels
+    assert not torch.equal(fresh[0]["label"], refurbished[0])
+    CachedLabels(fresh).load_state_dict(torch.load(tmp_path / "labels.pt", weights_only=True))
+    for i in range(4):
+        assert torch.equal(fresh[i]["label"], refurbished[i]) and fresh[i]["label"].dtype == torch.float32
+    with pytest.raises(KeyError, match="does not hold"):
+        CachedLabels(fresh).load_state_dict({"nope": torch.zeros(1, 4, 4, dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="s0: saved label shape"):
+        CachedLabels(fresh).load_state_dict({"s0": torch.zeros(1, 2, 2, dtype=torch.uint8)})

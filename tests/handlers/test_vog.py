@@ -72,3 +72,25 @@ def test_batches_without_ids_are_keyed_by_source_file():
         net.weight[1, 0, 0, 0] = 3.0
     handler.collect(2)
     assert handler.scores() == pytest.approx({"/studies/echo_0.nii.gz": -1.0, "/studies/echo_1.nii.gz": 1.0})
+
+
+def test_state_dict_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    images = torch.rand(2, 1, 4, 4)
+    labels = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)]).long()
+    loader = [{"image": images, "label": labels, "id": ["a", "b"]}]
+    net = _net(1.0, 1.0)
+    before = VOGHandler(loader, net, epochs=[1, 2])
+    before.collect(1)
+    torch.save(before.state_dict(), tmp_path / "state.pt")
+    after = VOGHandler(loader, net, epochs=[1, 2])
+    after.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert after.gradients.keys() == {1}
+    for sid in ("a", "b"):
+        assert after.gradients[1][sid].dtype == np.float16
+        np.testing.assert_array_equal(after.gradients[1][sid], before.gradients[1][sid])
+        np.testing.assert_array_equal(after.labels[sid], before.labels[sid])
+    with torch.no_grad():
+        net.weight[1, 0, 0, 0] = 3.0
+    before.collect(2)
+    after.collect(2)  # the resumed handler continues with the restored first checkpoint
+    assert after.all_scores() == before.all_scores()

@@ -64,6 +64,45 @@ def test_epoch_reseed_replays_shuffle_transforms_and_global_rngs(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(first[0], other[0]))
 
 
+def test_generator_seeded_loader_shuffles_a_resumed_epoch_like_an_unbroken_run():
+    """A loader with its own generator: epoch 3's order must not depend on whether epochs 1-2 ran in this process."""
+    from ignite.engine import Engine, Events
+    from torch.utils.data import DataLoader
+
+    def orders(first_epoch: int) -> dict[int, list[int]]:
+        loader = DataLoader(list(range(8)), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
+        seen: dict[int, list[int]] = {}
+        engine = Engine(lambda e, batch: seen.setdefault(e.state.epoch, batch.tolist()))
+        EpochReseed(3, loader).attach(engine)
+
+        @engine.on(Events.STARTED)
+        def jump(e):  # what a resume does: the counters of the last saved epoch
+            e.state.epoch, e.state.iteration = first_epoch - 1, (first_epoch - 1) * len(loader)
+
+        engine.run(loader, max_epochs=4)
+        return seen
+
+    unbroken, resumed = orders(1), orders(3)
+    assert sorted(resumed) == [3, 4]
+    assert resumed[3] == unbroken[3] and resumed[4] == unbroken[4]
+    assert unbroken[2] != unbroken[3]  # the epochs do shuffle
+
+
+def test_resume_file_exists_exactly_while_the_run_is_unfinished(tmp_path):
+    from ignite.engine import Events
+
+    trainer, _, resume = build(tmp_path, 2)
+    seen = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(once=1),
+        lambda e: seen.append(torch.load(resume.path, weights_only=True)["trainer"]["iteration"]),
+    )
+    assert not Path(resume.path).exists()
+    trainer.run()
+    assert seen == [0]  # written at STARTED, before the first iteration ended
+    assert not Path(resume.path).exists()
+
+
 def test_resume_in_process_matches_uninterrupted(tmp_path, uninterrupted):
     trainer, network, resume = build(tmp_path, 2, keep=True)  # "interrupted" after epoch 2
     trainer.run()
@@ -170,6 +209,15 @@ def test_atomic_checkpoint_saver_replaces_final_file_in_place(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
+def _saved_epoch(path) -> int:
+    """The epoch a resume checkpoint was written after (0 if absent or before the first epoch ended)."""
+    try:
+        trainer = torch.load(path, weights_only=True)["trainer"]
+        return int(trainer["iteration"]) // int(trainer["epoch_length"])
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return 0
+
+
 @pytest.mark.slow
 def test_sigkill_then_same_command_ends_like_uninterrupted(tmp_path, uninterrupted):
     """Kill the toy training at a random moment after its first checkpoint; rerun the same command."""
@@ -179,8 +227,8 @@ def test_sigkill_then_same_command_ends_like_uninterrupted(tmp_path, uninterrupt
     proc = subprocess.Popen([*cmd, "--iteration-sleep", "0.05"], cwd=REPO_ROOT, env=env)
     ckpt = out / "model.resume.pt"
     deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while not _saved_epoch(ckpt) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the file exists from the start (epoch 0); wait for the first epoch's save
     time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))  # an arbitrary point inside a later epoch
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
