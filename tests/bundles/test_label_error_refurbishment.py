@@ -49,7 +49,9 @@ def test_configs_parse_with_defaults():
     assert net(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
     assert parser.get_parsed_content("error_radius") == [1, 1]
     parser["error_type"] = "systematic"
-    assert parser.get_parsed_content("error_radius") == [1, 3]
+    assert parser.get_parsed_content("error_radius") == [2, 6]
+    # errors are injected on annotations twice as fine as the 64 px training grid
+    assert parser.get_parsed_content("phantom")["size"] == 2 * parser.get_parsed_content("image_size") == 128
 
 
 @pytest.mark.slow
