@@ -78,3 +78,28 @@ def test_flip_metric_accumulates_like_the_function():
     metric.reset()
     with pytest.raises(ValueError):
         metric.aggregate()
+
+
+def test_numpy_and_torch_counting_agree_for_every_label_dtype():
+    from common.metrics.flip import _counts_numpy, _counts_torch
+
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 4, size=(3, 9, 7, 5))
+    pred = np.where(rng.random(gt.shape) < 0.6, gt, rng.integers(0, 4, size=gt.shape))
+    expected = [
+        (gt != 0).sum((1, 2, 3)),
+        ((gt != 0) & (pred == gt)).sum((1, 2, 3)),
+        ((gt != 0) & (pred == 0)).sum((1, 2, 3)),
+    ]
+    for dtype in (torch.uint8, torch.int16, torch.int64):
+        p, g = torch.from_numpy(pred).to(dtype).flatten(1), torch.from_numpy(gt).to(dtype).flatten(1)
+        for counts in (_counts_numpy(p, g, 0), _counts_torch(p, g, 0)):
+            for got, want in zip(counts, expected):
+                assert got.dtype == torch.int64 and got.tolist() == want.tolist()
+    # float label maps (B, 1, ...) are rounded; integer ones are used as they are
+    as_float = flip_counts(torch.from_numpy(pred)[:, None].float(), torch.from_numpy(gt)[:, None].float())
+    as_uint8 = flip_counts(
+        torch.from_numpy(pred)[:, None].to(torch.uint8), torch.from_numpy(gt)[:, None].to(torch.uint8)
+    )
+    assert torch.equal(as_float, as_uint8)
+    assert as_uint8[:, 1].tolist() == (expected[0] - expected[1] - expected[2]).tolist()  # flips
