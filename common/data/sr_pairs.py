@@ -9,7 +9,9 @@ MNI T1 slices), validates it before any training, and adds a ``"degradation"`` k
 - ``test``: every test image once per kind in ``test_degradations`` (deterministic, so every model is
   evaluated on the same low-resolution inputs). A datalist without a ``test`` split uses ``validation``.
 
-The low-resolution inputs themselves are made on the fly by :class:`common.transforms.sr_pairs.DegradeByKeyd`.
+The low-resolution inputs themselves are made by :class:`common.transforms.sr_pairs.DegradeByKeyd` in the bundle's
+transforms (training: once per whole slice, before the cache; random aligned patch pairs are cropped afterwards by
+:class:`common.transforms.sr_pairs.RandAlignedCropSamplesd`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ _EXPORTS = {
     "UpsampledAffine": "sr_pairs",
     "UpsampledAffined": "sr_pairs",
     "DegradeByKeyd": "sr_pairs",
+    "RandAlignedCropSamplesd": "sr_pairs",
     "Degrade": "degradation",
     "Degraded": "degradation",
     "RandDegrade": "degradation",

@@ -139,6 +139,44 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
+def test_training_caches_degraded_slices_and_crops_aligned_patch_pairs(tmp_path):
+    """``train#dataset`` caches every brain-cropped HR slice with its whole-slice degradation and takes aligned
+    HR / LR patches per iteration; validation keeps whole slices."""
+    from monai.bundle import ConfigParser
+
+    from common.transforms import Degrade
+
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(3):
+        img = np.zeros((60, 52))
+        img[6:55, 5:47] = rng.random((49, 42))  # a brain-like foreground with a zero border
+        entries.append({"image": _write_nifti(tmp_path / f"{i}.nii.gz", img, np.eye(4)).name})
+    (tmp_path / "list.json").write_text(json.dumps({"training": entries, "validation": entries[:1]}))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.yaml"))
+    parser.update(
+        {
+            "datalist": str(tmp_path / "list.json"),
+            "output_dir": str(tmp_path / "out"),
+            "train_degradation": "combined",  # entries 0, 1, 2: bicubic, gaussian, mean
+            "patch_size": 24,
+            "patches_per_image": 4,
+        }
+    )
+    dataset = parser.get_parsed_content("train#dataset")
+    for cached in dataset._cache:
+        assert cached["label"].shape[1:] == (57, 50)  # foreground bounding box + 4-pixel margin
+        torch.testing.assert_close(cached["image"], Degrade(cached["degradation"], 2)(cached["label"]))
+    for i in range(len(dataset)):
+        for sample in dataset[i]:
+            assert sample["label"].shape == (1, 24, 24) and sample["image"].shape == (1, 12, 12)
+            alone = Degrade(sample["degradation"], 2)(sample["label"])
+            torch.testing.assert_close(alone[:, 3:-3, 3:-3], sample["image"][:, 3:-3, 3:-3])
+    whole = parser.get_parsed_content("validate#dataset")[0]
+    assert whole["label"].shape == (1, 60, 52) and whole["image"].shape == (1, 30, 26)
+
+
 @pytest.mark.slow
 def test_inference_writes_super_resolved_nifti_with_new_voxel_size(tmp_path):
     """2D: shape x2 and pixdim / 2 in the header; 3D slice by slice: the slice axis keeps its size and spacing."""
