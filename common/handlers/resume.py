@@ -57,6 +57,11 @@ def _unwrap(obj: Any) -> Any:
     return obj.module if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else obj
 
 
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def _rank() -> int:
     return (
         torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
@@ -159,8 +164,10 @@ class ResumableCheckpoint:
     def resume(self, engine: Engine) -> None:
         """Load ``path`` into ``save_dict`` if it exists (``weights_only=True``); otherwise start fresh."""
         self._register_saving(engine)
+        exists = self.path.is_file()
+        _barrier()  # every rank has looked for the file before rank 0 cleans up or writes the start file
         self._remove_stale_temporaries()
-        if not self.path.is_file():
+        if not exists:
             self.resumed_epoch = None
             self.save(engine)  # from now until COMPLETED the file exists: its presence marks an unfinished run
             return

@@ -98,7 +98,9 @@ class SampleLossHandler:
         score_name: which of the recorded losses :meth:`scores` returns by default.
 
     The losses come from the trainer's forward pass (``engine.state.output["pred"]``),
-    so recording costs no extra forward pass.
+    so recording costs no extra forward pass. In a distributed run each rank sees its own share of the
+    samples, and the share changes every epoch (``DistributedSampler``): at every ``EPOCH_COMPLETED`` the
+    ranks exchange that epoch's losses, so every rank holds (and a resume checkpoint saves) the full history.
     """
 
     def __init__(
@@ -120,6 +122,21 @@ class SampleLossHandler:
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._share_epoch)
+
+    def _share_epoch(self, engine: Engine) -> None:
+        """Distributed runs: merge every rank's losses of this epoch into every rank's history."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        epoch = int(engine.state.epoch)
+        mine = {name: {sid: e[epoch] for sid, e in per.items() if epoch in e} for name, per in self.history.items()}
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+        for part in gathered:
+            for name, per_sample in part.items():
+                for sid, value in per_sample.items():
+                    self.history[name][sid][epoch] = float(value)
 
     def __call__(self, engine: Engine) -> None:
         ids, pred, label = engine_batch_items(engine, self.id_key, image_key=self.image_key)

@@ -90,3 +90,39 @@ def test_handler_records_items_without_ids(decollated):
     handler(SimpleNamespace(state=SimpleNamespace(epoch=1, batch=batch, output=output)))
     expected = per_sample_losses(pred, label)["dice_ce"].tolist()
     assert handler.scores() == pytest.approx({"/d/a.nii.gz": expected[0], "/d/b.nii.gz": expected[1]})
+
+
+def _two_rank_worker(rank: int, store_path: str, out_dir: str) -> None:
+    """Rank r sees samples the sampler gave it this epoch; after EPOCH_COMPLETED every rank has them all."""
+    import json
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    try:
+        handler = SampleLossHandler(window=2, loss_fn=lambda p, lab: {"dice_ce": p[:, 0, 0, 0]})
+        shares = {1: (["a", "b"], ["c", "d"]), 2: (["c", "a"], ["d", "b"])}  # reshuffled every epoch
+        for epoch, ids in shares.items():
+            mine = ids[rank]
+            pred = torch.tensor([10.0 * epoch + ord(s) - ord("a") for s in mine]).reshape(2, 1, 1, 1)
+            engine = _engine(epoch, mine, pred, torch.zeros(2, 1, 1, 1), decollated=False)
+            handler(engine)
+            handler._share_epoch(engine)
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump({"scores": handler.scores(), "state": handler.state_dict()}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_ranks_share_every_epochs_losses(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # sample s has loss 10 * epoch + index(s) in every epoch: the mean of epochs 1 and 2 is 15 + index
+    expected = {s: 15.0 + i for i, s in enumerate("abcd")}
+    for r in ranks:
+        assert r["scores"] == pytest.approx(expected)
+    assert ranks[0]["state"] == ranks[1]["state"]  # rank 0's resume checkpoint holds the whole history

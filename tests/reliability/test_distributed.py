@@ -20,13 +20,14 @@ Measured on CPU (2 shared cores, commit f846f9e) with the settings below, for se
   Seed 1: H 0.505 / 0.530 (0.025), L 0.394 / 0.422 (0.029). Seed 2: H 0.637 / 0.610 (0.027), L 0.445 / 0.480 (0.035).
 - ``label_error_refurbishment``, test mean Dice, B = 4, tolerance 0.1 (systematic errors in half the training
   labels, loss-based refurbishment after epoch 6). Seed 0: 0.655 / 0.680 (0.025). Seed 1: 0.549 / 0.511 (0.038).
-  Seed 2: 0.512 / 0.526 (0.014).
+  Seed 2: 0.512 / 0.526 (0.014). After the ranks began sharing per-sample losses every epoch (below), seed 0
+  gave 0.655 / 0.703 (0.048).
 
 The gaps are training noise; other seeds stand in for what thread counts and library versions change. Each
 tolerance lies above the largest gap over the three seeds (1.6 times it for SR, 2.4 times for segmentation, 2.7
-times for label) and further above seed 0's. In the label case the two runs may also refurbish different
-samples: the two-process run ranks samples by per-sample loss scores merged from both ranks, each rank having
-recorded only the epochs in which it saw a sample. The module takes about 90 s (SR ~20 s, segmentation ~45 s,
+times for label) and further above seed 0's. In the label case every rank records the losses of the samples it
+saw in an epoch and the ranks exchange them at the epoch's end (``SampleLossHandler``), so both runs score every
+sample over the same epochs; the two runs may still refurbish different samples, as their networks differ. The module takes about 90 s (SR ~20 s, segmentation ~45 s,
 label ~20 s).
 """
 
