@@ -23,6 +23,8 @@ _EXPORTS = {
     "SliceBatchSampler": "seg_slices",
     "load_seg_volumes": "seg_slices",
     "prepare_slice_batch": "seg_slices",
+    "prepare_plain_batch": "batch",
+    "plain_tensor": "batch",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -29,6 +29,8 @@ import torch
 from monai.data import MetaTensor
 from torch.utils.data import Dataset, Sampler
 
+from common.data.batch import plain_tensor
+
 PLANE_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 """Slicing axis of each anatomical plane in RAS voxel order (x: left-right, y: posterior-anterior, z: inferior-superior)."""
 
@@ -275,10 +277,6 @@ def slice_spacing(image: torch.Tensor) -> torch.Tensor | None:
     return torch.linalg.norm(affine[:, :sd, :sd], dim=1).float()
 
 
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    return t.as_tensor() if isinstance(t, MetaTensor) else torch.as_tensor(t)
-
-
 def prepare_slice_batch(batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
     """MONAI ``prepare_batch`` for thick-slice batches: ``(image, label, (), {"spacing", "plane"})``.
 
@@ -290,9 +288,9 @@ def prepare_slice_batch(batchdata: Mapping, device=None, non_blocking: bool = Fa
     plane = batchdata.get("plane")
     plane = plane[0] if isinstance(plane, (list, tuple)) else plane
     # plain tensors: the network gets the voxel size explicitly, and MetaTensor bookkeeping costs ~15% per step
-    image = _plain(image).to(device=device, non_blocking=non_blocking, **kwargs)
+    image = plain_tensor(image).to(device=device, non_blocking=non_blocking, **kwargs)
     if label is not None:
-        label = _plain(label).to(device=device, non_blocking=non_blocking, **kwargs)
+        label = plain_tensor(label).to(device=device, non_blocking=non_blocking, **kwargs)
     net_kwargs = {"spacing": None if spacing is None else spacing.to(device), "plane": plane}
     return image, label, (), net_kwargs
 
