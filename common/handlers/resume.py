@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,9 @@ class ResumableCheckpoint:
             counters make the run continue where it stopped), so a config need not reference the trainer
             from its own handler list; ``None`` to leave it out.
         save_interval: epochs between saves (the final epoch is always saved).
+        min_interval_s: skip an epoch's save unless at least this many seconds (wall clock) have passed since the
+            last one, so runs with very short epochs do not spend their time writing checkpoints; a kill then
+            repeats at most this much training. 0 saves at every ``save_interval``.
         keep_on_complete: keep the file after the run completes (a restart then finds nothing left to train).
             By default it is deleted once every ``COMPLETED`` handler (e.g. the final ``CheckpointSaver``) has
             run, so a later run with changed settings and the same path trains afresh instead of resuming.
@@ -97,6 +101,7 @@ class ResumableCheckpoint:
         save_dict: Mapping[str, Any],
         engine_key: str | None = "trainer",
         save_interval: int = 1,
+        min_interval_s: float = 0.0,
         keep_on_complete: bool = False,
         fingerprint: Mapping[str, Any] | None = None,
         map_location: Any = None,
@@ -110,6 +115,8 @@ class ResumableCheckpoint:
         self.save_dict = dict(save_dict)
         self.engine_key = engine_key
         self.save_interval = int(save_interval)
+        self.min_interval_s = float(min_interval_s)
+        self._last_save = float("-inf")
         self.keep_on_complete = bool(keep_on_complete)
         self.fingerprint = None if fingerprint is None else json.dumps(fingerprint, sort_keys=True, default=str)
         self.map_location = map_location
@@ -139,8 +146,11 @@ class ResumableCheckpoint:
             self.path.unlink(missing_ok=True)
 
     def _epoch_completed(self, engine: Engine) -> None:
-        if engine.state.epoch % self.save_interval == 0 or engine.state.epoch >= (engine.state.max_epochs or 0):
+        if engine.state.epoch >= (engine.state.max_epochs or 0):
             self.save(engine)
+        elif engine.state.epoch % self.save_interval == 0:
+            if time.monotonic() - self._last_save >= self.min_interval_s:
+                self.save(engine)
 
     def state(self) -> dict[str, Any]:
         """The checkpoint content: ``{name: state_dict}`` plus the fingerprint, all ``weights_only``-loadable."""
@@ -150,6 +160,7 @@ class ResumableCheckpoint:
         return out
 
     def save(self, engine: Engine | None = None) -> None:
+        self._last_save = time.monotonic()
         if _rank() == 0:
             atomic_torch_save(self.state(), self.path)
             if engine is not None:

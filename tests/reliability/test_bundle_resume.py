@@ -22,11 +22,12 @@ from common.study.runner import REPO_ROOT
 from tests.reliability.test_determinism import TINY, _numbers
 
 EPOCHS = 2
+SAVE_EVERY_EPOCH = {"resume_min_interval_s": 0}  # tiny epochs: by default only one save per 30 s would happen
 SETTINGS = {
-    "sr_degradation_bias": {"epochs": EPOCHS, "val_interval": EPOCHS},
-    "segmentation_resolution_bias": {"epochs": EPOCHS, "val_interval": EPOCHS},
+    "sr_degradation_bias": {"epochs": EPOCHS, "val_interval": EPOCHS, **SAVE_EVERY_EPOCH},
+    "segmentation_resolution_bias": {"epochs": EPOCHS, "val_interval": EPOCHS, **SAVE_EVERY_EPOCH},
     # detection and refurbishment after epoch 2; VOG gradients at epochs 1 and 2
-    "label_error_refurbishment": {"epochs": 3, "val_interval": 3, "detect_epoch": 2},
+    "label_error_refurbishment": {"epochs": 3, "val_interval": 3, "detect_epoch": 2, **SAVE_EVERY_EPOCH},
 }
 CASES = [
     ("sr_degradation_bias", 1),

@@ -103,6 +103,21 @@ def test_resume_file_exists_exactly_while_the_run_is_unfinished(tmp_path):
     assert not Path(resume.path).exists()
 
 
+@pytest.mark.parametrize("min_interval_s, saved_epochs", [(0.0, [0, 1, 2, 3, 4]), (3600.0, [0, 4])])
+def test_min_interval_skips_epoch_saves_but_keeps_start_and_final(tmp_path, monkeypatch, min_interval_s, saved_epochs):
+    from ignite.engine import Engine
+
+    import common.handlers.resume as resume_module
+
+    saved = []
+    monkeypatch.setattr(resume_module, "atomic_torch_save", lambda obj, path: saved.append(obj["trainer"]["iteration"]))
+    net = torch.nn.Linear(2, 1)
+    engine = Engine(lambda e, batch: None)
+    ResumableCheckpoint(tmp_path / "r.pt", {"network": net}, min_interval_s=min_interval_s).attach(engine)
+    engine.run([0, 1], max_epochs=4)
+    assert [it // 2 for it in saved] == saved_epochs  # epoch of each save (2 iterations per epoch)
+
+
 def test_resume_in_process_matches_uninterrupted(tmp_path, uninterrupted):
     trainer, network, resume = build(tmp_path, 2, keep=True)  # "interrupted" after epoch 2
     trainer.run()
