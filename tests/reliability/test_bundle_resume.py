@@ -11,7 +11,6 @@ covered on a toy trainer in ``test_resume.py``; here the bundles' own wiring (``
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from common.handlers.resume import ResumableCheckpoint, resume_path
 from common.study.runner import REPO_ROOT
-from tests.reliability.test_determinism import TINY, _numbers
+from tests.reliability.test_determinism import run_train_evaluate
 
 EPOCHS = 2
 SAVE_EVERY_EPOCH = {"resume_min_interval_s": 0}  # tiny epochs: by default only one save per 30 s would happen
@@ -42,18 +41,7 @@ class Crash(Exception):
 
 
 def _run(bundle: str, out: Path, cache: Path) -> dict:
-    from monai.bundle import run
-
-    configs = [str(REPO_ROOT / "bundles" / bundle / "configs" / n) for n in ("train.yaml", "evaluate.yaml")]
-    run(
-        config_file=configs,
-        logging_file=str(REPO_ROOT / "bundles" / bundle / "configs" / "logging.conf"),
-        output_dir=str(out),
-        ckpt_path=str(out / "model.pt"),
-        cache_dir=str(cache),
-        **{**TINY[bundle], **SETTINGS[bundle]},
-    )
-    return _numbers(json.loads((out / "metrics.json").read_text()))
+    return run_train_evaluate(bundle, out, cache, **SETTINGS[bundle])
 
 
 @pytest.mark.slow

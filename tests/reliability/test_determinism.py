@@ -15,21 +15,10 @@ from pathlib import Path
 import pytest
 
 from common.study.runner import BUNDLE_NAMES, REPO_ROOT, environment_record
+from tests.bundles.test_sr_degradation_bias import TINY as SR_TINY
 
 TINY: dict[str, dict] = {
-    "sr_degradation_bias": {
-        "model": "srcnn",
-        "width": 0.125,
-        "epochs": 1,
-        "num_slices": [4, 2, 2],
-        "patch_size": 32,
-        "patches_per_image": 2,
-        "batch_size": 4,
-        "val_interval": 1,
-        "num_threads": 1,
-        "test_degradations": ["bicubic", "hann"],
-        "train_first": True,
-    },
+    "sr_degradation_bias": {**SR_TINY, "test_degradations": ["bicubic", "hann"], "train_first": True},
     "label_error_refurbishment": {
         "epochs": 2,
         "detect_epoch": 2,
@@ -77,7 +66,8 @@ def _numbers(obj, prefix=""):
     return {prefix.rstrip("."): obj}
 
 
-def _run(bundle: str, out: Path, cache: Path, seed: int) -> dict:
+def run_train_evaluate(bundle: str, out: Path, cache: Path, **overrides) -> dict:
+    """Train + evaluate ``bundle`` in-process at its ``TINY`` settings (plus ``overrides``); flattened metrics."""
     from monai.bundle import run
 
     configs = [str(REPO_ROOT / "bundles" / bundle / "configs" / n) for n in ("train.yaml", "evaluate.yaml")]
@@ -87,8 +77,7 @@ def _run(bundle: str, out: Path, cache: Path, seed: int) -> dict:
         output_dir=str(out),
         ckpt_path=str(out / "model.pt"),
         cache_dir=str(cache),
-        seed=seed,
-        **TINY[bundle],
+        **{**TINY[bundle], **overrides},
     )
     return _numbers(json.loads((out / "metrics.json").read_text()))
 
@@ -97,8 +86,8 @@ def _run(bundle: str, out: Path, cache: Path, seed: int) -> dict:
 @pytest.mark.parametrize("bundle", BUNDLE_NAMES)
 def test_same_seed_same_metrics(bundle, tmp_path):
     cache = tmp_path / "cache"  # shared: the embedded data are generated once and reused
-    first = _run(bundle, tmp_path / "a", cache, seed=0)
-    second = _run(bundle, tmp_path / "b", cache, seed=0)
+    first = run_train_evaluate(bundle, tmp_path / "a", cache, seed=0)
+    second = run_train_evaluate(bundle, tmp_path / "b", cache, seed=0)
     assert first.keys() == second.keys()
     different = {k: (first[k], second[k]) for k in first if first[k] != second[k]}
     assert different == {}, f"same seed, different numbers: {dict(list(different.items())[:10])}"
@@ -106,7 +95,7 @@ def test_same_seed_same_metrics(bundle, tmp_path):
     assert len(floats) >= 3
     if bundle == "segmentation_resolution_bias":
         return  # another seed regenerates the 3D population (a minute on 2 cores); the 2D bundles cover this
-    other = _run(bundle, tmp_path / "c", cache, seed=1)
+    other = run_train_evaluate(bundle, tmp_path / "c", cache, seed=1)
     assert any(other.get(k) != v for k, v in first.items() if isinstance(v, float)), "seed has no effect"
 
 
