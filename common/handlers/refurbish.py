@@ -187,17 +187,13 @@ class RefurbishHandler:
         self.run(global_step=int(engine.state.epoch))
 
     def gather_scores(self) -> dict[str, dict[str, float]]:
+        """Every detector's scores up to ``epoch``: ``{variant: {sample id: score}}``.
+
+        In a distributed run every rank already holds every sample's scores (``SampleLossHandler`` exchanges
+        each epoch's losses, ``VOGHandler`` iterates all samples), so all ranks flag the same samples."""
         scores: dict[str, dict[str, float]] = {}
         for handler in self.detectors.values():
             scores.update(handler.all_scores(upto_epoch=self.epoch))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Each rank saw its own share of the samples: merge the per-sample scores of all ranks.
-            gathered: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, scores)
-            scores = {}
-            for part in gathered:
-                for name, per_sample in part.items():
-                    scores.setdefault(name, {}).update(per_sample)
         return scores
 
     @torch.no_grad()
