@@ -2,7 +2,7 @@
 
 A sample whose label disagrees with what the network learns from the rest of
 the data keeps a high loss; its mean loss over the last epochs is its score
-(METHODS §4). Samples are keyed by the batch's ``id_key``; items without one (MONAI Label's
+(as in Islam et al. 2026). Samples are keyed by the batch's ``id_key``; items without one (MONAI Label's
 datastore items are ``{"image", "label"}`` only) are keyed by their image's source file, read
 from MONAI's metadata (:func:`sample_id`).
 """

@@ -1,4 +1,4 @@
-"""Per-degradation image-quality metrics of a super-resolution evaluator (METHODS section 3).
+"""Per-degradation image-quality metrics of a super-resolution evaluator (Shrestha, Wang and Nakarmi 2023).
 
 :class:`SRMetricsByDegradation` attaches to a MONAI evaluator whose batches carry a ``"degradation"`` kind per
 image, the low-resolution input under ``"image"``, the high-resolution target under ``"label"`` and the

@@ -1,4 +1,4 @@
-"""Variance of Gradients (VOG, Agarwal et al. 2022) adapted to segmentation (METHODS §4).
+"""Variance of Gradients (VOG, Agarwal et al. 2022) adapted to segmentation as a label-error detector.
 
 At K checkpoint epochs the handler computes, for every training sample, the
 gradient with respect to the input image of the summed true-class logits

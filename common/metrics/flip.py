@@ -1,4 +1,4 @@
-"""Flip decomposition of foreground errors and the label-free flip-risk score (METHODS §5).
+"""Flip decomposition of foreground errors and the label-free flip-risk score (Achara et al. 2026).
 
 For the ground-truth foreground pixels of a multi-class segmentation each pixel is
 *correct* (prediction equals the label), a *flip* (predicted foreground, but

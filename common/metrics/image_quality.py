@@ -1,4 +1,4 @@
-"""Image-quality metrics of the SR degradation study (METHODS section 3): NRMSE and HFEN.
+"""Image-quality metrics of the SR degradation study (Shrestha, Wang and Nakarmi 2023): NRMSE and HFEN.
 
 Both take batch-first tensors ``(B, C, H, W[, D])`` and return one value per image, shape ``(B, 1)``, computed
 over all channels and voxels of that image (the shape MONAI's regression metrics return).

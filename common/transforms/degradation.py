@@ -1,4 +1,7 @@
-"""Simulated low-resolution degradations for super-resolution studies (METHODS section 3).
+"""Simulated low-resolution degradations for super-resolution studies (Shrestha, Wang and Nakarmi 2023).
+
+The paper names its six filters without their sizes; the sizes, phases and grid conventions below, and the
+k-space kinds, are ours.
 
 Every kind maps a channel-first image ``(C, *spatial)`` with 2 or 3 spatial dims to ``(C, *(n // s))``:
 a low-pass followed by decimation by the integer ``scale`` s along every spatial axis.

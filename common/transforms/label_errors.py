@@ -1,6 +1,7 @@
 """Simulated annotation errors on multi-class label maps (2D or 3D).
 
-Error kinds (METHODS §4):
+Error kinds (our definitions; Islam et al. 2026 name random and systematic errors
+without defining them):
 
 - ``random``: each structure is dilated or eroded (direction drawn per sample
   and structure, radius drawn from ``radius``): zero mean over samples;
