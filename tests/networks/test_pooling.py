@@ -159,3 +159,147 @@ def test_bad_arguments():
         FLCPool(3)(torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="built for 2 channels"):
         BlurPool(2, 2)(torch.zeros(1, 3, 4, 4))
+
+
+# --- value checks at the sizes the U-Net inner levels hit (n // 2 odd: 6, 10, 14) and at odd sizes ---------------
+# The reference below is written from the definition, frequency by frequency, without fftshift: the output of
+# length k = n // 2 keeps the frequencies f = -(k // 2), ..., k - k // 2 - 1 of the (forward-normalised) DFT of the
+# input and sums them back on the k-point grid. A crop that starts one bin early or late keeps another set of
+# frequencies and fails every check here.
+
+VALUE_SIZES = (6, 10, 14, 7, 9, 8)
+
+
+def _kept_frequencies(n: int) -> np.ndarray:
+    k = n // 2
+    return np.arange(-(k // 2), k - k // 2)
+
+
+def _spectral_reference(x: np.ndarray, window: bool) -> np.ndarray:
+    """FLC (``window=False``) or ASAP (``window=True``) of a 1D/2D/3D array ``x`` (no batch or channel axes)."""
+    if window:
+        x = np.pad(x, [(0, 1)] * x.ndim)  # ASAP: one zero at the end of every axis
+    spectrum = np.fft.fftn(x, norm="forward")
+    out = np.zeros(tuple(n // 2 for n in (s - window for s in x.shape)), dtype=complex)
+    freqs = [_kept_frequencies(s - window) for s in x.shape]
+    for idx in np.ndindex(*[len(f) for f in freqs]):
+        f = [fr[i] for fr, i in zip(freqs, idx)]
+        coeff = spectrum[tuple(fi % s for fi, s in zip(f, x.shape))]
+        if window:  # sqrt of the symmetric Hamming window of the padded length, centred on DC (index m // 2)
+            for fi, m in zip(f, x.shape):
+                coeff = coeff * np.sqrt(np.hamming(m)[m // 2 + fi])
+        grids = np.meshgrid(*[np.arange(k) / k for k in out.shape], indexing="ij")
+        out += coeff * np.exp(2j * np.pi * sum(fi * g for fi, g in zip(f, grids)))
+    return out.real
+
+
+@pytest.mark.parametrize("n", VALUE_SIZES)
+def test_kept_frequency_band_is_centred_on_dc(n):
+    k = n // 2
+    freqs = _kept_frequencies(n)
+    assert len(freqs) == k
+    expected = {
+        6: [-1, 0, 1],
+        10: [-2, -1, 0, 1, 2],
+        14: [-3, -2, -1, 0, 1, 2, 3],
+        7: [-1, 0, 1],
+        9: [-2, -1, 0, 1],
+        8: [-2, -1, 0, 1],
+    }
+    assert freqs.tolist() == expected[n]
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+@pytest.mark.parametrize("n", VALUE_SIZES)
+def test_flc_keeps_a_constant_constant(n, spatial_dims):
+    x = torch.full((1, 2) + (n,) * spatial_dims, -1.75, dtype=torch.float64)
+    out = FLCPool(spatial_dims)(x)
+    assert out.shape == (1, 2) + (n // 2,) * spatial_dims
+    torch.testing.assert_close(out, torch.full_like(out, -1.75), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("n", VALUE_SIZES)
+def test_flc_matches_frequency_by_frequency_reference_1d(n):
+    x = np.random.default_rng(n).normal(size=n) + np.linspace(0, 3, n)  # asymmetric: a ramp plus noise
+    out = FLCPool(1)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, _spectral_reference(x, window=False), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (10, 14), (14, 6), (7, 9), (9, 8), (6, 7, 10)])
+def test_flc_matches_frequency_by_frequency_reference_nd(shape):
+    x = np.random.default_rng(sum(shape)).normal(size=shape)
+    x = x + np.arange(x.size).reshape(shape) / x.size  # no symmetry that could hide a shifted crop
+    out = FLCPool(len(shape))(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, _spectral_reference(x, window=False), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6,), (10,), (14,), (6, 10), (14, 10), (10, 6, 14)])
+def test_flc_exact_on_band_limited_input_at_odd_half_sizes(shape):
+    """n // 2 odd keeps the symmetric band |f| <= n // 4: a signal inside it comes out as x[::2] exactly."""
+    rng = np.random.default_rng(len(shape) + shape[0])
+    grids = np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij")
+    x = np.full(shape, 0.3)
+    for _ in range(8):
+        freqs = [rng.integers(-(n // 4), n // 4 + 1) for n in shape]
+        x += rng.normal() * np.cos(2 * np.pi * sum(f * g for f, g in zip(freqs, grids)) + rng.uniform(0, 2 * np.pi))
+    out = FLCPool(len(shape))(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, x[tuple(slice(None, None, 2) for _ in shape)], atol=1e-12)
+
+
+def test_flc_by_hand_n6():
+    """n = 6 -> 3 samples keeping frequencies -1, 0, 1: x = 1 + cos(2 pi j / 6) gives 1 + cos(2 pi j / 3)."""
+    j = np.arange(6)
+    x = 1.0 + np.cos(2 * np.pi * j / 6) + 0.5 * np.cos(2 * np.pi * 2 * j / 6)  # frequency 2 is cut
+    out = FLCPool(1)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, [2.0, 0.5, 0.5], atol=1e-12)
+
+
+@pytest.mark.parametrize("n", VALUE_SIZES)
+def test_asap_matches_frequency_by_frequency_reference_1d(n):
+    x = np.random.default_rng(100 + n).normal(size=n) + np.linspace(-1, 2, n)
+    out = ASAPPool(1)(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, _spectral_reference(x, window=True), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (14, 6), (7, 9), (10, 14, 6)])
+def test_asap_matches_frequency_by_frequency_reference_nd(shape):
+    x = np.random.default_rng(7 * len(shape)).normal(size=shape)
+    x = x + np.arange(x.size).reshape(shape) / x.size
+    out = ASAPPool(len(shape))(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, _spectral_reference(x, window=True), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", VALUE_SIZES)
+def test_asap_of_a_constant_by_hand(n):
+    """A constant c, padded with one zero to m = n + 1, has DFT coefficients c * n / m at f = 0 and
+    -c / m * exp(-2 pi i f n / m) = -c / m * exp(2 pi i f / m) elsewhere; ASAP weights each by sqrt(hamming)."""
+    m, k = n + 1, n // 2
+    c = 2.0
+    w = np.sqrt(np.hamming(m))
+    j = np.arange(k)
+    expected = np.zeros(k, dtype=complex)
+    for f in _kept_frequencies(n):
+        coeff = c * n / m if f == 0 else -c / m * np.exp(2j * np.pi * f / m)
+        expected += coeff * w[m // 2 + f] * np.exp(2j * np.pi * f * j / k)
+    out = ASAPPool(1)(torch.full((1, 1, n), c, dtype=torch.float64))[0, 0].numpy()
+    np.testing.assert_allclose(out, expected.real, atol=1e-12)
+
+
+def test_spectral_pools_keep_float32_and_compute_in_float64_for_float64():
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(1, 1, 10, 14)))
+    for pool in (FLCPool(2), ASAPPool(2)):
+        out64 = pool(x)
+        out32 = pool(x.float())
+        assert out64.dtype == torch.float64 and out32.dtype == torch.float32
+        np.testing.assert_allclose(out32.numpy(), out64.numpy(), atol=1e-5)
+        assert not np.array_equal(out32.double().numpy(), out64.numpy())  # float32 really computed in float32
+
+
+def test_asap_window_cache_is_per_size_and_reused():
+    pool = ASAPPool(2)
+    w = pool.window((7, 11))
+    assert pool.window((7, 11)) is w
+    assert pool.window([7, 11]) is w
+    torch.testing.assert_close(w, asap_window((7, 11)))
+    assert pool.window((11, 7)).shape == (11, 7)
+    assert len(pool._window_cache) == 2
