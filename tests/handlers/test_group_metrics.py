@@ -76,6 +76,33 @@ def test_flip_fractions_per_image_vs_global():
     assert f["num_images"] == 2
 
 
+def test_flip_fractions_asymmetric_hand_case():
+    """Counts [correct, flip, miss, foreground]: 3 / 1 / 1 of 5, 1 / 2 / 5 of 8, and one subject without foreground."""
+    f = flip_fractions([[3, 1, 1, 5], [1, 2, 5, 8], [0, 0, 0, 0]])
+    assert f["global"] == pytest.approx({"correct": 4 / 13, "flip": 3 / 13, "miss": 6 / 13})
+    assert f["per_image"] == pytest.approx({"correct": 0.3625, "flip": 0.225, "miss": 0.4125})
+    assert f["num_images"] == 2
+    single = flip_fractions([[3, 1, 1, 5]])
+    assert single["global"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
+    assert single["per_image"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
+    empty = flip_fractions([[0, 0, 0, 0]])
+    assert empty["num_images"] == 0
+    assert set(empty["global"].values()) == {None} and set(empty["per_image"].values()) == {None}
+
+
+def test_flip_fractions_agree_with_flip_decomposition():
+    from common.metrics.flip import flip_counts, flip_decomposition
+
+    gen = torch.Generator().manual_seed(4)
+    gt = torch.randint(0, 4, (5, 1, 6, 6), generator=gen)
+    pred = torch.where(torch.rand(gt.shape, generator=gen) < 0.5, gt, torch.randint(0, 4, gt.shape, generator=gen))
+    expected = flip_decomposition(pred, gt)
+    got = flip_fractions(flip_counts(pred, gt).tolist())
+    assert got["global"] == pytest.approx(expected["global"])
+    assert got["per_image"] == pytest.approx(expected["per_image"])
+    assert got["num_images"] == expected["num_images"]
+
+
 def test_handler_on_an_evaluator(tmp_path):
     from ignite.engine import Engine
 

@@ -107,6 +107,47 @@ def test_segmentation_report_hand_case(tmp_path):
     assert np.isclose(saved["test"]["dice_mean"], 0.4)
 
 
+def test_segmentation_report_asymmetric_flip_fractions_per_image_and_pooled():
+    """Image A: 3 correct / 1 flip / 1 miss of 5; image B: 1 / 2 / 5 of 8; image C: no foreground."""
+    labels = torch.tensor(
+        [
+            [[1, 1, 2, 3], [2, 0, 0, 0]],
+            [[1, 2, 2, 2], [3, 3, 3, 3]],
+            [[0, 0, 0, 0], [0, 0, 0, 0]],
+        ]
+    )[:, None]
+    pred_idx = torch.tensor(
+        [
+            [[1, 1, 2, 1], [0, 0, 3, 0]],
+            [[1, 1, 3, 0], [0, 0, 0, 0]],
+            [[2, 2, 0, 0], [0, 0, 0, 1]],
+        ]
+    )
+    logits = torch.nn.functional.one_hot(pred_idx, 4).permute(0, 3, 1, 2).float() * 10
+    report = SegmentationReport(num_classes=4, class_names=["a", "b", "c"])
+    engine = SimpleNamespace(
+        state=SimpleNamespace(batch={"id": ["A", "B", "C"]}, output={"pred": logits, "label": labels})
+    )
+    report(engine)
+    res = report.results()
+    rows = {r["id"]: r for r in res["per_image"]}
+    assert {k: rows["A"][k] for k in ("correct", "flip", "miss")} == pytest.approx(
+        {"correct": 0.6, "flip": 0.2, "miss": 0.2}
+    )
+    assert {k: rows["B"][k] for k in ("correct", "flip", "miss")} == pytest.approx(
+        {"correct": 0.125, "flip": 0.25, "miss": 0.625}
+    )
+    assert rows["C"]["correct"] is None and rows["C"]["flip"] is None and rows["C"]["miss"] is None
+    assert res["flip"]["global"] == pytest.approx({"correct": 4 / 13, "flip": 3 / 13, "miss": 6 / 13})
+    assert res["flip"]["per_image"] == pytest.approx(
+        {"correct": (0.6 + 0.125) / 2, "flip": (0.2 + 0.25) / 2, "miss": (0.2 + 0.625) / 2}
+    )
+    assert res["flip"]["num_images"] == 2 and res["num_images"] == 3
+    # the per-image mean of the records equals the report's per_image view
+    for k in ("correct", "flip", "miss"):
+        assert np.mean([rows[i][k] for i in ("A", "B")]) == pytest.approx(res["flip"]["per_image"][k])
+
+
 class RecordingDetector:
     """A detector handler that records when it runs and scores every sample 1.0."""
 

@@ -103,3 +103,72 @@ def test_numpy_and_torch_counting_agree_for_every_label_dtype():
     )
     assert torch.equal(as_float, as_uint8)
     assert as_uint8[:, 1].tolist() == (expected[0] - expected[1] - expected[2]).tolist()  # flips
+
+
+# Asymmetric hand cases: correct, flip and miss all differ in every view, so swapping any two of them shows.
+# Image A (5 foreground pixels): 3 correct, 1 flip, 1 miss, plus a false positive on background (not counted).
+GT_A = [[1, 1, 2, 3], [2, 0, 0, 0]]
+PRED_A = [[1, 1, 2, 1], [0, 0, 3, 0]]
+# Image B (8 foreground pixels): 1 correct, 2 flips, 5 misses.
+GT_B = [[1, 2, 2, 2], [3, 3, 3, 3]]
+PRED_B = [[1, 1, 3, 0], [0, 0, 0, 0]]
+# Image C: no foreground (left out of the per-image mean, adds nothing to the pooled counts).
+GT_C = [[0, 0, 0, 0], [0, 0, 0, 0]]
+PRED_C = [[2, 2, 0, 0], [0, 0, 0, 1]]
+
+EXPECTED_GLOBAL = {"correct": 4 / 13, "flip": 3 / 13, "miss": 6 / 13}
+EXPECTED_PER_IMAGE = {"correct": (3 / 5 + 1 / 8) / 2, "flip": (1 / 5 + 2 / 8) / 2, "miss": (1 / 5 + 5 / 8) / 2}
+
+
+def test_hand_case_3_correct_1_flip_1_miss():
+    out = flip_decomposition(_lab(PRED_A), _lab(GT_A))
+    np.testing.assert_array_equal(flip_counts(_lab(PRED_A), _lab(GT_A)).numpy(), [[3, 1, 1, 5]])
+    assert out["global"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
+    assert out["per_image"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
+    assert out["num_images"] == 1
+    # the same image with flips and misses in other proportions: 1 correct, 2 flips, 5 misses
+    np.testing.assert_array_equal(flip_counts(_lab(PRED_B), _lab(GT_B)).numpy(), [[1, 2, 5, 8]])
+    assert flip_decomposition(_lab(PRED_B), _lab(GT_B))["per_image"] == pytest.approx(
+        {"correct": 0.125, "flip": 0.25, "miss": 0.625}
+    )
+
+
+def test_asymmetric_batch_global_and_per_image_views():
+    gt = torch.cat([_lab(GT_A), _lab(GT_B), _lab(GT_C)])
+    pred = torch.cat([_lab(PRED_A), _lab(PRED_B), _lab(PRED_C)])
+    np.testing.assert_array_equal(flip_counts(pred, gt).numpy(), [[3, 1, 1, 5], [1, 2, 5, 8], [0, 0, 0, 0]])
+    out = flip_decomposition(pred, gt)
+    assert out["global"] == pytest.approx(EXPECTED_GLOBAL)
+    assert out["per_image"] == pytest.approx(EXPECTED_PER_IMAGE)
+    assert out["num_images"] == 2
+    # one-hot predictions and one-hot ground truth give the same numbers as label maps
+    onehot = lambda x: torch.nn.functional.one_hot(x[:, 0], 4).movedim(-1, 1).float()  # noqa: E731
+    assert flip_decomposition(onehot(pred), onehot(gt)) == out
+
+
+def test_flip_metric_per_batch_fractions_and_aggregate_on_the_asymmetric_case():
+    metric = FlipMetric()
+    first = metric(torch.cat([_lab(PRED_A), _lab(PRED_C)]), torch.cat([_lab(GT_A), _lab(GT_C)]))
+    torch.testing.assert_close(first[0], torch.tensor([0.6, 0.2, 0.2]))
+    assert torch.isnan(first[1]).all()  # no foreground: NaN, not 0
+    second = metric(_lab(PRED_B), _lab(GT_B))
+    torch.testing.assert_close(second, torch.tensor([[0.125, 0.25, 0.625]]))
+    out = metric.aggregate()
+    assert out["global"] == pytest.approx(EXPECTED_GLOBAL)
+    assert out["per_image"] == pytest.approx(EXPECTED_PER_IMAGE)
+    assert out["num_images"] == 2
+
+
+def test_background_index_other_than_zero():
+    # background = 3: relabel A so that 3 is background and 0 a foreground class
+    swap = lambda rows: [[{0: 3, 3: 0}.get(v, v) for v in r] for r in rows]  # noqa: E731
+    out = flip_decomposition(_lab(swap(PRED_A)), _lab(swap(GT_A)), background=3)
+    assert out["global"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
+    assert flip_counts(_lab(swap(PRED_B)), _lab(swap(GT_B)), background=3).tolist() == [[1.0, 2.0, 5.0, 8.0]]
+
+
+def test_no_foreground_anywhere_gives_nan():
+    out = flip_decomposition(_lab(PRED_C), _lab(GT_C))
+    assert out["num_images"] == 0
+    assert all(math.isnan(v) for v in out["global"].values())
+    assert all(math.isnan(v) for v in out["per_image"].values())
