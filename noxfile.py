@@ -52,3 +52,25 @@ def label(session: nox.Session) -> None:
         session.run("python", "-m", "pytest", "-q", "tests/tooling/test_monailabel_server.py", *args)
     else:
         session.run("python", "-m", "tests.tooling.labelserver", *session.posargs)
+
+
+@nox.session
+def results(session: nox.Session) -> None:
+    """Published results: ``nox -s results`` reruns the three quick studies (seeds 0 1 2; finished runs of the
+    same code are reused) and renders the docs from them; ``nox -s results -- --check`` exits non-zero when
+    the docs are not the rendering of the committed files or those files were made by other code."""
+    _install(session)
+    if "--check" in session.posargs:
+        session.run("python", "-m", "common.study.render", "--check")
+        return
+    out = "runs/results"
+    session.run("python", "-m", "common.study", "all", "--profile", "quick", "--output", out, *session.posargs)
+    session.run("python", "-m", "common.study.render", "--from", out)
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """The Ray executor against a real local Ray head on 127.0.0.1 (tests/study/test_ray_executor.py)."""
+    _install(session)
+    session.install("ray==2.60.0")
+    session.run("python", "-m", "pytest", "-q", "tests/study/test_ray_executor.py", *session.posargs)

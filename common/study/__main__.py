@@ -1,7 +1,8 @@
-"""``python -m common.study <bundle|all> --profile {smoke,quick,full} --output DIR``.
+"""``python -m common.study <bundle|all> --profile {smoke,quick,full} --output DIR [--seeds 0 1 2]``.
 
-Each bundle's study lives in ``common/study/<bundle>.py`` and exposes
-``run_study(profile, output_dir, seed) -> Path`` returning its ``report.md``.
+Each bundle's study lives in ``common/study/<bundle>.py`` (its grid per profile, its summary and claims,
+its report); :mod:`common.study.engine` runs it. Rerunning the same command reuses every finished run
+whose settings and code are unchanged, so an interrupted study resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.study import engine
 from common.study.runner import BUNDLE_NAMES, BundleRunError
 
 PROFILES = ("smoke", "quick", "full")
@@ -22,8 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", choices=[*BUNDLE_NAMES, "all"])
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--output", type=Path, default=Path("runs"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="seeds to repeat every setting with (default: smoke 0; quick, full 0 1 2)"
+    )
+    parser.add_argument("--seed", type=int, help="a single seed (same as --seeds N)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--address", help="Ray cluster address for --executor ray (default: auto)")
+    parser.add_argument("--jobs", type=int, help="local runs side by side (default: the profile's)")
     args = parser.parse_args(argv)
+    if args.seed is not None and args.seeds:
+        parser.error("give --seeds or --seed, not both")
+    seeds = [args.seed] if args.seed is not None else args.seeds
 
     names = BUNDLE_NAMES if args.bundle == "all" else (args.bundle,)
     reports = []
@@ -31,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"common.study.{name}")
         t0 = time.perf_counter()
         try:
-            report = module.run_study(args.profile, args.output / name, seed=args.seed)
-        except (BundleRunError, ValueError, FileNotFoundError) as err:
+            report = engine.run_study(
+                module, args.profile, args.output / name, seeds, executor=args.executor, address=args.address,
+                jobs=args.jobs,
+            )  # fmt: skip
+        except (BundleRunError, ValueError, FileNotFoundError, RuntimeError) as err:
             print(f"error: study {name} stopped: {err}", file=sys.stderr)
             return 1
         print(f"{name}: {args.profile} study finished in {time.perf_counter() - t0:.0f} s")

@@ -12,15 +12,16 @@ error and ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest le
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common.io import atomic_write, atomic_write_json, atomic_write_text
-from common.study.report import markdown_table, use_agg_backend
-from common.study.runner import environment_record, run_bundle, study_command
+from common.io import atomic_write
+from common.study import engine
+from common.study.engine import Claim, Run, Study, merge_seeds
+from common.study.report import markdown_table, report_header, use_agg_backend
 
 BUNDLE = "label_error_refurbishment"
 CONFIGS = ["train.yaml", "evaluate.yaml"]
@@ -87,21 +88,36 @@ def _settings(profile: str) -> list[dict]:
     return runs  # fmt: skip
 
 
-def _run_one(run: dict, profile: str, output_dir: Path, seed: int) -> dict:
-    run_dir = output_dir / "runs" / run["name"]
-    overrides = {
-        **PROFILES[profile]["bundle"],
-        "error_type": "random" if run["error_type"] == "none" else run["error_type"],
-        "error_level": run["error_level"],
-        "refurbish": run["refurbish"],
-        "detector": run["detector"],
-        "seed": seed,
-        "num_threads": 1,
-        "ckpt_path": str(run_dir / "model.pt"),
-        "cache_dir": str(output_dir / "cache"),
-    }
-    metrics = run_bundle(BUNDLE, CONFIGS, overrides, run_dir)
-    return {**run, "metrics": metrics}
+def build(profile: str, seeds) -> Study:
+    """The grid of ``profile`` as bundle runs over ``seeds``; the clean run is ``error_level`` 0."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    cfg = PROFILES[profile]
+    runs = []
+    for run in _settings(profile):
+        overrides = {
+            **cfg["bundle"],
+            "error_type": "random" if run["error_type"] == "none" else run["error_type"],
+            "error_level": run["error_level"],
+            "refurbish": run["refurbish"],
+            "detector": run["detector"],
+            "num_threads": 1,
+        }
+        runs.append(Run(run["name"], overrides, {k: v for k, v in run.items() if k != "name"}))
+    return Study(BUNDLE, profile, runs, seeds, jobs=cfg["parallel"])
+
+
+def progress(metrics: dict) -> str:
+    return f"test Dice {metrics['test']['dice_mean']:.3f}"
+
+
+def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
+    """Run the grid of ``profile`` over ``seeds``; write ``results.json``, ``report.md`` and figures."""
+    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
+
+
+def _key(kind: str, level: float, what: str) -> str:
+    return f"{kind}_{int(round(level * 100)):02d}_{what}"
 
 
 def _detection_rows(results: dict) -> tuple[list, dict]:
@@ -182,30 +198,85 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
     return names
 
 
-def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
-    """Run the grid of ``profile`` and write ``results.json``, ``report.md`` and figures to ``output_dir``."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    cfg = PROFILES[profile]
-    command = study_command(BUNDLE, profile, output_dir, seed)
-    settings = _settings(profile)
-    print(f"{BUNDLE}: {len(settings)} runs ({profile}), {cfg['parallel']} at a time", flush=True)
-    results: dict[str, dict] = {}
-    with ThreadPoolExecutor(max_workers=cfg["parallel"]) as pool:
-        futures = [pool.submit(_run_one, run, profile, output_dir, seed) for run in settings]
-        for n, fut in enumerate(futures, 1):
-            r = fut.result()
-            results[r["name"]] = r
-            t = r["metrics"]["test"]
-            print(f"[{n}/{len(settings)}] {r['name']}: test Dice {t['dice_mean']:.3f} "
-                  f"({r['metrics']['_run']['seconds']:.0f} s)", flush=True)  # fmt: skip
+def summarize(runs: list[dict]) -> dict:
+    """One seed's numbers: detection AUROC/AP at the middle level, test Dice (clean / noisy / refurbished) at
+    the highest level and noisy Dice at every level, VOG variants, flip-risk's Spearman correlation."""
+    results = {r["name"]: r for r in runs}
+    types = list(dict.fromkeys(r["error_type"] for r in runs if r["error_type"] != "none"))
+    levels = sorted({r["error_level"] for r in runs if r["error_level"] > 0})
 
+    def dice(name):
+        return results[name]["metrics"]["test"]["dice_mean"] if name in results else None
+
+    def detection(kind, what):
+        metrics = results[_key(kind, mid, "noisy")]["metrics"]["detection"]["metrics"]
+        return {det: metrics[det][what] for det in DETECTORS}
+
+    clean = dice("clean")
+    mid = 0.5 if 0.5 in levels else levels[len(levels) // 2]
+    top = max(levels)
+    _, per_variant = _detection_rows(results)
+    summary = {
+        "detection_auroc": {kind: detection(kind, "auroc") for kind in types},
+        "detection_ap": {kind: detection(kind, "ap") for kind in types},
+        "dice": {
+            kind: {"clean": clean, "noisy": dice(_key(kind, top, "noisy")),
+                   "refurbished": dice(_key(kind, top, "refurbished_loss")),
+                   "refurbished_vog": dice(_key(kind, top, "refurbished_vog"))}
+            for kind in types
+        },
+        "noisy_dice": {kind: {f"{lv:.0%}": dice(_key(kind, lv, "noisy")) for lv in levels} for kind in types},
+        "vog_variants_auroc": {kind: per_variant[_key(kind, mid, "noisy")] for kind in types},
+        "detection_level": mid,
+        "highest_level": top,
+    }  # fmt: skip
+    # Flip-risk as a label-free flag of flip-prone images: Spearman correlation with the actual flip fraction.
+    from scipy.stats import spearmanr
+
+    pairs = [(p["flip_risk"], p["flip"]) for r in results.values() if not r["refurbish"]
+             for p in r["metrics"]["test"]["per_image"] if p["flip"] is not None]  # fmt: skip
+    rho = spearmanr(*zip(*pairs)).statistic if len(pairs) > 2 else None
+    summary["flip_risk_spearman"] = None if rho is None or np.isnan(rho) else float(rho)
+    return summary
+
+
+def make_figures(record: dict, output_dir: Path) -> list[str]:
+    """Dice against error level, ROC curves and flip-risk against flip, from the first seed's runs."""
+    first = {r["name"]: r for r in record["runs"] if r["seed"] == record["seeds"][0]}
+    cfg = record["profile_settings"]
+    return _figures(output_dir, first, tuple(cfg["types"]), tuple(cfg["levels"]))
+
+
+def _gap_points(s, kind):
+    d = s["dice"][kind]
+    return 100 * (d["clean"] - s["noisy_dice"][kind][f"{s['detection_level']:.0%}"])
+
+
+# The statements of Islam et al. (2026), checked on one seed's summary.
+CLAIMS = [
+    Claim("random_errors_harmless", "50% random errors cost less than 2 Dice points against clean training",
+          lambda s: _gap_points(s, "random"), lambda v: v < 2.0),
+    Claim("systematic_errors_harmful", "50% systematic errors cost more than 2 Dice points",
+          lambda s: _gap_points(s, "systematic"), lambda v: v > 2.0),
+    Claim("loss_detects_systematic", "The per-sample loss detects systematic errors at 50% (AUROC > 0.8)",
+          lambda s: s["detection_auroc"]["systematic"]["loss"], lambda v: v > 0.8),
+    Claim("vog_detects_systematic", "VOG detects systematic errors at 50% (AUROC > 0.8)",
+          lambda s: s["detection_auroc"]["systematic"]["vog"], lambda v: v > 0.8),
+    Claim("refurbishment_helps_systematic", "Loss-driven refurbishment raises test Dice under the highest level "
+          "of systematic errors (gain in Dice points > 0)",
+          lambda s: 100 * (s["dice"]["systematic"]["refurbished"] - s["dice"]["systematic"]["noisy"]),
+          lambda v: v > 0.0),
+    Claim("flip_risk_tracks_flip", "Flip-risk ranks test images by their actual flip fraction (Spearman rho > 0)",
+          lambda s: s["flip_risk_spearman"], lambda v: v > 0.0),
+]  # fmt: skip
+
+
+def render_report(record: dict, figures: list[str]) -> str:
+    """``report.md``: claims, then every table as the median over seeds."""
+    cfg = record["profile_settings"]
+    results = {r["name"]: r for r in merge_seeds(record["runs"])}
+    summary = record["summary"]
     types, levels = cfg["types"], cfg["levels"]
-
-    def key(kind, lv, what):
-        return f"{kind}_{int(round(lv * 100)):02d}_{what}"
 
     def dice(name):
         return results[name]["metrics"]["test"]["dice_mean"] if name in results else None
@@ -220,20 +291,14 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
     for kind in types:
         for lv in levels:
             dice_rows.append(
-                [
-                    kind,
-                    f"{lv:.0%}",
-                    clean,
-                    dice(key(kind, lv, "noisy")),
-                    dice(key(kind, lv, "refurbished_loss")),
-                    dice(key(kind, lv, "refurbished_vog")),
-                ]
-            )
+                [kind, f"{lv:.0%}", clean, dice(_key(kind, lv, "noisy")), dice(_key(kind, lv, "refurbished_loss")),
+                 dice(_key(kind, lv, "refurbished_vog"))]
+            )  # fmt: skip
             for what in ("noisy", "refurbished_loss"):
-                f = flip_of(key(kind, lv, what))
+                f = flip_of(_key(kind, lv, what))
                 if f:
                     flip_rows.append([kind, f"{lv:.0%}", what, f["correct"], f["flip"], f["miss"],
-                                      results[key(kind, lv, what)]["metrics"]["test"]["flip_risk_mean"]])  # fmt: skip
+                                      results[_key(kind, lv, what)]["metrics"]["test"]["flip_risk_mean"]])  # fmt: skip
     struct_rows = []
     for name, r in results.items():
         d = r["metrics"]["test"]["dice"]
@@ -246,49 +311,16 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
             quality_rows.append(
                 [name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
             )
-
-    mid = 0.5 if 0.5 in levels else levels[len(levels) // 2]
-    top = max(levels)
-    summary = {
-        "detection_auroc": {
-            kind: {det: results[key(kind, mid, "noisy")]["metrics"]["detection"]["metrics"][det]["auroc"] for det in DETECTORS}
-            for kind in types
-        },
-        "detection_ap": {
-            kind: {det: results[key(kind, mid, "noisy")]["metrics"]["detection"]["metrics"][det]["ap"] for det in DETECTORS}
-            for kind in types
-        },
-        "dice": {
-            kind: {"clean": clean, "noisy": dice(key(kind, top, "noisy")), "refurbished": dice(key(kind, top, "refurbished_loss")),
-                   "refurbished_vog": dice(key(kind, top, "refurbished_vog"))}
-            for kind in types
-        },
-        "vog_variants_auroc": {kind: per_variant[key(kind, mid, "noisy")] for kind in types},
-        "detection_level": mid,
-        "highest_level": top,
-    }  # fmt: skip
-    # Flip-risk as a label-free flag of flip-prone images: Spearman correlation with the actual flip fraction.
-    from scipy.stats import spearmanr
-
-    pairs = [(p["flip_risk"], p["flip"]) for r in results.values() if not r["refurbish"]
-             for p in r["metrics"]["test"]["per_image"] if p["flip"] is not None]  # fmt: skip
-    rho = spearmanr(*zip(*pairs)).statistic if len(pairs) > 2 else None
-    summary["flip_risk_spearman"] = None if rho is None or np.isnan(rho) else float(rho)
-
-    figures = _figures(output_dir, results, types, levels)
-    atomic_write_json(
-        output_dir / "results.json",
-        {"bundle": BUNDLE, "profile": profile, "command": command, "environment": environment_record(seed),
-         "grid": {"types": list(types), "levels": list(levels), "bundle_overrides": cfg["bundle"]},
-         "summary": summary, "runs": results, "figures": figures},
-    )  # fmt: skip
-
+    rho_seeds = ", ".join(
+        f"{s}: {'-' if v['flip_risk_spearman'] is None else format(v['flip_risk_spearman'], '.3f')}"
+        for s, v in summary["per_seed"].items()
+    )
     variant_names = sorted({v for d in per_variant.values() for v in d})
-    lines = [
-        f"# Label errors: detection and refurbishment ({profile} profile)\n",
-        f"Command: `{command}`\n",
+    bundle = cfg["bundle"]
+    lines = report_header(record, f"Label errors: detection and refurbishment ({record['profile']} profile)")
+    lines += [
         f"Clean training test Dice (mean of LV cavity, myocardium, left atrium): {clean:.3f}. "
-        f"Detection and refurbishment after epoch {cfg['bundle']['detect_epoch']} of {cfg['bundle']['epochs']}; "
+        f"Detection and refurbishment after epoch {bundle['detect_epoch']} of {bundle['epochs']}; "
         f"refurbishment relabels the top 50% of training samples by the detector's score.\n",
         "## Test Dice (clean / noisy / refurbished)\n",
         markdown_table(["error type", "level", "clean", "noisy", "refurbished (loss)", "refurbished (VOG)"], dice_rows),
@@ -300,13 +332,11 @@ def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
         markdown_table(["run", "relabelled", "before", "after"], quality_rows),
         "\n## Flip decomposition of test foreground pixels (pooled) and mean flip-risk\n",
         markdown_table(["error type", "level", "run", "correct", "flip", "miss", "flip-risk"], flip_rows),
-        f"\nSpearman correlation of per-image flip-risk with the actual flip fraction (noisy runs): "
-        f"{summary['flip_risk_spearman'] if summary['flip_risk_spearman'] is not None else '-'}\n",
+        f"\nSpearman correlation of per-image flip-risk with the actual flip fraction (noisy runs), per seed: "
+        f"{rho_seeds}\n",
         "\n## Test Dice per structure\n",
         markdown_table(["run", *STRUCTURES, "mean"], struct_rows),
         "\n## Figures\n",
-        *[f"![{n}]({n})\n" for n in figures],
+        *[f"![{Path(n).name}]({n})\n" for n in figures],
     ]  # fmt: skip
-    report = output_dir / "report.md"
-    atomic_write_text(report, "\n".join(lines))
-    return report
+    return "\n".join(lines)

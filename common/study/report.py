@@ -33,3 +33,32 @@ def save_figure(fig, path, dpi: int = 110) -> None:
     from common.io import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+
+
+def report_header(record: dict, title: str) -> list[str]:
+    """The opening lines every study report shares: what ran, on which code, the command, and the claims."""
+    from common.study.engine import format_claim
+
+    seeds = record["seeds"]
+    n_settings = len({r["name"] for r in record["runs"]})
+    commit = (record.get("git") or {}).get("commit") or "unknown"
+    lines = [
+        f"# {title}",
+        "",
+        f"Profile `{record['profile']}`, seeds {', '.join(map(str, seeds))}: {n_settings} settings x "
+        f"{len(seeds)} seeds = {len(record['runs'])} bundle runs, {record['seconds']:.0f} s wall "
+        f"({record['run_seconds']:.0f} s summed over runs). Code fingerprint `{record['code_fingerprint']}`, "
+        f"commit `{commit[:10]}`. Produced by:",
+        "",
+        f"    {record['command']}",
+        "",
+        "## Claims",
+        "",
+    ]
+    lines += [f"- {format_claim(c)}" for c in record["claims"]] or ["(none)"]
+    lines += [
+        "",
+        f"Tables give the median over the {len(seeds)} seed(s) of each number; figures show seed {seeds[0]}.",
+        "",
+    ]
+    return lines

@@ -92,10 +92,10 @@ def run_bundle(
     return metrics
 
 
-def study_command(bundle: str, profile: str, output_dir: str | os.PathLike, seed: int) -> str:
+def study_command(bundle: str, profile: str, output_dir: str | os.PathLike, seeds: Sequence[int]) -> str:
     """The command line that reproduces a study whose report lands in ``output_dir`` (``<DIR>/<bundle>``)."""
     args = ["python", "-m", "common.study", bundle, "--profile", profile, "--output", str(Path(output_dir).parent)]
-    return shlex.join([*args, "--seed", str(seed)])
+    return shlex.join([*args, "--seeds", *map(str, seeds)])
 
 
 def environment_record(seed: int | None = None) -> dict:

@@ -17,17 +17,13 @@ normalised volume bias of group L), ``dice_L[approach]``, ``auc[approach]`` and 
 
 from __future__ import annotations
 
-import shlex
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common.io import atomic_write_json, atomic_write_text
-from common.study.report import markdown_table, save_figure, use_agg_backend
-from common.study.runner import bundle_command, environment_record, run_bundle
+from common.study import engine
+from common.study.engine import Claim, Run, Study, merge_seeds
+from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
 
 BUNDLE = "segmentation_resolution_bias"
 APPROACHES = ("h_only", "resampled", "scale_aug", "vinn")
@@ -137,92 +133,40 @@ def grid(profile: str) -> list[dict]:
     return runs
 
 
-def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
-    """Run the grid of ``profile`` into ``output_dir`` and return the path of ``report.md``."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    spec = PROFILES.get(profile)
-    runs = grid(profile)  # validates the profile
-    command = shlex.join(
-        [
-            "python",
-            "-m",
-            "common.study",
-            BUNDLE,
-            "--profile",
-            profile,
-            "--output",
-            str(output_dir.parent),
-            "--seed",
-            str(seed),
-        ]
+def build(profile: str, seeds) -> Study:
+    """The study of ``profile``: :func:`grid` as bundle runs, repeated over ``seeds``."""
+    spec = PROFILES[profile] if profile in PROFILES else None
+    runs = []
+    for point in grid(profile):
+        high, low = point["pair"]
+        overrides = {
+            **spec["settings"],
+            **(spec["pooling_settings"] if point["table"] == "pooling" else {}),
+            "approach": point["approach"],
+            "high_spacing": float(high),
+            "low_spacing": float(low),
+            "downsample": point["downsample"],
+        }
+        name = _run_dir_name(point["table"], point["approach"], point["pair"], point["downsample"])
+        runs.append(Run(name, overrides, {**point, "pair": list(point["pair"])}))
+    return Study(
+        BUNDLE, profile, runs, seeds, jobs=spec["jobs"], prepare=prepare_data, data_keys=("high_spacing", "low_spacing")
     )
-    cache_dir = output_dir / "data_cache"
-    settings = [_overrides(spec, run, seed, cache_dir, output_dir) for run in runs]
-    for pair in spec["pairs"]:  # generate each pair's population once, before parallel runs read it
-        first = next(o for r, o in zip(runs, settings) if r["pair"] == pair)
-        prepare_data(first)
-    t_start = time.perf_counter()
-    done = [0]
-    lock = threading.Lock()
 
-    def one(i: int) -> dict:
-        run, overrides = runs[i], settings[i]
-        metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, overrides["output_dir"])
-        auc = metrics["auc"].get(MAIN_STRUCTURE, {}).get("pred")
-        vb = metrics["groups"].get("L", {}).get("volume_bias", {}).get(MAIN_STRUCTURE, {}).get("median")
-        with lock:
-            done[0] += 1
-            print(
-                f"[{done[0]}/{len(runs)}] {run['table']:10s} {run['approach']:9s} {_pair_name(run['pair'])}"
-                f" {run['downsample']:12s} GM AUC {_r(auc)}  GM volume bias L {_r(vb)}  ({metrics['_run']['seconds']:.0f} s)",
-                flush=True,
-            )
-        return {**run, "pair": list(run["pair"]), "overrides": overrides, "metrics": metrics}
 
-    with ThreadPoolExecutor(max_workers=spec["jobs"]) as pool:
-        results = list(pool.map(one, range(len(runs))))
-    summary = summarize(results, spec["pairs"][0])
-    record = {
-        "study": BUNDLE,
-        "profile": profile,
-        "command": command,
-        "environment": environment_record(seed),
-        "seconds": round(time.perf_counter() - t_start, 1),
-        "profile_settings": {k: v for k, v in spec.items()},
-        "example_run_command": shlex.join(
-            bundle_command(BUNDLE, ["train.yaml", "evaluate.yaml"], results[0]["overrides"]) if results else []
-        ),
-        "summary": summary,
-        "runs": results,
-    }
-    atomic_write_json(output_dir / "results.json", record)
-    figures = make_figures(results, spec["pairs"][0], output_dir)
-    report = output_dir / "report.md"
-    atomic_write_text(report, render_report(record, figures))
-    return report
+def progress(metrics: dict) -> str:
+    auc = metrics["auc"].get(MAIN_STRUCTURE, {}).get("pred")
+    vb = metrics["groups"].get("L", {}).get("volume_bias", {}).get(MAIN_STRUCTURE, {}).get("median")
+    return f"GM AUC {_r(auc)}, GM volume bias L {_r(vb)}"
+
+
+def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
+    """Run the grid of ``profile`` over ``seeds`` into ``output_dir`` and return the path of ``report.md``."""
+    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
 
 
 def _r(x):
     return None if x is None else round(x, 3)
-
-
-def _overrides(spec: dict, run: dict, seed: int, cache_dir: Path, output_dir: Path) -> dict:
-    high, low = run["pair"]
-    run_dir = output_dir / "runs" / _run_dir_name(run["table"], run["approach"], run["pair"], run["downsample"])
-    return {
-        **spec["settings"],
-        **(spec["pooling_settings"] if run["table"] == "pooling" else {}),
-        "approach": run["approach"],
-        "high_spacing": float(high),
-        "low_spacing": float(low),
-        "downsample": run["downsample"],
-        "seed": seed,
-        "train_first": True,
-        "cache_dir": str(cache_dir),
-        "ckpt_path": str(run_dir / "model.pt"),
-        "output_dir": str(run_dir),
-    }
 
 
 def prepare_data(overrides: dict) -> None:
@@ -245,8 +189,14 @@ def _main_runs(results: list[dict], pair) -> dict[str, dict]:
     }
 
 
-def summarize(results: list[dict], main_pair) -> dict:
-    """``volume_bias_L``, ``dice_L``, ``auc`` per approach (+ ``auc["manual"]``) for grey matter at the main pair."""
+def _first_pair(results: list[dict]):
+    return next((tuple(r["pair"]) for r in results if r["table"] == "approaches"), None)
+
+
+def summarize(results: list[dict], main_pair=None) -> dict:
+    """``volume_bias_L``, ``dice_L``, ``auc`` per approach (+ ``auc["manual"]``) for grey matter at the main pair
+    (default: the first pair of the approach grid), from one seed's runs."""
+    main_pair = main_pair or _first_pair(results)
     runs = _main_runs(results, main_pair)
     out: dict[str, Any] = {
         "structure": MAIN_STRUCTURE,
@@ -269,8 +219,11 @@ def summarize(results: list[dict], main_pair) -> dict:
     return out
 
 
-def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
-    """Fig. 3 (GM volume distributions with ground truth), Fig. 4 (Dice boxes), Fig. 5 (volume-bias boxes)."""
+def make_figures(record: dict, output_dir: Path) -> list[str]:
+    """Fig. 3 (GM volume distributions with ground truth), Fig. 4 (Dice boxes), Fig. 5 (volume-bias boxes),
+    from the first seed's runs."""
+    results = [r for r in record["runs"] if r["seed"] == record["seeds"][0]]
+    main_pair = _first_pair(results)
     use_agg_backend()
     import matplotlib.pyplot as plt
     import numpy as np
@@ -303,7 +256,9 @@ def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
                 )
     ax.set_xticks(range(len(columns)), columns, rotation=15)
     ax.set_ylabel("grey-matter volume (ml)")
-    ax.set_title(f"Grey-matter volume distributions, {_pair_name(main_pair)} (lines: medians)")
+    ax.set_title(
+        f"Grey-matter volume distributions, {_pair_name(main_pair)}, seed {record['seeds'][0]} (lines: medians)"
+    )
     ax.legend()
     fig.tight_layout()
     save_figure(fig, output_dir / "fig3_volume_distributions.png", dpi=120)
@@ -330,7 +285,7 @@ def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
             ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xticks(range(len(approaches)), [APPROACH_LABELS[a] for a in approaches])
         ax.set_ylabel(f"grey-matter {ylabel}")
-        ax.set_title(f"{ylabel} at high resolution, {_pair_name(main_pair)}")
+        ax.set_title(f"{ylabel} at high resolution, {_pair_name(main_pair)}, seed {record['seeds'][0]}")
         ax.legend()
         fig.tight_layout()
         save_figure(fig, output_dir / fname, dpi=120)
@@ -340,16 +295,11 @@ def make_figures(results: list[dict], main_pair, output_dir: Path) -> list[str]:
 
 
 def render_report(record: dict, figures: list[str]) -> str:
-    results, summary = record["runs"], record["summary"]
-    pairs = [tuple(p) for p in PROFILES[record["profile"]]["pairs"]]
+    results, summary = merge_seeds(record["runs"]), record["summary"]
+    pairs = [tuple(p) for p in record["profile_settings"]["pairs"]]
     main_pair = pairs[0]
-    lines = [
-        "# Segmentation resolution bias: cross-resolution approaches",
-        "",
-        f"Profile `{record['profile']}`, {len(results)} bundle runs, {record['seconds']:.0f} s. Produced by:",
-        "",
-        f"    {record['command']}",
-        "",
+    lines = report_header(record, "Segmentation resolution bias: cross-resolution approaches")
+    lines += [
         "Evaluation on the test split at the high resolution for both groups, against high-resolution ground truth.",
         "",
         "## Table 1: grey-matter group AUC (group L vs H by predicted volume)",
@@ -415,7 +365,7 @@ def render_report(record: dict, figures: list[str]) -> str:
             "",
         ]
         rows = []
-        ops = PROFILES[record["profile"]]["ops"]
+        ops = record["profile_settings"]["ops"]
         for op in ops:
             for a in ("h_only", "scale_aug"):
                 cands = [r for r in pooling if r["downsample"] == op and r["approach"] == a]
@@ -440,25 +390,52 @@ def render_report(record: dict, figures: list[str]) -> str:
             "",
         ]
 
-    lines += ["## Summary (grey matter, main pair)", ""]
+    lines += ["## Summary (grey matter, main pair): median over seeds, then each seed", ""]
+    per_seed = summary["per_seed"]
+
+    def with_seeds(key: str, approach: str, pct: bool = False) -> str:
+        fmt = (
+            (lambda v: "-" if v is None else f"{100 * v:+.1f}%")
+            if pct
+            else (lambda v: "-" if v is None else f"{v:.3f}")
+        )
+        each = " / ".join(fmt(per_seed[s][key].get(approach)) for s in per_seed)
+        return f"{fmt(summary[key].get(approach))} ({each})"
+
     rows = [
-        [APPROACH_LABELS[a], summary["dice_L"].get(a), summary["volume_bias_L"].get(a), summary["auc"].get(a)]
+        [APPROACH_LABELS[a], with_seeds("dice_L", a), with_seeds("volume_bias_L", a, pct=True), with_seeds("auc", a)]
         for a in APPROACHES
         if a in summary["auc"]
     ]
-    rows.append(["manual", None, None, summary["auc"].get("manual")])
-    lines += [markdown_table(["approach", "Dice L", "median volume bias L", "AUC"], rows), ""]
+    rows.append(["manual", None, None, with_seeds("auc", "manual")])
+    seeds = " / ".join(per_seed)
+    lines += [markdown_table(["approach", f"Dice L (seeds {seeds})", "volume bias L", "AUC"], rows), ""]
     if figures:
-        lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
-    lines += [
-        "Example single run:",
-        "",
-        f"    {record['example_run_command']}",
-        "",
-        f"Environment: {record['environment']}",
-        "",
-    ]
+        lines += ["## Figures", ""] + [f"![{Path(f).name}]({f})" for f in figures] + [""]
+    lines += ["Example single run:", "", f"    {record['example_run_command']}", ""]
     return "\n".join(lines)
+
+
+def _ratio(summary, key: str, a: str, b: str):
+    x, y = summary[key].get(a), summary[key].get(b)
+    return None if x is None or y is None or y == 0 else abs(x) / abs(y)
+
+
+# The statements of Henschel et al. (2022), checked on one seed's summary (grey matter, main pair).
+CLAIMS = [
+    Claim("h_only_bias_vs_vinn", "H-only's group-L volume bias is at least twice VINN's (|bias| ratio >= 2)",
+          lambda s: _ratio(s, "volume_bias_L", "h_only", "vinn"), lambda v: v >= 2.0),
+    Claim("h_only_bias_vs_scale_aug",
+          "H-only's group-L volume bias is at least twice scale augmentation's (|bias| ratio >= 2)",
+          lambda s: _ratio(s, "volume_bias_L", "h_only", "scale_aug"), lambda v: v >= 2.0),
+    Claim("resampled_bias_vs_vinn", "Resampling alone leaves a larger group-L bias than VINN (|bias| ratio > 1)",
+          lambda s: _ratio(s, "volume_bias_L", "resampled", "vinn"), lambda v: v > 1.0),
+    Claim("h_only_auc", "H-only loses the group separation (AUC by predicted volume < 0.92)",
+          lambda s: s["auc"]["h_only"], lambda v: v < 0.92),
+    Claim("scale_aug_auc", "Scale augmentation keeps the group separation (AUC > 0.92)",
+          lambda s: s["auc"]["scale_aug"], lambda v: v > 0.92),
+    Claim("vinn_auc", "VINN keeps the group separation (AUC > 0.92)", lambda s: s["auc"]["vinn"], lambda v: v > 0.92),
+]  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,15 +12,13 @@ is reused, so an interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
-import json
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import sys
 from pathlib import Path
 from typing import Any
 
-from common.io import atomic_write_json, atomic_write_text
-from common.study.report import markdown_table, save_figure, use_agg_backend
-from common.study.runner import environment_record, run_bundle, study_command
+from common.study import engine
+from common.study.engine import Claim, Run, Study
+from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
 
 BUNDLE = "sr_degradation_bias"
 TEST_KINDS = ("gaussian", "hann", "hamming", "bicubic", "mean", "median")  # the seed's column order
@@ -80,50 +78,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
     },
 }
-
-
-def _run_grid(
-    settings: list[dict[str, Any]], base: dict[str, Any], output_dir: Path, jobs: int, seed: int
-) -> list[dict[str, Any]]:
-    """Run every setting (``{"name", "overrides"}``) as train + evaluate; return them with their metrics."""
-    threads = 1 if jobs > 1 else 0
-
-    def one(setting: dict[str, Any]) -> dict[str, Any]:
-        run_dir = output_dir / "runs" / setting["name"]
-        overrides = {
-            **base,
-            **setting["overrides"],
-            "seed": seed,
-            "train_first": True,
-            "num_threads": threads,
-            "cache_dir": str(output_dir / "cache"),
-            "ckpt_path": str(run_dir / "model.pt"),
-        }
-        done_file = run_dir / "completed_run.json"  # a finished run of these exact overrides is reused
-        if done_file.is_file():
-            previous = json.loads(done_file.read_text())
-            if previous.get("overrides") == json.loads(json.dumps(overrides)):
-                return {**setting, "overrides": overrides, "metrics": previous["metrics"], "reused": True}
-        metrics = run_bundle(BUNDLE, ["train.yaml", "evaluate.yaml"], overrides, run_dir)
-        atomic_write_json(done_file, {"overrides": overrides, "metrics": metrics})
-        return {**setting, "overrides": overrides, "metrics": metrics}
-
-    done: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, s) for s in settings]
-        for future in as_completed(futures):
-            result = future.result()
-            done.append(result)
-            m = result["metrics"]["metrics"]["psnr"]
-            secs = result["metrics"]["_run"]["seconds"]
-            how = "reused from an earlier study run" if result.get("reused") else f"{secs:.0f} s"
-            print(
-                f"[{len(done)}/{len(settings)}] {result['name']}: {how}, PSNR "
-                + " ".join(f"{k}={m[k]:.2f}" for k in TEST_KINDS if k in m),
-                flush=True,
-            )
-    order = {s["name"]: i for i, s in enumerate(settings)}
-    return sorted(done, key=lambda r: order[r["name"]])
 
 
 def matrices(runs: list[dict[str, Any]], with_bicubic: bool = True) -> dict[str, dict[str, dict[str, float]]]:
@@ -260,106 +214,143 @@ def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hf
     return name
 
 
-def run_study(profile: str, output_dir: Path, seed: int = 0) -> Path:
-    """Run the study grid of ``profile`` into ``output_dir``; return the path of ``report.md``."""
+def build(profile: str, seeds) -> Study:
+    """Table I (every training set), plus Table II (losses) and Table III (architectures) where the profile
+    has them, as bundle runs over ``seeds``."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    use_agg_backend()
-    from common.data.sr_slices import generate_sr_slices
-
     cfg = PROFILES[profile]
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    command = study_command(BUNDLE, profile, output_dir, seed)
-    base = dict(cfg["bundle"])
-    t0 = time.perf_counter()
-    # generate the embedded data once, before the parallel runs
-    generate_sr_slices(output_dir / "cache", seed, plane="axial", num_slices=base["num_slices"])
-    print(f"{BUNDLE}: {profile} study, {len(cfg['train_sets'])} training sets, {cfg['jobs']} at a time", flush=True)
-
-    grids: dict[str, list[dict[str, Any]]] = {}
-    settings = [
-        {"grid": "table1", "name": f"{base['model']}_mse_{t}", "overrides": {"train_degradation": t}}
+    base = {**cfg["bundle"], "num_threads": 1 if cfg["jobs"] > 1 else 0}
+    runs = [
+        Run(f"{base['model']}_mse_{t}", {**base, "train_degradation": t}, {"grid": "table1", "train_degradation": t})
         for t in cfg["train_sets"]
     ]
     for loss in cfg.get("losses", ()):
-        settings += [
-            {
-                "grid": f"loss_{loss}",
-                "name": f"{base['model']}_{loss}_{t}",
-                "overrides": {"train_degradation": t, "loss": loss},
-            }
+        runs += [
+            Run(f"{base['model']}_{loss}_{t}", {**base, "train_degradation": t, "loss": loss},
+                {"grid": f"loss_{loss}", "train_degradation": t})
             for t in cfg["train_sets"]
-        ]
+        ]  # fmt: skip
     for arch in cfg.get("architectures", ()):
-        settings += [
-            {"grid": f"arch_{arch}", "name": f"{arch}_mse_{t}", "overrides": {"train_degradation": t, "model": arch}}
+        runs += [
+            Run(f"{arch}_mse_{t}", {**base, "train_degradation": t, "model": arch},
+                {"grid": f"arch_{arch}", "train_degradation": t})
             for t in cfg["train_sets"]
-        ]
-    runs = _run_grid(settings, base, output_dir, cfg["jobs"], seed)
+        ]  # fmt: skip
+    return Study(BUNDLE, profile, runs, seeds, jobs=cfg["jobs"], prepare=prepare_data, data_keys=("num_slices",))
+
+
+def prepare_data(overrides: dict) -> None:
+    """Generate the embedded slices of a run's seed once, before the parallel runs read them."""
+    from common.data.sr_slices import generate_sr_slices
+
+    generate_sr_slices(
+        Path(overrides["cache_dir"]), overrides["seed"], plane="axial", num_slices=overrides["num_slices"]
+    )
+
+
+def progress(metrics: dict) -> str:
+    m = metrics["metrics"]["psnr"]
+    return "PSNR " + " ".join(f"{k}={m[k]:.2f}" for k in TEST_KINDS if k in m)
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One seed's Table I matrices (``summary[metric][train_set][test_kind]``), the checks of its findings,
+    and the loss / architecture grids where present."""
+    grids: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         grids.setdefault(r["grid"], []).append(r)
-
     table1 = matrices(grids["table1"])
     summary: dict[str, Any] = {m: table1[m] for m in METRICS}
     summary["checks"] = table_checks(table1["psnr"])
-    results: dict[str, Any] = {
-        "study": BUNDLE,
-        "profile": profile,
-        "command": command,
-        "environment": environment_record(seed),
-        "settings": {**base, "train_sets": list(cfg["train_sets"]), "test_degradations": list(TEST_KINDS)},
-        "seconds": None,
-        "summary": summary,
-        "runs": [
-            {"name": r["name"], "grid": r["grid"], "overrides": r["overrides"], "metrics": r["metrics"]} for r in runs
-        ],
-    }
-    if cfg.get("losses"):
-        results["loss_grid"] = {loss: matrices(grids[f"loss_{loss}"], False) for loss in cfg["losses"]}
-        results["loss_grid"]["mse"] = matrices(grids["table1"], False)
-    if cfg.get("architectures"):
-        results["architecture_grid"] = {a: matrices(grids[f"arch_{a}"], False) for a in cfg["architectures"]}
-        results["architecture_grid"][base["model"]] = matrices(grids["table1"], False)
-
-    figures = _heatmaps(table1, output_dir, "")
-    figures.append(_hfen_boxplots(grids["table1"], output_dir))
-    results["seconds"] = round(time.perf_counter() - t0, 1)
-    results["figures"] = figures
-    atomic_write_json(output_dir / "results.json", results)
-    report = _report(results, figures)
-    atomic_write_text(output_dir / "report.md", report)
-    return output_dir / "report.md"
+    losses = sorted(g[len("loss_") :] for g in grids if g.startswith("loss_"))
+    if losses:
+        summary["loss_grid"] = {loss: matrices(grids[f"loss_{loss}"], False) for loss in losses}
+        summary["loss_grid"]["mse"] = matrices(grids["table1"], False)
+    archs = sorted(g[len("arch_") :] for g in grids if g.startswith("arch_"))
+    if archs:
+        model = grids["table1"][0]["overrides"]["model"]
+        summary["architecture_grid"] = {a: matrices(grids[f"arch_{a}"], False) for a in archs}
+        summary["architecture_grid"][model] = matrices(grids["table1"], False)
+    return summary
 
 
-def _report(results: dict[str, Any], figures: list[str]) -> str:
-    s = results["settings"]
-    checks = results["summary"]["checks"]
-    text = f"# Super-resolution degradation bias ({results['profile']} profile)\n\n"
-    text += f"Command: `{results['command']}`\n\n"
+def make_figures(record: dict[str, Any], output_dir: Path) -> list[str]:
+    """PSNR/SSIM/NRMSE/HFEN heat maps of the median matrices; HFEN boxes of the first seed's Table I runs."""
+    use_agg_backend()
+    figures = _heatmaps({m: record["summary"][m] for m in METRICS}, output_dir, "")
+    first = [r for r in record["runs"] if r["seed"] == record["seeds"][0] and r["grid"] == "table1"]
+    figures.append(_hfen_boxplots(first, output_dir))
+    return figures
+
+
+def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
+    """Run the study grid of ``profile`` over ``seeds`` into ``output_dir``; return the path of ``report.md``."""
+    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
+
+
+def _own_best_fraction(s):
+    c = s["checks"]
+    return c["own_degradation_best_columns"] / c["columns_with_own_model"]
+
+
+def _combined_margin(s):
+    worst = s["checks"]["worst_psnr_per_training_set"]
+    return worst["combined"] - max(v for t, v in worst.items() if t != "combined")
+
+
+def _beats_bicubic_fraction(s):
+    beats = s["checks"]["beats_bicubic_on_own_degradation"]
+    return sum(beats.values()) / len(beats)
+
+
+# The statements of Shrestha, Wang and Nakarmi (2023), checked on one seed's PSNR matrix.
+CLAIMS = [
+    Claim("own_degradation_best", "Most test degradations are best restored by the model trained on them "
+          "(fraction of columns > 0.5)", _own_best_fraction, lambda v: v > 0.5),
+    Claim("combined_most_robust", "The model trained on the mix has the highest worst-case PSNR "
+          "(margin over the best single model's worst case > 0 dB)", _combined_margin, lambda v: v > 0.0),
+    Claim("beats_bicubic_on_own", "Every single-degradation model beats bicubic interpolation on its own "
+          "degradation (fraction = 1)", _beats_bicubic_fraction, lambda v: v == 1.0),
+]  # fmt: skip
+
+
+def render_report(record: dict[str, Any], figures: list[str]) -> str:
+    """``report.md``: claims, Table I (median over seeds), the checks per seed, Tables II and III."""
+    s = record["profile_settings"]["bundle"]
+    summary = record["summary"]
+    lines = report_header(record, f"Super-resolution degradation bias ({record['profile']} profile)")
+    text = "\n".join(lines) + "\n"
     text += (
         f"Model `{s['model']}` (width {s['width']}), MSE loss, scale 2, {s['epochs']} epochs, HR patches "
-        f"{s['patch_size']} px, embedded MNI T1 slices {s['num_slices']} (train/val/test), seed "
-        f"{results['environment']['seed']}; {results['seconds']:.0f} s on {results['environment']['cpu_count']} CPUs.\n"
+        f"{s['patch_size']} px, embedded MNI T1 slices {s['num_slices']} (train/val/test).\n"
     )
     text += "Rows: training set; columns: test degradation. The last row up-samples the same inputs bicubically.\n"
-    text += _matrix_tables({m: results["summary"][m] for m in METRICS}, "Table I")
-    text += "\n### Findings of the seed, checked\n\n"
-    text += f"- own-degradation model best in {checks['own_degradation_best_columns']} of "
-    text += f"{checks['columns_with_own_model']} test columns (PSNR)\n"
-    worst = checks["worst_psnr_per_training_set"]
-    text += "- worst PSNR over the test sets: " + ", ".join(f"{LABELS[t]} {v:.2f}" for t, v in worst.items()) + "\n"
-    if "combined_worst_above_every_single_worst" in checks:
-        text += "- combined model's worst above every single-degradation model's worst: "
-        text += f"{checks['combined_worst_above_every_single_worst']}\n"
-    if "beats_bicubic_on_own_degradation" in checks:
-        beats = checks["beats_bicubic_on_own_degradation"]
-        text += f"- beats bicubic interpolation on its own degradation: {sum(beats.values())} of {len(beats)} models\n"
+    text += _matrix_tables({m: summary[m] for m in METRICS}, "Table I")
+    text += "\n### Findings per seed\n\n"
+    rows = []
+    for seed, one in summary["per_seed"].items():
+        checks = one["checks"]
+        worst = checks["worst_psnr_per_training_set"]
+        beats = checks.get("beats_bicubic_on_own_degradation", {})
+        rows.append(
+            [
+                seed,
+                f"{checks['own_degradation_best_columns']} of {checks['columns_with_own_model']}",
+                ", ".join(f"{LABELS[t]} {v:.2f}" for t, v in worst.items()),
+                checks.get("combined_worst_above_every_single_worst"),
+                f"{sum(beats.values())} of {len(beats)}",
+            ]
+        )
+    text += markdown_table(
+        ["seed", "own model best (columns)", "worst PSNR per training set", "combined worst above all",
+         "beat bicubic on own"], rows
+    )  # fmt: skip
     for key, title in (("loss_grid", "Table II (loss)"), ("architecture_grid", "Table III (architecture)")):
-        for name, mats in results.get(key, {}).items():
+        for name, mats in summary.get(key, {}).items():
             text += f"\n### {title}: {name}, average PSNR\n\n"
             text += markdown_table(
                 ["Training set", *(LABELS[k] for k in TEST_KINDS)], _matrix_rows(mats["psnr"], "psnr")
             )
-    text += "\n### Figures\n\n" + "".join(f"![{f}]({f})\n" for f in figures)
+    text += "\n### Figures\n\n" + "".join(f"![{Path(f).name}]({f})\n" for f in figures)
     return text

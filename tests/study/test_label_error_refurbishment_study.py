@@ -18,7 +18,7 @@ def test_quick_grid_covers_types_levels_and_both_detectors():
 
 @pytest.mark.slow
 def test_smoke_study(tmp_path):
-    report = run_study("smoke", tmp_path / "label_error_refurbishment", seed=0)
+    report = run_study("smoke", tmp_path / "label_error_refurbishment", seeds=(0,))
     out = report.parent
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]

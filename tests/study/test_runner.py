@@ -44,5 +44,5 @@ def test_cli_rejects_unknown_profile(capsys):
 def test_study_command_reproduces_the_output_folder():
     from common.study.runner import study_command
 
-    cmd = study_command("sr_degradation_bias", "quick", "runs/x/sr_degradation_bias", 3)
-    assert cmd == "python -m common.study sr_degradation_bias --profile quick --output runs/x --seed 3"
+    cmd = study_command("sr_degradation_bias", "quick", "runs/x/sr_degradation_bias", [3, 0])
+    assert cmd == "python -m common.study sr_degradation_bias --profile quick --output runs/x --seeds 3 0"

@@ -63,7 +63,7 @@ def test_summary_from_synthetic_runs():
 
 @pytest.mark.slow
 def test_smoke_study(tmp_path):
-    report = study.run_study("smoke", tmp_path / "segmentation_resolution_bias", seed=0)
+    report = study.run_study("smoke", tmp_path / "segmentation_resolution_bias", seeds=(0,))
     out = report.parent
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]

@@ -53,7 +53,7 @@ def test_matrices_collects_runs_by_training_set():
 @pytest.mark.slow
 def test_smoke_study_writes_results_report_and_figures(tmp_path):
     out = tmp_path / "sr_degradation_bias"
-    report = run_study("smoke", out, seed=0)
+    report = run_study("smoke", out, seeds=(0,))
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
     for m in METRICS:
@@ -63,6 +63,12 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     assert 10 < summary["psnr"]["bicubic"]["bicubic"] < 60
     assert 0 < summary["ssim"]["combined"]["mean"] <= 1
     assert "own_degradation_best_columns" in summary["checks"]
+    assert summary["seeds"] == [0] and summary["per_seed"]["0"]["psnr"] == summary["psnr"]
+    assert {c["id"] for c in results["claims"]} == {
+        "own_degradation_best",
+        "combined_most_robust",
+        "beats_bicubic_on_own",
+    }
     assert results["environment"]["seed"] == 0
     assert results["command"].startswith("python -m common.study sr_degradation_bias --profile smoke")
     assert all(r["metrics"]["_run"]["command"] for r in results["runs"])
@@ -74,35 +80,41 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
 
 @pytest.mark.slow
 def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
-    """The full profile's loss and architecture grids reach results.json and report.md (runs stubbed)."""
+    """The full profile's loss and architecture grids reach results.json and report.md over three seeds (runs
+    stubbed: seed s adds s - 4 dB, so the medians are seed 4's numbers)."""
     import common.data.sr_slices as sr_slices
-    import common.study.sr_degradation_bias as study
+    import common.study.engine as engine
 
     def fake_run(name, configs, overrides, output_dir):
         assert configs == ["train.yaml", "evaluate.yaml"] and overrides["train_first"] is True
         train = overrides["train_degradation"]
-        bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")]
+        bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")] + overrides["seed"] - 4
         psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
         per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in TEST_KINDS} for m in METRICS}
         per_image = {m: {k: [0.1, 0.2] for k in TEST_KINDS} for m in METRICS}
         return {"metrics": per, "bicubic_interpolation": per, "per_image": per_image, "_run": {"seconds": 1.0}}
 
-    monkeypatch.setattr(study, "run_bundle", fake_run)
+    monkeypatch.setattr(engine, "run_bundle", fake_run)
     monkeypatch.setattr(sr_slices, "generate_sr_slices", lambda *a, **k: tmp_path / "datalist.json")
-    report = run_study("full", tmp_path / "sr_degradation_bias", seed=3)
+    report = run_study("full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
     results = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
-    assert set(results["loss_grid"]) == {"mse", "l1", "ssim"}
-    assert set(results["architecture_grid"]) == {"srdensenet", "srcnn", "rrdbnet"}
-    assert results["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0
-    assert len(results["runs"]) == 7 * 5
-    assert results["summary"]["checks"]["own_degradation_best_columns"] == 6
+    summary = results["summary"]
+    assert set(summary["loss_grid"]) == {"mse", "l1", "ssim"}
+    assert set(summary["architecture_grid"]) == {"srdensenet", "srcnn", "rrdbnet"}
+    assert summary["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0  # median of 34, 36, 35
+    assert summary["per_seed"]["3"]["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 34.0
+    assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
+    assert len(results["runs"]) == 7 * 5 * 3
+    assert summary["checks"]["own_degradation_best_columns"] == 6
+    own = next(c for c in results["claims"] if c["id"] == "own_degradation_best")
+    assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 1.0
     text = report.read_text()
     assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished setting was run again")
 
-    monkeypatch.setattr(study, "run_bundle", must_not_run)  # a rerun reuses every finished setting
-    run_study("full", tmp_path / "sr_degradation_bias", seed=3)
+    monkeypatch.setattr(engine, "run_bundle", must_not_run)  # a rerun reuses every finished setting
+    run_study("full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
     again = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
     assert again["summary"]["psnr"] == results["summary"]["psnr"]

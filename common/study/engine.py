@@ -1,0 +1,511 @@
+"""The study engine: a study is data (runs x seeds), one runner executes it, results carry medians over seeds.
+
+A :class:`Study` lists its :class:`Run` settings (each a set of bundle overrides plus the axis labels the
+summary groups by) and the seeds to repeat them with. :func:`execute` runs every (setting, seed) pair as
+an ordinary ``python -m monai.bundle run`` (:func:`common.study.runner.run_bundle`), side by side on this
+machine (``executor="local"``) or as tasks on an existing Ray cluster (``executor="ray"``). Each run's
+``run_record.json`` keeps a key made of its resolved overrides and the fingerprint of the code a bundle run
+executes (:func:`code_fingerprint` without ``common/study``); a rerun of the same study skips every run whose
+key still matches, so a killed study resumes where it stopped, and a changed summary or report is recomputed
+from the finished runs in seconds.
+
+:func:`median_over_seeds` and :func:`evaluate_claims` turn one summary per seed into the published numbers:
+the median of every number over seeds, and for each of a study's claims the number of seeds it holds in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import statistics
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.io import atomic_write_json
+from common.study.runner import REPO_ROOT, run_bundle
+
+__all__ = [
+    "Claim",
+    "Run",
+    "Study",
+    "code_fingerprint",
+    "evaluate_claims",
+    "execute",
+    "git_commit",
+    "grid",
+    "median_over_seeds",
+    "run_key",
+]
+
+# Overrides that only say where a run writes; they do not change its numbers and stay out of its key.
+PATH_KEYS = ("output_dir", "ckpt_path", "cache_dir")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One setting of a study: ``overrides`` for the bundle, ``labels`` (axis values) for the summary."""
+
+    name: str
+    overrides: Mapping[str, Any]
+    labels: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Study:
+    """A grid of bundle runs repeated over ``seeds``.
+
+    Args:
+        bundle: bundle name under ``bundles/``.
+        profile: ``smoke``, ``quick`` or ``full``.
+        runs: the settings; names must be unique.
+        seeds: every setting runs once per seed (data, split and initialisation follow the seed).
+        jobs: local runs side by side.
+        configs: config files merged for each run.
+        resources: per-run resources declared to Ray (``num_cpus``, ``num_gpus``).
+        prepare: called once per distinct ``data_keys`` values (and seed) with that run's overrides,
+            before the parallel runs start, so shared generated data are written once.
+        data_keys: the overrides that select the generated data.
+    """
+
+    bundle: str
+    profile: str
+    runs: list[Run]
+    seeds: Sequence[int] = (0,)
+    jobs: int = 2
+    configs: Sequence[str] = ("train.yaml", "evaluate.yaml")
+    resources: Mapping[str, float] = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0})
+    prepare: Callable[[dict], None] | None = None
+    data_keys: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.runs]
+        dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+        if dupes:
+            raise ValueError(f"study {self.bundle}: run names must be unique, repeated: {', '.join(dupes)}")
+        if not self.seeds:
+            raise ValueError(f"study {self.bundle}: no seeds given")
+        self.seeds = tuple(int(s) for s in self.seeds)
+
+
+def grid(
+    prefix: str,
+    base: Mapping[str, Any],
+    axes: Mapping[str, Sequence[Any]],
+    to_overrides: Callable[[dict], dict] | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> list[Run]:
+    """Every combination of ``axes`` as a :class:`Run` named ``<prefix>_<value>_<value>...``.
+
+    The axis values become labels (plus ``grid=prefix`` and ``labels``); they are also the overrides, unless
+    ``to_overrides`` maps them (e.g. a resolution pair to ``high_spacing``/``low_spacing``).
+    """
+    runs = []
+    names = list(axes)
+    for values in itertools.product(*(axes[a] for a in names)):
+        point = dict(zip(names, values))
+        extra = to_overrides(point) if to_overrides else point
+        tag = "_".join(_tag(v) for v in values)
+        runs.append(
+            Run(
+                name=f"{prefix}_{tag}" if tag else prefix,
+                overrides={**base, **extra},
+                labels={"grid": prefix, **(labels or {}), **point},
+            )
+        )
+    return runs
+
+
+def _tag(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(_tag(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}".replace(".", "p")
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- identity
+
+
+def code_fingerprint(root: str | Path = REPO_ROOT, include_study: bool = True) -> str:
+    """Hash (16 hex digits) of the code that produces a study's numbers: ``common/**/*.py`` and
+    ``bundles/*/configs/*``, by relative path and content (so a fresh clone gives the same value).
+
+    ``include_study=False`` leaves out ``common/study`` (summaries and reports, which run outside the bundle
+    processes): that is the part of a run's key, so a change to a report reruns no bundle run.
+    """
+    root = Path(root)
+    files = sorted(p for p in (root / "common").rglob("*.py") if "__pycache__" not in p.parts)
+    if not include_study:
+        files = [p for p in files if (root / "common" / "study") not in p.parents]
+    files += sorted(p for p in (root / "bundles").glob("*/configs/*") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def git_commit(root: str | Path = REPO_ROOT) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}``; dirty means uncommitted changes under ``common``
+    or ``bundles/*/configs`` (the fingerprinted code)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "common", "bundles"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    dirty = any("/configs/" in line or " common/" in line for line in status.splitlines())
+    return {"commit": sha, "dirty": dirty}
+
+
+def run_key(bundle: str, configs: Sequence[str], overrides: Mapping[str, Any], fingerprint: str) -> str:
+    """The identity of one run's numbers: bundle, configs, overrides (without output paths) and code."""
+    payload = {
+        "bundle": bundle,
+        "configs": list(configs),
+        "overrides": {k: v for k, v in overrides.items() if k not in PATH_KEYS},
+        "code": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# ---------------------------------------------------------------------------------------------- execution
+
+
+def _resolved_overrides(study: Study, run: Run, seed: int, output_dir: Path) -> tuple[Path, dict]:
+    run_dir = output_dir / "runs" / run.name / f"seed{seed}"
+    overrides = {
+        **run.overrides,
+        "seed": seed,
+        "train_first": True,
+        "cache_dir": str(output_dir / "cache"),
+        "ckpt_path": str(run_dir / "model.pt"),
+        "output_dir": str(run_dir),
+    }
+    return run_dir, json.loads(json.dumps(overrides))  # plain JSON values: tuples become lists
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def execute(
+    study: Study,
+    output_dir: str | Path,
+    executor: str = "local",
+    address: str | None = None,
+    progress: Callable[[dict], str] | None = None,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> list[dict]:
+    """Run every (setting, seed) of ``study`` into ``output_dir/runs/<name>/seed<k>/``.
+
+    Returns one dict per run in study order (seeds outer): ``{**labels, "name", "seed", "overrides",
+    "metrics", "seconds", "reused"}``. ``progress(metrics)`` gives the short text of a run's progress line.
+    """
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = code_fingerprint(include_study=False)
+    tasks: list[dict] = []
+    for seed in study.seeds:
+        for run in study.runs:
+            run_dir, overrides = _resolved_overrides(study, run, seed, output_dir)
+            key = run_key(study.bundle, study.configs, overrides, fingerprint)
+            tasks.append({"run": run, "seed": seed, "run_dir": run_dir, "overrides": overrides, "key": key})
+
+    results: dict[int, dict] = {}
+    todo = []
+    for i, task in enumerate(tasks):
+        record_file = task["run_dir"] / "run_record.json"
+        if record_file.is_file():
+            try:
+                record = json.loads(record_file.read_text())
+            except json.JSONDecodeError:
+                record = {}
+            if record.get("key") == task["key"]:
+                results[i] = _result(task, record["metrics"], record.get("seconds"), reused=True)
+                continue
+        todo.append(i)
+    if results:
+        log(f"{study.bundle}: {len(results)} of {len(tasks)} runs reused (same settings and code)")
+
+    if study.prepare and todo:
+        seen = set()
+        for i in todo:
+            o = tasks[i]["overrides"]
+            data_id = json.dumps([o.get("seed"), *[o.get(k) for k in study.data_keys]], default=str)
+            if data_id not in seen:
+                seen.add(data_id)
+                study.prepare(o)
+
+    t0 = time.perf_counter()
+    lock = threading.Lock()
+    count = [len(results)]
+
+    def finished(i: int, metrics: dict) -> None:
+        task = tasks[i]
+        seconds = metrics.get("_run", {}).get("seconds")
+        atomic_write_json(
+            task["run_dir"] / "run_record.json",
+            {"key": task["key"], "code_fingerprint": fingerprint, "overrides": task["overrides"],
+             "seconds": seconds, "metrics": metrics},
+        )  # fmt: skip
+        with lock:
+            results[i] = _result(task, metrics, seconds, reused=False)
+            count[0] += 1
+            fresh_done = count[0] - (len(tasks) - len(todo))
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / fresh_done * (len(todo) - fresh_done)
+            text = progress(metrics) if progress else ""
+            log(
+                f"[{count[0]}/{len(tasks)}] {task['run'].name} seed {task['seed']}: {text}"
+                f" ({seconds or 0:.0f} s; elapsed {_fmt_seconds(elapsed)}, ETA {_fmt_seconds(eta)})"
+            )
+
+    if todo:
+        log(f"{study.bundle}: {len(todo)} runs ({len(study.runs)} settings x {len(study.seeds)} seeds), {executor}")
+    if executor == "local":
+        with ThreadPoolExecutor(max_workers=max(1, study.jobs)) as pool:
+            futures = {
+                pool.submit(
+                    run_bundle, study.bundle, list(study.configs), tasks[i]["overrides"], tasks[i]["run_dir"]
+                ): i
+                for i in todo
+            }
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    elif todo:
+        _execute_ray(study, [tasks[i] for i in todo], todo, address, finished)
+    return [results[i] for i in range(len(tasks))]
+
+
+def _result(task: dict, metrics: dict, seconds, reused: bool) -> dict:
+    run = task["run"]
+    return {**run.labels, "name": run.name, "seed": task["seed"], "overrides": task["overrides"],
+            "metrics": metrics, "seconds": seconds, "reused": reused}  # fmt: skip
+
+
+def _ray_run(bundle: str, configs: list[str], overrides: dict, run_dir: str) -> dict:
+    """One run inside a Ray worker: the same subprocess as a local run (the repository must be at the same
+    path on every node)."""
+    from common.study.runner import run_bundle as run
+
+    return run(bundle, configs, overrides, run_dir)
+
+
+def _execute_ray(study: Study, tasks: list[dict], indices: list[int], address: str | None, finished) -> None:
+    try:
+        import ray
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise RuntimeError("--executor ray needs the 'ray' package: pip install 'ray[default]'") from err
+    ray.init(
+        address=address or "auto",
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
+        log_to_driver=False,
+        ignore_reinit_error=True,
+    )
+    remote = ray.remote(**{k: v for k, v in study.resources.items() if k in ("num_cpus", "num_gpus")})(_ray_run)
+    pending = {
+        remote.remote(study.bundle, list(study.configs), t["overrides"], str(t["run_dir"])): i
+        for t, i in zip(tasks, indices)
+    }
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                finished(pending.pop(ref), ray.get(ref))
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+# ---------------------------------------------------------------------------------------------- over seeds
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and not (isinstance(x, float) and math.isnan(x))
+
+
+def median_over_seeds(per_seed: Mapping[Any, Any]) -> Any:
+    """Combine one summary per seed into one of the same structure.
+
+    Numbers: median over the seeds that have one (``None`` where none has); booleans: true when true in more
+    than half of the seeds; strings and other values: the most common (first seed's on ties); dicts and
+    equal-length lists: element by element.
+    """
+    values = list(per_seed.values())
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if all(isinstance(v, Mapping) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        return {k: median_over_seeds({i: v.get(k) for i, v in enumerate(present)}) for k in keys}
+    if all(isinstance(v, bool) for v in present):
+        return sum(present) > len(present) / 2
+    if all(_is_number(v) for v in present):
+        return float(statistics.median(present))
+    if all(isinstance(v, (list, tuple)) for v in present) and len({len(v) for v in present}) == 1:
+        return [median_over_seeds({i: v[j] for i, v in enumerate(present)}) for j in range(len(present[0]))]
+    hashable = [json.dumps(v, sort_keys=True, default=str) for v in present]
+    winner = Counter(hashable).most_common(1)[0][0]
+    return present[hashable.index(winner)]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper checked on one seed's summary.
+
+    ``value(summary)`` is the quantity (``None`` when the summary lacks it); ``holds(value)`` says whether
+    the statement is true for it. ``text`` reads as a sentence; ``unit`` formats the value in reports.
+    """
+
+    id: str
+    text: str
+    value: Callable[[Mapping[str, Any]], float | None]
+    holds: Callable[[float], bool]
+    unit: str = ""
+
+
+def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str, Any]]) -> list[dict]:
+    """``[{id, claim, holds_in, of, median, per_seed: {seed: value}, holds_per_seed: {seed: bool}}]``."""
+    out = []
+    for claim in claims:
+        vals: dict[str, float | None] = {}
+        held: dict[str, bool] = {}
+        for seed, summary in per_seed.items():
+            try:
+                v = claim.value(summary)
+            except (KeyError, TypeError, ZeroDivisionError):
+                v = None
+            v = None if v is None or not _is_number(v) or math.isinf(v) else float(v)
+            vals[str(seed)] = v
+            held[str(seed)] = bool(v is not None and claim.holds(v))
+        present = [v for v in vals.values() if v is not None]
+        out.append(
+            {
+                "id": claim.id,
+                "claim": claim.text,
+                "holds_in": sum(held.values()),
+                "of": len(vals),
+                "median": float(statistics.median(present)) if present else None,
+                "unit": claim.unit,
+                "per_seed": vals,
+                "holds_per_seed": held,
+            }
+        )
+    return out
+
+
+def format_claim(claim: Mapping[str, Any]) -> str:
+    """One report line: ``holds in k of n seeds (median v; seed 0: a, 1: b, 2: c): text``."""
+
+    def fmt(v):
+        if v is None:
+            return "-"
+        if claim.get("unit") == "%":
+            return f"{100 * v:+.1f}%"
+        return f"{v:.3g}"
+
+    seeds = ", ".join(f"{s}: {fmt(v)}" for s, v in claim["per_seed"].items())
+    return (
+        f"**holds in {claim['holds_in']} of {claim['of']} seeds** (median {fmt(claim['median'])}; "
+        f"per seed {seeds}): {claim['claim']}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- one study
+
+DEFAULT_SEEDS = {"smoke": (0,), "quick": (0, 1, 2), "full": (0, 1, 2)}
+
+
+def merge_seeds(results: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """One entry per setting (study order): its labels, ``seeds``, and ``metrics`` as the median over seeds
+    of every number (:func:`median_over_seeds`). Lists of per-sample values are not meaningful after this
+    (each seed has its own samples): use one seed's runs for distributions."""
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        by_name.setdefault(r["name"], []).append(r)
+    merged = []
+    for runs in by_name.values():
+        first = runs[0]
+        merged.append(
+            {
+                **{k: v for k, v in first.items() if k not in ("seed", "metrics", "seconds", "reused")},
+                "seeds": [r["seed"] for r in runs],
+                "metrics": median_over_seeds({r["seed"]: r["metrics"] for r in runs}),
+            }
+        )
+    return merged
+
+
+def run_study(
+    module: Any,
+    profile: str,
+    output_dir: str | Path,
+    seeds: Sequence[int] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    jobs: int | None = None,
+) -> Path:
+    """Run a study module's grid over ``seeds`` and write ``results.json``, figures and ``report.md``.
+
+    ``module`` provides ``BUNDLE``, ``build(profile, seeds) -> Study``, ``summarize(runs) -> dict`` (one
+    seed's runs), ``CLAIMS``, ``progress(metrics) -> str``, ``make_figures(record, output_dir) -> [names]``
+    and ``render_report(record, figures) -> str``. Returns the path of ``report.md``.
+    """
+    import shlex
+
+    from common.io import atomic_write_text
+    from common.study.runner import bundle_command, environment_record, study_command
+
+    seeds = tuple(DEFAULT_SEEDS[profile] if seeds is None else seeds)
+    study = module.build(profile, seeds)
+    if jobs:
+        study.jobs = jobs
+    output_dir = Path(output_dir)
+    command = study_command(module.BUNDLE, profile, output_dir, seeds)
+    t0 = time.perf_counter()
+    results = execute(study, output_dir, executor=executor, address=address, progress=module.progress)
+    per_seed = {str(s): module.summarize([r for r in results if r["seed"] == s]) for s in seeds}
+    summary = {**median_over_seeds(per_seed), "seeds": list(seeds), "per_seed": per_seed}
+    record = {
+        "study": module.BUNDLE,
+        "profile": profile,
+        "command": command,
+        "seeds": list(seeds),
+        "environment": environment_record(seeds[0]),
+        "git": git_commit(),
+        "code_fingerprint": code_fingerprint(),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "run_seconds": round(sum(r["seconds"] or 0 for r in results), 1),
+        "profile_settings": json.loads(json.dumps(module.PROFILES[profile], default=str)),
+        "example_run_command": shlex.join(bundle_command(study.bundle, study.configs, study.runs[0].overrides)),
+        "summary": summary,
+        "claims": evaluate_claims(module.CLAIMS, per_seed),
+        "runs": results,
+    }
+    atomic_write_json(output_dir / "results.json", record)
+    figures = module.make_figures(record, output_dir)
+    record["figures"] = figures
+    atomic_write_json(output_dir / "results.json", record)
+    report = output_dir / "report.md"
+    atomic_write_text(report, module.render_report(record, figures))
+    return report

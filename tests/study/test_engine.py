@@ -1,0 +1,172 @@
+"""The study engine: grids, medians over seeds, claims, code identity, resume, progress."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import common.study.engine as engine
+from common.study.engine import (
+    Claim,
+    Run,
+    Study,
+    code_fingerprint,
+    evaluate_claims,
+    execute,
+    format_claim,
+    grid,
+    median_over_seeds,
+    merge_seeds,
+    run_key,
+)
+from common.study.runner import REPO_ROOT
+
+
+def test_grid_is_the_product_of_its_axes_with_labels_and_mapped_overrides():
+    runs = grid(
+        "main",
+        {"epochs": 3},
+        {"approach": ["a", "b"], "pair": [(2.0, 3.0), (1.0, 1.4)]},
+        to_overrides=lambda p: {"approach": p["approach"], "high_spacing": p["pair"][0], "low_spacing": p["pair"][1]},
+    )
+    assert [r.name for r in runs] == ["main_a_2-3", "main_a_1-1p4", "main_b_2-3", "main_b_1-1p4"]
+    assert runs[1].overrides == {"epochs": 3, "approach": "a", "high_spacing": 1.0, "low_spacing": 1.4}
+    assert runs[2].labels == {"grid": "main", "approach": "b", "pair": (2.0, 3.0)}
+
+
+def test_study_rejects_repeated_names_and_no_seeds():
+    with pytest.raises(ValueError, match="repeated: x"):
+        Study("b", "smoke", [Run("x", {}), Run("y", {}), Run("x", {})])
+    with pytest.raises(ValueError, match="no seeds"):
+        Study("b", "smoke", [Run("x", {})], seeds=())
+
+
+def test_median_over_seeds_by_kind():
+    per_seed = {
+        "0": {"auc": {"a": 0.9, "b": None}, "ok": True, "best": "x", "pair": [2.0, 3.0], "n": 1},
+        "1": {"auc": {"a": 0.5, "b": 0.2}, "ok": False, "best": "y", "pair": [2.0, 3.0], "n": 4},
+        "2": {"auc": {"a": 0.7, "b": 0.4}, "ok": False, "best": "y", "pair": [2.0, 3.0], "n": 10},
+    }
+    out = median_over_seeds(per_seed)
+    assert out["auc"] == {"a": 0.7, "b": pytest.approx(0.3)}  # None is missing, not zero
+    assert out["ok"] is False  # true in 1 of 3: not a majority
+    assert out["best"] == "y"
+    assert out["pair"] == [2.0, 3.0]
+    assert out["n"] == 4.0
+    assert median_over_seeds({"0": None, "1": None}) is None
+    assert median_over_seeds({"0": "x", "1": "y"}) == "x"  # a tie goes to the first seed
+
+
+def test_claims_count_the_seeds_they_hold_in():
+    claim = Claim("c", "a beats b", lambda s: s["a"] - s["b"], lambda v: v > 0)
+    per_seed = {"0": {"a": 3, "b": 1}, "1": {"a": 1, "b": 2}, "2": {"a": 5, "b": 1}, "3": {"b": 1}}
+    (result,) = evaluate_claims([claim], per_seed)
+    assert result["holds_in"] == 2 and result["of"] == 4
+    assert result["per_seed"] == {"0": 2.0, "1": -1.0, "2": 4.0, "3": None}
+    assert result["holds_per_seed"] == {"0": True, "1": False, "2": True, "3": False}
+    assert result["median"] == 2.0  # over the seeds that have a value
+    line = format_claim(result)
+    assert line.startswith("**holds in 2 of 4 seeds** (median 2;") and "1: -1" in line and "3: -" in line
+
+
+def test_code_fingerprint_follows_content_not_time(tmp_path):
+    for sub in ("common", "bundles/demo/configs"):
+        (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / "common" / "m.py").write_text("x = 1\n")
+    (tmp_path / "bundles/demo/configs/train.yaml").write_text("epochs: 2\n")
+    first = code_fingerprint(tmp_path)
+    copy = tmp_path.parent / (tmp_path.name + "_copy")
+    shutil.copytree(tmp_path, copy)
+    assert code_fingerprint(copy) == first
+    (tmp_path / "bundles/demo/configs/train.yaml").write_text("epochs: 3\n")
+    assert code_fingerprint(tmp_path) != first
+    (tmp_path / "bundles/demo/configs/train.yaml").write_text("epochs: 2\n")
+    (tmp_path / "README.md").write_text("docs do not count\n")
+    assert code_fingerprint(tmp_path) == first
+    (tmp_path / "common" / "study").mkdir()
+    (tmp_path / "common" / "study" / "report.py").write_text("title = 'x'\n")
+    assert code_fingerprint(tmp_path) != first  # reports are part of the published numbers' code
+    assert code_fingerprint(tmp_path, include_study=False) == first  # but not of what a bundle run executes
+    assert len(code_fingerprint(REPO_ROOT)) == 16
+
+
+def test_run_key_ignores_output_paths_only():
+    base = {"epochs": 2, "seed": 0, "output_dir": "/a", "ckpt_path": "/a/m.pt", "cache_dir": "/c"}
+    key = run_key("b", ["train.yaml"], base, "f1")
+    assert run_key("b", ["train.yaml"], {**base, "output_dir": "/elsewhere", "cache_dir": "/d"}, "f1") == key
+    assert run_key("b", ["train.yaml"], {**base, "epochs": 3}, "f1") != key
+    assert run_key("b", ["train.yaml"], {**base, "seed": 1}, "f1") != key
+    assert run_key("b", ["train.yaml"], base, "f2") != key
+
+
+class FakeBundle:
+    """Stands in for ``run_bundle``: metrics follow the overrides; records every call."""
+
+    def __init__(self, fail_on=None):
+        self.calls = []
+        self.fail_on = fail_on
+
+    def __call__(self, name, configs, overrides, output_dir):
+        self.calls.append((overrides["approach"], overrides["seed"]))
+        if self.fail_on == (overrides["approach"], overrides["seed"]):
+            raise RuntimeError("killed")
+        value = {"a": 1.0, "b": 2.0}[overrides["approach"]] * 10 + overrides["seed"]
+        return {"value": value, "_run": {"seconds": 0.5}}
+
+
+def _study(prepared=None, epochs=2):
+    runs = grid("g", {"epochs": epochs, "width": 8}, {"approach": ["a", "b"]})
+    prepare = (lambda o: prepared.append((o["seed"], o["width"]))) if prepared is not None else None
+    return Study("demo", "smoke", runs, seeds=(0, 1), jobs=1, prepare=prepare, data_keys=("width",))
+
+
+def test_execute_runs_every_setting_per_seed_and_resumes(tmp_path, monkeypatch):
+    fake = FakeBundle(fail_on=("b", 1))
+    monkeypatch.setattr(engine, "run_bundle", fake)
+    lines, prepared = [], []
+    with pytest.raises(RuntimeError, match="killed"):
+        execute(_study(prepared), tmp_path, log=lines.append)
+    assert prepared == [(0, 8), (1, 8)]  # once per seed and data key, before any run
+    assert (tmp_path / "runs/g_a/seed0/run_record.json").is_file()
+
+    fake2 = FakeBundle()
+    monkeypatch.setattr(engine, "run_bundle", fake2)
+    lines = []
+    results = execute(_study(), tmp_path, log=lines.append, progress=lambda m: f"value {m['value']}")
+    assert fake2.calls == [("b", 1)]  # only the run that did not finish
+    assert [(r["name"], r["seed"], r["metrics"]["value"], r["reused"]) for r in results] == [
+        ("g_a", 0, 10.0, True),
+        ("g_b", 0, 20.0, True),
+        ("g_a", 1, 11.0, True),
+        ("g_b", 1, 21.0, False),
+    ]
+    assert results[3]["approach"] == "b" and results[3]["grid"] == "g"
+    assert results[3]["overrides"]["train_first"] is True
+    assert results[3]["overrides"]["output_dir"] == str(tmp_path / "runs/g_b/seed1")
+    assert any("3 of 4 runs reused" in line for line in lines)
+    progress = [line for line in lines if line.startswith("[4/4]")]
+    assert progress and "g_b seed 1: value 21.0" in progress[0] and "ETA 0:00" in progress[0]
+
+    fake3 = FakeBundle()
+    monkeypatch.setattr(engine, "run_bundle", fake3)
+    execute(_study(epochs=5), tmp_path, log=lines.append)  # changed settings: every run again
+    assert sorted(fake3.calls) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    record = json.loads((tmp_path / "runs/g_a/seed0/run_record.json").read_text())
+    assert record["overrides"]["epochs"] == 5
+    assert record["code_fingerprint"] == code_fingerprint(include_study=False)
+
+
+def test_execute_rejects_an_unknown_executor(tmp_path):
+    with pytest.raises(ValueError, match="unknown executor 'slurm'"):
+        execute(_study(), tmp_path, executor="slurm")
+
+
+def test_merge_seeds_gives_one_entry_per_setting_with_medians():
+    results = [
+        {"name": "x", "seed": s, "grid": "g", "metrics": {"v": v}, "seconds": 1, "reused": False, "overrides": {}}
+        for s, v in ((0, 1.0), (1, 5.0), (2, 2.0))
+    ] + [{"name": "y", "seed": 0, "grid": "g", "metrics": {"v": 7.0}, "overrides": {}}]
+    merged = merge_seeds(results)
+    assert [(m["name"], m["seeds"], m["metrics"]["v"]) for m in merged] == [("x", [0, 1, 2], 2.0), ("y", [0], 7.0)]
