@@ -85,14 +85,26 @@ def test_workflow_properties(name, workflow_type, configs, tmp_path):
 
 @bundles
 def test_verify_net_in_out(name):
-    verify_net_in_out(
-        net_id="network_def",
-        meta_file=str(_configs(name) / "metadata.json"),
-        config_file=str(_configs(name) / "inference.yaml"),
-        n=1,
-        any=1,
-        device="cpu",
-    )
+    meta_file, config_file = str(_configs(name) / "metadata.json"), str(_configs(name) / "inference.yaml")
+    # MONAI's check raises where the network's output disagrees with metadata.json (channels, dtype, shape)
+    verify_net_in_out(net_id="network_def", meta_file=meta_file, config_file=config_file, n=1, any=1, device="cpu")
+    # ... and the same, stated here: the declared input gives the declared output, at n = 2 and "*" = 8
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    parser.read_meta(meta_file)
+    fmt = parser["_meta_"]["network_data_format"]
+    inp, out = fmt["inputs"]["image"], fmt["outputs"]["pred"]
+    any_size = 8
+
+    def size(entry):  # "16*n" -> 32; "*" -> 8; "2*" -> 16 (twice the matching "*" input)
+        entry = str(entry)
+        return 2 * any_size if entry == "2*" else _spatial_size(entry, n=2, any_size=any_size)
+
+    net = parser.get_parsed_content("network_def", instantiate=True).eval()
+    with torch.no_grad():
+        pred = net(torch.rand(1, inp["num_channels"], *[size(s) for s in inp["spatial_shape"]]))
+    assert tuple(pred.shape) == (1, out["num_channels"], *[size(s) for s in out["spatial_shape"]])
+    assert len(out["channel_def"]) == out["num_channels"]
 
 
 @bundles

@@ -255,8 +255,15 @@ def test_wrong_dimensionality(tmp_path):
 def test_singleton_channel_is_accepted(tmp_path):
     path = _dataset(tmp_path)
     _save(tmp_path / "training_0_img.nii.gz", _image()[..., None])
-    validate_datalist(path, spatial_dims=3, num_classes=3)
-    validate_datalist(path)
+    assert nib.load(str(tmp_path / "training_0_img.nii.gz")).shape == (6, 5, 4, 1)
+    for checked in (validate_datalist(path, spatial_dims=3, num_classes=3), validate_datalist(path)):
+        assert sorted(checked) == ["training", "validation"]
+        assert checked["training"][0]["image"] == str((tmp_path / "training_0_img.nii.gz").resolve())
+        assert [e["subject"] for e in checked["training"]] == ["s0", "s1"]
+    # a second channel is not a singleton: rejected
+    _save(tmp_path / "training_0_img.nii.gz", np.stack([_image()] * 2, -1))
+    with pytest.raises(DatalistError, match="expected a 3D image"):
+        validate_datalist(path, spatial_dims=3, num_classes=3)
 
 
 def test_2d_nifti(tmp_path):

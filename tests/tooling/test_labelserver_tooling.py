@@ -76,8 +76,13 @@ def test_standin_only_when_torchvision_fails(monkeypatch):
 
 def test_free_port_is_bindable_on_loopback():
     port = free_port()
+    assert isinstance(port, int) and 1024 <= port <= 65535  # an ephemeral port, never 0 or a privileged one
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", port))
+        s.bind(("127.0.0.1", port))  # raises OSError if the port were taken
+        assert s.getsockname() == ("127.0.0.1", port)
+        s.listen(1)
+        # while it is held, the next free port is another one
+        assert free_port() != port
 
 
 @pytest.mark.skipif(
