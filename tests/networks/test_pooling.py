@@ -303,3 +303,103 @@ def test_asap_window_cache_is_per_size_and_reused():
     torch.testing.assert_close(w, asap_window((7, 11)))
     assert pool.window((11, 7)).shape == (11, 7)
     assert len(pool._window_cache) == 2
+
+
+# --- contracts found by mutation testing (tests/MUTANTS.md) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", [FLCPool(2), ASAPPool(2)], ids=["flc", "asap"])
+def test_spectral_pools_accept_half_and_bfloat16_input(pool):
+    """CPU FFTs reject float16: the pools compute in float32 and cast back (what autocast hands them)."""
+    x = torch.from_numpy(np.random.default_rng(8).normal(size=(2, 3, 10, 14))).float()
+    reference = pool(x)
+    for dtype in (torch.float16, torch.bfloat16):
+        out = pool(x.to(dtype))
+        assert out.dtype == dtype and out.shape == (2, 3, 5, 7)
+        torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("pool", [FLCPool(2), ASAPPool(2)], ids=["flc", "asap"])
+def test_spectral_pools_compute_float32_input_in_float32(pool):
+    """float32 input is transformed in float32 (half the memory of float64): its rounding differs from a float64
+    computation cast to float32, while staying within float32 precision of it."""
+    x = torch.from_numpy(np.random.default_rng(9).normal(size=(2, 3, 14, 10)))
+    out32, out64 = pool(x.float()), pool(x)
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32, out64.float(), atol=1e-5, rtol=1e-5)
+    assert not torch.equal(out32, out64.float())
+
+
+def test_spectral_pools_transform_each_image_and_channel_separately():
+    x = torch.from_numpy(np.random.default_rng(10).normal(size=(3, 2, 6, 10)))
+    for pool, window in ((FLCPool(2), False), (ASAPPool(2), True)):
+        out = pool(x).numpy()
+        for b in range(3):
+            for c in range(2):
+                np.testing.assert_allclose(out[b, c], _spectral_reference(x[b, c].numpy(), window), atol=1e-12)
+
+
+def test_default_spatial_dims_and_filter_sizes():
+    assert FLCPool().spatial_dims == 2 and ASAPPool().spatial_dims == 2
+    assert FLCPool()(torch.ones(1, 1, 6, 6)).shape == (1, 1, 3, 3)
+    assert ASAPPool()(torch.ones(1, 1, 6, 6)).shape == (1, 1, 3, 3)
+    blur = BlurPool(2, 3)
+    assert blur.filter_size == 3 and blur.stride == 2 and blur.pad_mode == "reflect"
+    assert "filter_size=3" in repr(blur)
+    torch.testing.assert_close(blur.kernel[0, 0].double(), binomial_filter(3, 2))
+    assert downsample("blurpool", 2, 3)[1].filter_size == 3
+    op = downsample("blurpool", 2, 3, blur_filter_size=5)
+    assert op[1].filter_size == 5 and op[1].kernel.shape == (3, 1, 5, 5)
+
+
+def test_blurpool_kernel_is_not_saved_in_checkpoints():
+    """The fixed kernel is a non-persistent buffer: state dicts of networks with BlurPool hold only learned weights."""
+    blur = BlurPool(2, 3, 4)
+    assert dict(blur.state_dict()) == {}
+    assert "kernel" in dict(blur.named_buffers())
+
+
+@pytest.mark.parametrize("filter_size", [2, 3, 4, 5])
+@pytest.mark.parametrize("n", [5, 6, 7])
+def test_blurpool_output_is_ceil_half_for_every_filter_size(n, filter_size):
+    """Padding [floor((k - 1) / 2), ceil((k - 1) / 2)] then stride 2 gives ceil(n / 2) at every k, odd n too."""
+    out = BlurPool(1, 1, filter_size)(torch.arange(float(n))[None, None])
+    assert out.shape == (1, 1, -(-n // 2))
+    blur = BlurPool(1, 1, filter_size)
+    assert blur.padding == ((filter_size - 1) // 2, filter_size // 2)
+
+
+def test_blurpool_by_hand_even_filter_odd_length():
+    # k = 4, taps [1, 3, 3, 1] / 8, reflect pad [1, 2]: [1, 0, 1, 2, 3, 4, 3, 2] -> windows at 0, 2, 4
+    out = BlurPool(1, 1, 4)(torch.arange(5.0)[None, None])
+    torch.testing.assert_close(out, torch.tensor([[[0.75, 2.5, 3.25]]]))  # (1+0+3+2)/8, (1+6+9+4)/8, (3+12+9+2)/8
+
+
+def test_asap_window_cache_is_per_device():
+    pool = ASAPPool(2)
+    cpu = pool.window((7, 11), "cpu")
+    meta = pool.window((7, 11), "meta")  # a second device: its own entry, on that device
+    assert cpu.device.type == "cpu" and meta.device.type == "meta" and meta.shape == (7, 11)
+    assert pool.window((7, 11), torch.device("cpu")) is cpu
+    assert len(pool._window_cache) == 2
+
+
+def test_asap_forward_fills_the_window_cache_for_the_input_device():
+    pool = ASAPPool(2)
+    pool(torch.zeros(1, 1, 6, 8))
+    cached = pool.window((7, 9), torch.device("cpu"))
+    assert len(pool._window_cache) == 1  # the forward pass cached exactly this window
+    assert pool.window((7, 9), "cpu") is cached
+
+
+def test_error_messages_name_the_operator_and_the_sizes():
+    with pytest.raises(ValueError, match=r"ASAPPool expects a \(B, C, 2 spatial dims\) tensor, got shape \[1, 4, 4\]"):
+        ASAPPool(2)(torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match=r"BlurPool expects a \(B, C, 3 spatial dims\) tensor"):
+        BlurPool(3, 1)(torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="BlurPool built for 2 channels got input with 3$"):
+        BlurPool(2, 2)(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="blur filter size must be >= 1, got 0"):
+        binomial_filter(0, 2)
+    with pytest.raises(ValueError, match="spatial_dims must be 1, 2 or 3, got 4"):
+        FLCPool(4)
