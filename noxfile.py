@@ -74,3 +74,30 @@ def ray(session: nox.Session) -> None:
     _install(session)
     session.install("ray==2.60.0")
     session.run("python", "-m", "pytest", "-q", "tests/study/test_ray_executor.py", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut; settings in pyproject.toml's [tool.mutmut]) of common/metrics, common/transforms
+    and common/networks/pooling.py against their own test files, in a copy of the tree under .nox/mutants/tmp/,
+    then the score per module (tests/mutants_report.py; equivalents from tests/MUTANTS.md). Slow: not in CI.
+    ``nox -s mutants -- "common.metrics.*"`` runs one module; ``-- --max-children 1 ...`` uses one core."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    _install(session)
+    session.install("mutmut==3.8.1")
+    repo = Path.cwd()
+    work = Path(session.create_tmp()) / "tree"
+    shutil.rmtree(work, ignore_errors=True)  # a fresh run: results of an older tree never leak into the score
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("common", "tests"):
+        shutil.copytree(repo / name, work / name, ignore=skip)
+    shutil.copy2(repo / "pyproject.toml", work / "pyproject.toml")
+    args = list(session.posargs)
+    if "--max-children" not in args:
+        args = ["--max-children", str(os.cpu_count() or 1), *args]
+    with session.chdir(work):
+        session.run("mutmut", "run", *args, env={"OMP_NUM_THREADS": "1"})
+        session.run("python", "-m", "tests.mutants_report", "--equivalents", str(repo / "tests" / "MUTANTS.md"))
