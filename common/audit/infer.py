@@ -51,7 +51,7 @@ def run_bundle_on_image(
     if config is None:
         raise FileNotFoundError(f"{bundle_dir}: no configs/inference.json or configs/inference.yaml")
     meta = bundle_dir / "configs" / "metadata.json"
-    settings: dict[str, Any] = {"bundle_root": str(bundle_dir), "output_dir": str(output_dir)}
+    settings: dict[str, Any] = {"bundle_root": str(bundle_dir), "output_dir": str(Path(output_dir).resolve())}
     workflow = ConfigWorkflow(
         config_file=str(config),
         meta_file=str(meta) if meta.is_file() else None,
@@ -77,6 +77,25 @@ def run_bundle_on_image(
             f"found {len(written)}: {[str(p) for p in written]}"
         )
     return written[0]
+
+
+def _spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    import nibabel as nib
+
+    shape = tuple(int(n) for n in nib.load(str(path)).shape)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _check_grid(prediction: Path, image: str, bundle_dir) -> None:
+    """The bundle must write the prediction on the input's grid (as the datalist's labels are)."""
+    got, want = _spatial_shape(prediction), _spatial_shape(image)
+    if got != want:
+        raise RuntimeError(
+            f"{image}: the bundle {bundle_dir} wrote a prediction of shape {got}, not the image's {want}; "
+            "its inference config must map predictions back to the input grid (e.g. Invertd)"
+        )
 
 
 def predict_missing(
@@ -109,6 +128,7 @@ def predict_missing(
 
                     nib.save(nib.load(str(written)), str(scratch / "converted.nii.gz"))
                     written = scratch / "converted.nii.gz"
+                _check_grid(written, entry["image"], bundle_dir)
                 os.replace(written, target)  # same folder tree: atomic, a prediction is whole or absent
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -457,3 +457,40 @@ def test_bundle_inference_and_resume(tmp_path, monkeypatch):
     assert main(args) == 0
     assert calls == ["img0.nii.gz"]
     assert (out / "predictions" / "img1.nii.gz").stat().st_mtime_ns == mtime
+
+
+def test_collection_bundle_with_input_image_and_override(tmp_path):
+    """This collection's 3D bundle (``input_image`` style config), random weights given by ``--override``."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    bundle = Path(__file__).resolve().parents[2] / "bundles" / "segmentation_resolution_bias"
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser["bundle_root"] = str(bundle)
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "random.pt")
+    rng = np.random.default_rng(0)
+    entries = []
+    for k in range(2):
+        image = rng.random((16, 16, 16)).astype(np.float32)
+        entries.append(
+            {
+                "image": _save(tmp_path / f"t1_{k}.nii.gz", image, dtype=np.float32),
+                "label": _save(tmp_path / f"t1_{k}_lab.nii.gz", (image > 0.5) * 2),
+                "site": "ab"[k],
+            }
+        )
+    (tmp_path / "dl.json").write_text(json.dumps(entries))
+    out = tmp_path / "audit"
+    argv = [str(tmp_path / "dl.json"), "--output", str(out), "--by", "site", "--bundle", str(bundle)]
+    assert main([*argv, "--override", f"ckpt_path={tmp_path / 'random.pt'}", "--no-progress", "--no-surface"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["structures"] == {"1": "other_csf", "2": "grey_matter", "3": "white_matter"}
+    for k in range(2):
+        pred = nib.load(str(out / "predictions" / f"t1_{k}.nii.gz"))
+        assert pred.shape[:3] == (16, 16, 16)  # mapped back to the input grid
+    grey = results["by"]["site"]["a"]["grey_matter"]
+    grey_voxels = int((nib.load(entries[0]["label"]).get_fdata() == 2).sum())
+    assert grey["n"] == 1 and grey["volume_true_ml"] == pytest.approx(grey_voxels * 8 / 1000)
+    assert grey["volume_pred_ml"] == pytest.approx(results["cases"][0]["structures"]["grey_matter"]["volume_pred_ml"])
