@@ -155,12 +155,15 @@ def fit_trend(x, y) -> dict[str, Any]:
     out["n"] = int(x.size)
     if x.size < 3 or np.ptp(x) == 0:
         return out
+    if np.ptp(y) == 0:  # a constant bias: flat line, exactly (linregress gives NaN here)
+        out.update(slope=0.0, ci_low=0.0, ci_high=0.0, intercept=float(y[0]), r=None)
+        return out
     fit = stats.linregress(x, y)
     half = float(stats.t.ppf(0.975, x.size - 2) * fit.stderr)
     out.update(
         slope=float(fit.slope),
-        ci_low=float(fit.slope - half),
-        ci_high=float(fit.slope + half),
+        ci_low=_nan_to_none(float(fit.slope - half)),
+        ci_high=_nan_to_none(float(fit.slope + half)),
         intercept=float(fit.intercept),
         r=_nan_to_none(float(fit.rvalue)),
     )

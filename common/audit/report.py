@@ -86,7 +86,7 @@ def findings(results: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: predicted volumes separate {pair} {how} manual ones, AUC {p:.2f} vs {m:.2f}")
     for attr, structures in results["trend"].items():
         for name, t in structures.items():
-            if t.get("slope") is None:
+            if t.get("slope") is None or t.get("ci_low") is None or t.get("ci_high") is None:
                 continue
             span = (
                 f"{100 * t['slope']:+.2f} points per unit of {attr} [{100 * t['ci_low']:.2f}, {100 * t['ci_high']:.2f}]"
@@ -167,7 +167,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
                 name,
                 t["n"],
                 _fmt(t.get("slope"), ".4f"),
-                f"[{t['ci_low']:.4f}, {t['ci_high']:.4f}]" if t.get("slope") is not None else None,
+                f"[{t['ci_low']:.4f}, {t['ci_high']:.4f}]" if t.get("ci_low") is not None else None,
                 _fmt(t.get("intercept"), ".4f"),
                 _fmt(t.get("r")),
             ]

@@ -494,3 +494,18 @@ def test_collection_bundle_with_input_image_and_override(tmp_path):
     grey_voxels = int((nib.load(entries[0]["label"]).get_fdata() == 2).sum())
     assert grey["n"] == 1 and grey["volume_true_ml"] == pytest.approx(grey_voxels * 8 / 1000)
     assert grey["volume_pred_ml"] == pytest.approx(results["cases"][0]["structures"]["grey_matter"]["volume_pred_ml"])
+
+
+def test_trend_of_constant_bias_is_flat():
+    from common.audit.measure import fit_trend
+
+    assert fit_trend([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) == {
+        "slope": 0.0,
+        "ci_low": 0.0,
+        "ci_high": 0.0,
+        "intercept": 0.0,
+        "r": None,
+        "n": 3,
+    }
+    assert fit_trend([1.0, 1.0, 1.0], [0.1, 0.2, 0.3])["slope"] is None  # no spread in the attribute
+    assert fit_trend([1.0, 2.0], [0.1, 0.2])["slope"] is None  # two points: no interval
