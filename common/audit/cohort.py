@@ -29,6 +29,7 @@ __all__ = ["Attribute", "Cohort", "load_cohort", "parse_labels", "structure_name
 
 PATH_KEYS = ("image", "label", "prediction")
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
+VOXEL_RTOL = 1e-3  # largest relative difference between the voxel sizes of a label and its prediction
 
 
 @dataclass
@@ -225,7 +226,7 @@ def load_cohort(
     Checks: the JSON parses and holds entries (of ``split`` if given); every entry has an ``image`` and either a
     ``prediction`` or, with ``can_predict`` (a bundle was given), an image file to predict from; every file exists
     and reads completely (NIfTI, finite voxels); labels and predictions hold integers; label and prediction (or,
-    where the prediction is still to be made, label and image) have the same shape; every entry has each ``by``
+    where the prediction is still to be made, label and image) have the same shape and voxel size; every entry has each ``by``
     attribute; every group (a categorical value or a quantile bin) is non-empty and an attribute has at least two
     values.
 
@@ -280,10 +281,16 @@ def load_cohort(
                 max_value = max(max_value, int(info.vmax))
         other = pred if pred is not None else image
         if label is not None and other is not None and label.affine is not None and other.affine is not None:
+            kind = "prediction" if pred is not None else "image"
+            dims = len(label.shape)
             if label.shape != other.shape:
-                kind = "prediction" if pred is not None else "image"
                 problems.append(
                     f"{other.path}: {kind} shape {other.shape} does not match label {label.path} shape {label.shape}"
+                )
+            elif not np.allclose(other.zooms[:dims], label.zooms[:dims], rtol=VOXEL_RTOL, atol=0.0):
+                problems.append(
+                    f"{other.path}: {kind} voxel size {list(other.zooms[:dims])} mm does not match label "
+                    f"{label.path} voxel size {list(label.zooms[:dims])} mm"
                 )
     attributes = _attributes(entries, ids, by, bins, categorical, source, problems)
     if problems:

@@ -235,6 +235,16 @@ def test_validation_shape_mismatch(tmp_path):
     ]
 
 
+def test_validation_voxel_size_mismatch(tmp_path):
+    entries = _entries(tmp_path)
+    _save(Path(entries[0]["prediction"]), _box(4, 4, 4), spacing=(1.0, 1.0, 2.0))
+    err = _problems(tmp_path, entries)
+    assert err.problems == [
+        f"{entries[0]['prediction']}: prediction voxel size [1.0, 1.0, 2.0] mm does not match label "
+        f"{entries[0]['label']} voxel size [2.0, 2.0, 2.0] mm"
+    ]
+
+
 def test_validation_missing_attribute(tmp_path):
     entries = _entries(tmp_path, 3)
     del entries[2]["group"]
