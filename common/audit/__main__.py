@@ -6,7 +6,7 @@ Two ways to get the predictions:
   no model is run;
 - ``--bundle DIR``: a MONAI bundle (this collection's, an exported one or a model-zoo-format one) whose
   ``configs/inference.json`` / ``.yaml`` segments the entries without ``prediction``; predictions are written to
-  ``DIR/predictions/`` and reused by a rerun (a killed audit resumes).
+  ``<output>/predictions/`` and reused by a rerun (a killed audit resumes).
 
 Writes ``results.json``, ``report.md`` and PNG figures into ``--output``. Exit status 1 with every problem of the
 datalist (one line each) when it is not usable.
