@@ -207,6 +207,7 @@ def _figures(results: dict[str, Any], cohort, cases, out: Path) -> list[tuple[st
             ax.set_ylabel("volume bias (%)")
             ax.tick_params(axis="x", labelrotation=30)
         path = out / f"volume_bias_by_{attr}.png"
+        fig.tight_layout()
         save_figure(fig, path)
         plt.close(fig)
         written.append((f"Volume bias by {attr}", path.name))
@@ -231,6 +232,7 @@ def _figures(results: dict[str, Any], cohort, cases, out: Path) -> list[tuple[st
             ax.set_xlabel(attr)
             ax.set_ylabel("volume bias (%)")
         path = out / f"volume_bias_vs_{attr}.png"
+        fig.tight_layout()
         save_figure(fig, path)
         plt.close(fig)
         written.append((f"Volume bias against {attr}", path.name))
