@@ -40,3 +40,25 @@ def test_bad_input():
         group_auc([1.0, np.nan], ["H", "L"], "L")
     with pytest.raises(ValueError, match="differ in length"):
         group_auc([1.0, 2.0, 3.0], ["H", "L"], "L")
+
+
+# --- found by mutation testing (tests/MUTANTS.md) ---------------------------------------------------------------
+
+
+def test_any_array_shape_is_flattened():
+    scores = np.array([[1.0, 2.0, 3.5], [3.0, 4.0, 0.5]])
+    groups = np.array([["H", "H", "L"], ["L", "L", "H"]])
+    flat = group_auc(scores.ravel(), groups.ravel(), "L")
+    assert group_auc(scores, groups, "L") == flat
+    assert group_auc(scores.T, groups.T, "L") == group_auc(scores.T.ravel(), groups.T.ravel(), "L")
+    assert flat == pytest.approx(group_auc([1, 2, 3.5, 3, 4, 0.5], list("HHLLLH"), "L"))
+
+
+def test_error_messages_count_the_bad_values_and_list_the_groups():
+    with pytest.raises(ValueError, match=r"scores must be finite; got 2 NaN/Inf value\(s\)"):
+        group_auc([1.0, np.nan, np.inf, 2.0], ["H", "L", "H", "L"], "L")
+    # groups are listed sorted as text (any label type sorts): 10 before 9
+    with pytest.raises(ValueError, match=r"0 of 3 are in it \(groups present: \[10, 9\]\)"):
+        group_auc([1.0, 2.0, 3.0], [9, 10, 9], 3)
+    with pytest.raises(ValueError, match=r"2 of 2 are in it \(groups present: \[10\]\)"):
+        group_auc([1.0, 2.0], [10, 10], 10)

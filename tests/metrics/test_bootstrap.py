@@ -51,3 +51,64 @@ def test_custom_statistic_without_axis_and_bad_arguments():
         bootstrap_ci([1.0, 2.0], confidence=95)
     with pytest.raises(ValueError, match="Inf"):
         bootstrap_ci([1.0, np.inf])
+
+
+# --- found by mutation testing (tests/MUTANTS.md) ---------------------------------------------------------------
+
+SAMPLE = np.random.default_rng(11).normal(size=40)
+
+
+def test_same_interval_as_scipy_percentile_bootstrap_with_the_seeded_generator():
+    for confidence, n_resamples, seed in ((0.95, 300, 0), (0.8, 150, 5)):
+        reference = stats.bootstrap(
+            (SAMPLE,),
+            np.mean,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        ).confidence_interval
+        estimate, low, high = bootstrap_ci(SAMPLE, np.mean, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        assert estimate == SAMPLE.mean()
+        assert (low, high) == (reference.low, reference.high)
+
+
+def test_defaults_are_2000_resamples_95_percent_and_seed_0():
+    assert bootstrap_ci(SAMPLE, np.mean) == bootstrap_ci(SAMPLE, np.mean, n_resamples=2000, confidence=0.95, seed=0)
+    assert bootstrap_ci(SAMPLE, np.mean) != bootstrap_ci(SAMPLE, np.mean, seed=1)
+    assert bootstrap_ci(SAMPLE) == bootstrap_ci(SAMPLE, np.median)
+
+
+def test_same_seed_same_interval_other_seed_other_interval():
+    first = bootstrap_ci(SAMPLE, np.mean, n_resamples=200, seed=3)
+    assert bootstrap_ci(SAMPLE, np.mean, n_resamples=200, seed=3) == first
+    assert bootstrap_ci(SAMPLE, np.mean, n_resamples=200, seed=4) != first
+
+
+def test_values_of_any_shape_are_flattened():
+    grid = SAMPLE.reshape(5, 8)
+    assert bootstrap_ci(grid, np.mean, n_resamples=100) == bootstrap_ci(SAMPLE, np.mean, n_resamples=100)
+
+
+def test_one_resample_is_allowed_and_the_argument_bounds_are_exclusive():
+    estimate, low, high = bootstrap_ci([1.0, 2.0, 3.0, 5.0], np.mean, n_resamples=1)
+    assert estimate == 2.75 and low == high  # a single resample: both percentiles are that resample's mean
+    with pytest.raises(ValueError, match="n_resamples must be >= 1, got 0"):
+        bootstrap_ci([1.0, 2.0], n_resamples=0)
+    for confidence in (0.0, 1.0, 1.5, -0.5):
+        with pytest.raises(ValueError, match=rf"confidence must be in \(0, 1\), got {confidence}"):
+            bootstrap_ci([1.0, 2.0], confidence=confidence)
+    with pytest.raises(ValueError, match="^values contain Inf$"):
+        bootstrap_ci([1.0, -np.inf])
+
+
+def test_constant_data_are_not_resampled(monkeypatch):
+    from common.metrics import bootstrap as module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("constant data must not be resampled")
+
+    monkeypatch.setattr(module.stats, "bootstrap", fail)
+    assert bootstrap_ci([2.5, 2.5, np.nan, 2.5]) == (2.5, 2.5, 2.5)
+    with pytest.raises(AssertionError, match="must not be resampled"):
+        bootstrap_ci([2.5, 2.6])

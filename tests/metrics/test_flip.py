@@ -172,3 +172,106 @@ def test_no_foreground_anywhere_gives_nan():
     assert out["num_images"] == 0
     assert all(math.isnan(v) for v in out["global"].values())
     assert all(math.isnan(v) for v in out["per_image"].values())
+
+
+# --- found by mutation testing (tests/MUTANTS.md) ---------------------------------------------------------------
+
+
+def test_float_label_maps_are_rounded_and_1d_and_two_channel_inputs_work():
+    gt = _lab(GT_A).float()
+    noisy = _lab(PRED_A).float() + torch.tensor([[0.2, -0.3, 0.4, -0.1], [0.1, 0.0, -0.4, 0.3]])  # resampling noise
+    assert flip_counts(noisy, gt).tolist() == [[3.0, 1.0, 1.0, 5.0]]
+    # one spatial dim: (B, 1, N)
+    assert flip_counts(torch.tensor([[[1, 2, 0, 1]]]), torch.tensor([[[1, 1, 1, 0]]])).tolist() == [
+        [1.0, 1.0, 1.0, 3.0]
+    ]
+    # two-channel one-hot (background + one class): argmax over channels, not the background channel as labels
+    gt2 = torch.tensor([[[0, 1, 1, 1]]])
+    pred2 = torch.nn.functional.one_hot(torch.tensor([[0, 1, 0, 1]]), 2).movedim(-1, 1).float()
+    assert flip_counts(pred2, gt2).tolist() == [[2.0, 0.0, 1.0, 3.0]]
+
+
+def test_error_messages_give_the_shapes():
+    with pytest.raises(ValueError, match=r"expected a batch \(B, C, \*spatial\), got shape \(4, 4\)"):
+        flip_counts(torch.zeros(4, 4), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"prediction \(1, 2, 4\) and ground truth \(1, 2, 5\) differ in shape"):
+        flip_counts(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 5))
+    with pytest.raises(
+        ValueError, match=r"flip_risk needs probabilities \(B, C>=3, \*spatial\), got shape \(1, 2, 4\)"
+    ):
+        flip_risk(torch.rand(1, 2, 4))
+
+
+def test_a_single_foreground_pixel_is_a_whole_image():
+    gt, pred = _lab([[0, 2, 0]]), _lab([[0, 1, 0]])
+    out = flip_decomposition(pred, gt)
+    assert out["global"] == {"correct": 0.0, "flip": 1.0, "miss": 0.0}
+    assert out["per_image"] == {"correct": 0.0, "flip": 1.0, "miss": 0.0}
+    metric = FlipMetric()
+    torch.testing.assert_close(metric(pred, gt), torch.tensor([[0.0, 1.0, 0.0]]))
+
+
+def test_flip_risk_three_classes_one_dim_and_per_image_means():
+    # 3 classes: one foreground pair; pixel probabilities (bg, a, b)
+    p = torch.tensor(
+        [
+            [[0.1, 0.6, 0.3], [0.2, 0.4, 0.4], [0.8, 0.1, 0.1]],  # image 0: two fg pixels, one bg pixel
+            [[0.0, 1.0, 0.0], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]],  # image 1: one certain fg pixel
+        ]
+    ).movedim(-1, 1)  # (B=2, C=3, N=3): one spatial dim
+    h = lambda q: -(q * np.log(q) + (1 - q) * np.log(1 - q)) / np.log(2)  # noqa: E731
+    expected = [(h(0.6 / 0.9) + h(0.5)) / 2, 0.0]  # the mean over an image's fg pixels, not their sum
+    np.testing.assert_allclose(flip_risk(p).numpy(), expected, rtol=1e-5, atol=1e-7)
+    # each image on its own gives the same value as in the batch
+    np.testing.assert_allclose(flip_risk(p[:1]).numpy(), expected[:1], rtol=1e-5)
+
+
+def test_flip_risk_stays_in_unit_interval_at_uniform_foreground():
+    for n_fg in (2, 3, 5, 7):
+        probs = torch.full((3, n_fg + 1, 5, 4), 1.0 / (n_fg + 2))
+        probs[:, 1:] = (1.0 - probs[:, :1]) / n_fg
+        r = flip_risk(probs)
+        assert (r <= 1.0).all() and (r >= 0.0).all()
+        np.testing.assert_allclose(r.numpy(), 1.0, atol=1e-6)
+
+
+def test_flip_metric_background_and_error_messages():
+    metric = FlipMetric(background=3)
+    gt = _lab([[3, 1, 2, 0]])
+    pred = _lab([[3, 1, 3, 2]])  # with background 3: correct (0,1); miss (0,2); flip (0,3)
+    torch.testing.assert_close(metric(pred, gt), torch.tensor([[1 / 3, 1 / 3, 1 / 3]]))
+    assert metric.aggregate()["num_images"] == 1
+    with pytest.raises(ValueError, match="^FlipMetric needs ground truth y$"):
+        FlipMetric()(pred)
+    metric.reset()
+    with pytest.raises(ValueError, match=r"^FlipMetric.aggregate called before any data$"):
+        metric.aggregate()
+
+
+def test_flip_riskd_writes_the_risk_and_a_table(tmp_path):
+    from monai.data import MetaTensor
+
+    from common.metrics import FlipRiskd
+
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.2, 0.4, 0.4], [0.8, 0.1, 0.1]]).T.reshape(3, 3, 1)  # (C, H, W)
+    expected = float(flip_risk(probs[None])[0])
+    assert 0.5 < expected < 1.0
+    plain = FlipRiskd()
+    item = {"pred": probs, "image": "kept"}
+    out = plain(item)
+    assert out["flip_risk"] == pytest.approx(expected) and out["image"] == "kept"
+    assert "flip_risk" not in item  # the input dictionary is left as it was
+    assert plain.rows == {}  # no table without csv_path
+
+    csv = tmp_path / "risk.csv"
+    t = FlipRiskd(keys="probs", risk_key="risk", csv_path=str(csv), background=2)
+    named = MetaTensor(probs, meta={"filename_or_obj": "/data/case_7.nii.gz"})
+    risk_bg2 = float(flip_risk(probs[None], background=2)[0])
+    assert risk_bg2 != pytest.approx(expected)
+    assert t({"probs": named})["risk"] == pytest.approx(risk_bg2)
+    t({"probs": probs.flip(1)})  # no metadata: a running name
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "image,flip_risk"
+    assert lines[1] == f"/data/case_7.nii.gz,{risk_bg2:.6f}"
+    assert lines[2].startswith("image_1,") and len(lines) == 3
+    assert t.rows["/data/case_7.nii.gz"] == pytest.approx(risk_bg2)

@@ -89,3 +89,105 @@ def test_metric_accumulates_and_reduces_like_monai():
     metric([_mask(6)[0]], [_mask(5)[0]])  # list of channel-first samples, as after decollate
     value, not_nans = metric.aggregate()
     assert value.item() == pytest.approx(0.2) and not_nans.item() == 1
+
+
+# --- found by mutation testing (tests/MUTANTS.md) ---------------------------------------------------------------
+
+
+def test_one_spatial_dim_bool_masks_and_two_channel_one_hot():
+    line = torch.tensor([[[0, 1, 1, 2, 2, 2]]])  # (B, 1, N)
+    assert label_volumes(line).tolist() == [[1.0, 2.0, 3.0]]  # num_classes = max label + 1
+    mask = torch.tensor([[[True, False, True, True]]])
+    assert label_volumes(mask).tolist() == [[1.0, 3.0]]
+    two = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]])  # (B, C=2, N) one-hot: channel sums
+    assert label_volumes(two).tolist() == [[1.0, 2.0]]
+    assert volume_bias(two, torch.tensor([[[0, 1, 0]]])).tolist() == [[1.0]]  # 2 predicted vs 1 true voxel
+
+
+def test_soft_one_hot_volumes_are_summed_in_float64():
+    probs = torch.rand(1, 3, 200, 300, generator=torch.Generator().manual_seed(0)).softmax(1)  # float32
+    expected = probs.double().sum((2, 3))
+    torch.testing.assert_close(label_volumes(probs), expected, rtol=1e-13, atol=0)
+
+
+def test_empty_images_give_empty_volumes():
+    empty = torch.zeros(1, 1, 0)
+    assert label_volumes(empty).shape == (1, 0)
+    assert label_volumes(empty, num_classes=3).tolist() == [[0.0, 0.0, 0.0]]
+    assert volume_bias(empty, empty).shape == (1, 0)
+    assert volume_bias(empty, empty, include_background=True).shape == (1, 1)
+
+
+def test_one_ground_truth_voxel():
+    assert volume_bias(_mask(2), _mask(1)).tolist() == [[1.0]]
+
+
+def test_one_hot_prediction_against_label_map_with_fewer_labels():
+    gt = _mask(4)  # labels 0 and 1 only
+    pred = one_hot(_mask(5, label=3), 4)  # 4 one-hot channels fix the number of classes
+    bias = volume_bias(pred, gt)
+    assert bias.shape == (1, 3)
+    assert bias[0, 0].item() == -1.0 and torch.isnan(bias[0, 1:]).all()
+
+
+def test_batched_metatensor_spacing_is_per_sample():
+    from monai.data.utils import list_data_collate
+
+    a = MetaTensor(_mask(5)[0], affine=torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0])))
+    b = MetaTensor(_mask(5)[0], affine=torch.diag(torch.tensor([1.0, 3.0, 0.5, 1.0])))
+    batch = list_data_collate([a, b])
+    assert batch.is_batch
+    volumes = label_volumes(batch)
+    assert type(volumes) is torch.Tensor  # plain tensors, no metadata tracking in results
+    assert volumes[:, 1].tolist() == [10.0, 7.5]
+
+
+def test_volume_bias_uses_one_spacing_for_both_even_if_only_one_has_metadata():
+    plain, meta = _mask(6), MetaTensor(_mask(5), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    assert volume_bias(plain, meta).item() == pytest.approx(0.2)  # not 6 voxels vs 5 * 8 mm^3
+    meta_pred = MetaTensor(_mask(6), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    assert volume_bias(meta_pred, _mask(5)).item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="finite and positive"):
+        volume_bias(plain, meta, spacing=-1.0)  # a given spacing is still checked
+
+
+def test_spacing_checks_and_messages():
+    with pytest.raises(ValueError, match=r"spacing must be finite and positive, got \[0.0, 1.0, 1.0\]"):
+        label_volumes(_mask(3), spacing=(0.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="finite and positive"):
+        label_volumes(_mask(3), spacing=(-1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="finite and positive"):
+        label_volumes(_mask(3), spacing=(np.inf, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"spacing must be a scalar, \(3,\) or \(2, 3\); got \(3, 3\)"):
+        label_volumes(torch.cat([_mask(3), _mask(3)]), spacing=np.ones((3, 3)))
+    with pytest.raises(ValueError, match=r"got \(1, 1, 3\)"):
+        label_volumes(_mask(3), spacing=np.ones((1, 1, 3)))
+
+
+def test_input_messages_name_the_argument():
+    with pytest.raises(
+        ValueError, match=r"^y must be \(B, C, \*spatial\) with at least one spatial dim, got shape \(4, 4\)$"
+    ):
+        label_volumes(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"^pred must be \(B, C"):
+        volume_bias(torch.zeros(4, 4), _mask(3))
+    with pytest.raises(ValueError, match=r"^gt must be \(B, C"):
+        volume_bias(_mask(3), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"^label map holds non-integer values; pass one-hot input for soft volumes$"):
+        label_volumes(torch.full((1, 1, 2), 1.5))
+    with pytest.raises(ValueError, match=r"different numbers of one-hot channels: \[3, 4\]"):
+        volume_bias(one_hot(_mask(3), 3), one_hot(_mask(3), 4))
+
+
+def test_metric_passes_its_settings():
+    gt, pred = _mask(5), _mask(6)
+    with_bg = VolumeBiasMetric(include_background=True, get_not_nans=True)
+    with_bg(y_pred=pred, y=gt)
+    value, not_nans = with_bg.aggregate("none")
+    assert value.shape == (1, 2) and not_nans.shape == (1, 2)
+    assert value[0, 0].item() == pytest.approx((58 - 59) / 59)
+    bad = VolumeBiasMetric(spacing=-1.0)
+    with pytest.raises(ValueError, match="finite and positive"):
+        bad(y_pred=pred, y=gt)
+    with pytest.raises(ValueError, match="must be a torch.Tensor, got <class 'NoneType'>"):
+        VolumeBiasMetric().aggregate()
