@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from common.audit.cohort import bundle_config
+from common.io import atomic_write
 
 __all__ = ["predict_missing", "prediction_path", "run_bundle_on_image"]
 
@@ -124,10 +125,14 @@ def predict_missing(
             try:
                 written = run_bundle_on_image(bundle_dir, entry["image"], scratch, overrides)
                 if written.name.endswith(".nii") and not written.name.endswith(".nii.gz"):
+                    import gzip
+
                     import nibabel as nib
 
-                    nib.save(nib.load(str(written)), str(scratch / "converted.nii.gz"))
-                    written = scratch / "converted.nii.gz"
+                    packed = gzip.compress(nib.load(str(written)).to_bytes())
+                    converted = scratch / "converted.nii.gz"
+                    atomic_write(converted, lambda tmp, data=packed: Path(tmp).write_bytes(data))
+                    written = converted
                 _check_grid(written, entry["image"], bundle_dir)
                 os.replace(written, target)  # same folder tree: atomic, a prediction is whole or absent
             finally:

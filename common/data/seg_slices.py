@@ -40,6 +40,30 @@ PLANE_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
 APPROACHES = ("h_only", "resampled", "scale_aug", "vinn")
 
 
+def approach_settings(approach: str, high_spacing: float, scale_prob: float) -> dict:
+    """What each training approach means for the network and the data, in one place.
+
+    Returns ``{"internal_spacing": mm or None, "zoom_prob": p, "inference_spacing": [mm] * 3}``: VINN works at
+    ``high_spacing`` inside the network and takes every input at its native voxel size (``0.0``: keep it);
+    scale augmentation zooms a ``scale_prob`` fraction of training slices; the others resample inputs to
+    ``high_spacing`` and never zoom.
+    """
+    if approach not in APPROACHES:
+        raise ValueError(f"unknown approach {approach!r}; expected one of {', '.join(APPROACHES)}")
+    vinn = approach == "vinn"
+    return {
+        "internal_spacing": float(high_spacing) if vinn else None,
+        "zoom_prob": float(scale_prob) if approach == "scale_aug" else 0.0,
+        "inference_spacing": [0.0] * 3 if vinn else [float(high_spacing)] * 3,
+    }
+
+
+def panel_plane(plane: str | Sequence[str]) -> str:
+    """The plane TensorBoard panels show: the plane trained on, or axial for several planes."""
+    names = planes_of(plane)
+    return names[0] if len(names) == 1 else "axial"
+
+
 def planes_of(plane: str | Sequence[str]) -> tuple[str, ...]:
     """``"all"`` -> the three planes; a plane name -> a 1-tuple; a list -> itself, validated."""
     names = tuple(PLANE_AXES) if plane == "all" else ((plane,) if isinstance(plane, str) else tuple(plane))

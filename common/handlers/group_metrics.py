@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.io import atomic_write_json
+from common.metrics.record import metrics_record, write_metrics_record
 
 __all__ = ["GroupSegmentationMetrics", "auc_orientation", "flip_fractions", "subject_record", "summarize_groups"]
 
@@ -40,17 +40,15 @@ def flip_fractions(counts: Sequence[Sequence[float]]) -> dict:
     """Correct / flip / miss fractions from per-subject counts ``[correct, flip, miss, foreground]``.
 
     ``global`` pools the voxels of all subjects, ``per_image`` averages the fractions of subjects with foreground
-    (the two views of ``common.metrics.flip_decomposition``).
+    (the two views of ``common.metrics.flip_decomposition``, whose code computes them); ``None`` where undefined.
     """
-    c = np.asarray(counts, dtype=np.float64).reshape(-1, 4)
-    names = ("correct", "flip", "miss")
-    total = c[:, 3].sum()
-    has_fg = c[:, 3] > 0
-    per = c[has_fg, :3] / c[has_fg, 3:4]
+    from common.metrics.flip import _fractions
+
+    out = _fractions(torch.as_tensor(np.asarray(counts, dtype=np.float64).reshape(-1, 4)))
     return {
-        "global": {k: float(c[:, i].sum() / total) if total > 0 else None for i, k in enumerate(names)},
-        "per_image": {k: float(per[:, i].mean()) if has_fg.any() else None for i, k in enumerate(names)},
-        "num_images": int(has_fg.sum()),
+        "global": {k: _nan_to_none(v) for k, v in out["global"].items()},
+        "per_image": {k: _nan_to_none(v) for k, v in out["per_image"].items()},
+        "num_images": out["num_images"],
     }
 
 
@@ -64,7 +62,8 @@ def summarize_groups(
 
     Args:
         subjects: ``{"subject", "group", "dice": {s: x}, "volume_pred": {s: ml}, "volume_true": {s: ml},
-            "flip_counts": [correct, flip, miss, foreground]}`` per subject.
+            "volume_bias": {s: x or None}, "flip_counts": [correct, flip, miss, foreground]}`` per subject
+            (:func:`subject_record`).
         structures: structure names (keys of the per-subject dicts).
 
     Returns:
@@ -84,15 +83,7 @@ def summarize_groups(
         entry: dict[str, Any] = {"n": len(rows), "dice": {}, "volume_bias": {}}
         for st in structures:
             dice = np.array([r["dice"][st] for r in rows], float)
-            vb = np.array(
-                [
-                    (r["volume_pred"][st] - r["volume_true"][st]) / r["volume_true"][st]
-                    if r["volume_true"][st] > 0
-                    else np.nan
-                    for r in rows
-                ],
-                float,
-            )
+            vb = np.array([r["volume_bias"][st] if r["volume_bias"][st] is not None else np.nan for r in rows], float)
             entry["dice"][st] = {
                 "mean": _nan_to_none(float(np.nanmean(dice))) if np.isfinite(dice).any() else None,
                 "median": _nan_to_none(float(np.nanmedian(dice))) if np.isfinite(dice).any() else None,
@@ -124,7 +115,8 @@ def summarize_groups(
 
 
 def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence[str], spacing=None) -> dict:
-    """Dice, volumes (ml) and flip counts of one subject: ``pred``/``label`` label maps ``(1, *spatial)``.
+    """Dice, volumes (ml), normalised volume bias and flip counts of one subject: ``pred``/``label`` label maps
+    ``(1, *spatial)``; every number comes from MONAI's or ``common.metrics``' tested functions.
 
     ``structures`` name the classes ``1 .. len(structures)`` (0 is background).
     """
@@ -132,7 +124,7 @@ def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence
     from monai.networks.utils import one_hot
 
     from common.metrics.flip import flip_counts
-    from common.metrics.volume import label_volumes
+    from common.metrics.volume import label_volumes, volume_bias
 
     num_classes = len(structures) + 1
     p = torch.as_tensor(pred).reshape(1, 1, *pred.shape[-(pred.ndim - 1) :]).round().long()
@@ -140,10 +132,12 @@ def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence
     dice = compute_dice(one_hot(p, num_classes), one_hot(y, num_classes), include_background=False, ignore_empty=True)
     vol_p = label_volumes(p, num_classes, spacing) / 1000.0
     vol_y = label_volumes(y, num_classes, spacing) / 1000.0
+    bias = volume_bias(p, y, num_classes=num_classes)
     return {
         "dice": {s: _nan_to_none(float(dice[0, i])) for i, s in enumerate(structures)},
         "volume_pred": {s: float(vol_p[0, i + 1]) for i, s in enumerate(structures)},
         "volume_true": {s: float(vol_y[0, i + 1]) for i, s in enumerate(structures)},
+        "volume_bias": {s: _nan_to_none(float(bias[0, i])) for i, s in enumerate(structures)},
         "flip_counts": flip_counts(p, y)[0].tolist(),
     }
 
@@ -153,8 +147,9 @@ class GroupSegmentationMetrics:
 
     Args:
         structures: names of classes ``1 .. K-1``, e.g. ``["other_csf", "grey_matter", "white_matter"]``.
-        output_file: write ``{"settings", **summary, "subjects"}`` here at the end of each run (atomic);
-            ``None`` keeps it in :attr:`summary` only.
+        output_file: write the run's metrics record here at the end of each run (atomic;
+            :mod:`common.metrics.record`: ``metrics`` the scalars above, ``per_sample`` the subjects, ``extra``
+            ``{"structures", "groups", "auc"}``); ``None`` keeps it in :attr:`summary` only.
         settings: recorded as ``settings`` in the JSON (e.g. the approach and resolution pair).
         pred_key, label_key, group_key, subject_key: keys in the decollated output / batch.
         n_bootstrap, seed: bootstrap resamples and seed of the volume-bias intervals.
@@ -208,16 +203,16 @@ class GroupSegmentationMetrics:
 
     def complete(self, engine) -> None:
         self.summary = summarize_groups(self.subjects, self.structures, self.n_bootstrap, self.seed)
-        metrics = engine.state.metrics
-        metrics[f"{self.prefix}mean_dice"] = self.summary["mean_dice"]
+        flat = {"mean_dice": self.summary["mean_dice"]}
         for g, entry in self.summary["groups"].items():
             for st in self.structures:
-                metrics[f"{self.prefix}dice_{st}_{g}"] = entry["dice"][st]["mean"]
-                metrics[f"{self.prefix}volume_bias_{st}_{g}"] = entry["volume_bias"][st]["median"]
+                flat[f"dice_{st}_{g}"] = entry["dice"][st]["mean"]
+                flat[f"volume_bias_{st}_{g}"] = entry["volume_bias"][st]["median"]
         for st, auc in self.summary["auc"].items():
-            metrics[f"{self.prefix}auc_{st}"] = auc["pred"]
+            flat[f"auc_{st}"] = auc["pred"]
+        for name, value in flat.items():
+            engine.state.metrics[f"{self.prefix}{name}"] = value
         if self.output_file is not None:
-            atomic_write_json(
-                self.output_file,
-                {"settings": self.settings, "structures": self.structures, **self.summary, "subjects": self.subjects},
-            )
+            per_sample = [{"id": s["subject"], **{k: v for k, v in s.items() if k != "subject"}} for s in self.subjects]
+            extra = {"structures": self.structures, "groups": self.summary["groups"], "auc": self.summary["auc"]}
+            write_metrics_record(self.output_file, metrics_record(self.settings, flat, per_sample, extra))

@@ -110,12 +110,15 @@ class CachedLabels:
 
 
 def _label_dice(a: np.ndarray, b: np.ndarray, classes: range) -> float:
-    vals = []
-    for c in classes:
-        x, y = a == c, b == c
-        if x.any() or y.any():
-            vals.append(2.0 * (x & y).sum() / (x.sum() + y.sum()))
-    return float(np.mean(vals)) if vals else 1.0
+    """Mean Dice (MONAI ``compute_dice``) over the ``classes`` present in either label map; 1.0 if none is."""
+    from monai.metrics import compute_dice
+
+    num_classes = max(int(a.max(initial=0)), int(b.max(initial=0)), max(classes, default=0)) + 1
+    onehot = lambda x: torch.nn.functional.one_hot(torch.as_tensor(x).long(), num_classes).movedim(-1, 0)[None]  # noqa: E731
+    dice = compute_dice(onehot(a), onehot(b), include_background=True, ignore_empty=False)[0, list(classes)]
+    present = [c for c in classes if (a == c).any() or (b == c).any()]
+    vals = dice[[list(classes).index(c) for c in present]]
+    return float(vals.mean()) if present else 1.0
 
 
 class RefurbishHandler:
@@ -378,10 +381,29 @@ class SegmentationReport:
 def write_label_error_metrics(
     output_dir: str | Path, report: SegmentationReport, settings: Mapping | None = None
 ) -> Path:
-    """Write ``<output_dir>/metrics.json``: the test report, ``detection.json``'s content if present, settings."""
+    """Write ``<output_dir>/metrics.json`` as a metrics record (:mod:`common.metrics.record`).
+
+    ``metrics``: ``dice_mean``, ``dice_<structure>``, ``flip_correct`` / ``flip_flip`` / ``flip_miss`` (pooled),
+    ``flip_risk_mean`` and, when ``detection.json`` exists, ``detection_auroc_<detector>`` and
+    ``detection_ap_<detector>``; ``per_sample``: the test images; ``extra``: ``{"test": the report without
+    its images, "detection": detection.json's content}``.
+    """
+    from common.metrics.record import metrics_record, write_metrics_record
+
     output_dir = Path(output_dir)
-    metrics: dict[str, Any] = {"test": report.results(), "settings": dict(settings or {})}
+    test = report.results()
+    per_sample = test.pop("per_image")
+    flat: dict[str, Any] = {"dice_mean": test["dice_mean"], "flip_risk_mean": test["flip_risk_mean"]}
+    flat.update({f"dice_{name}": value for name, value in test["dice"].items()})
+    if test["flip"]:
+        flat.update({f"flip_{k}": v for k, v in test["flip"]["global"].items()})
+    extra: dict[str, Any] = {"test": test}
     det = output_dir / "detection.json"
     if det.exists():
-        metrics["detection"] = json.loads(det.read_text())
-    return atomic_write_json(output_dir / "metrics.json", metrics)
+        extra["detection"] = json.loads(det.read_text())
+        for name, scores in extra["detection"].get("metrics", {}).items():
+            if name in ("loss", "vog"):
+                flat[f"detection_auroc_{name}"] = scores.get("auroc")
+                flat[f"detection_ap_{name}"] = scores.get("ap")
+    record = metrics_record(dict(settings or {}), flat, per_sample, extra)
+    return write_metrics_record(output_dir / "metrics.json", record)

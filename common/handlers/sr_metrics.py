@@ -7,7 +7,10 @@ PSNR (MONAI ``PSNRMetric``, max 1), SSIM (MONAI ``SSIMMetric``, 11x11 Gaussian w
 k2 0.03, data range 1), NRMSE and HFEN (``common.metrics``), and the same four for plain bicubic
 interpolation of the same inputs (the no-network baseline). Predictions are clipped to [0, 1] first.
 Results go to ``engine.state.metrics`` (``"psnr_gaussian"``, ``"bicubic_psnr_gaussian"``, ...), to TensorBoard
-scalars ``<tag_prefix>/<metric>/<kind>`` and, if ``output_file`` is given, to a JSON file written atomically.
+scalars ``<tag_prefix>/<metric>/<kind>`` and to :attr:`results`, a metrics record (:mod:`common.metrics.record`:
+``metrics`` those names, ``per_sample`` one entry per image with its ``kind``, ``extra`` ``{"mean":
+{metric: {kind: mean}}, "bicubic_interpolation": {...}, "num_images": {kind: n}}``), written atomically to
+``output_file`` if given.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.metrics import PSNRMetric, SSIMMetric
 
-from common.io import atomic_write_json
 from common.metrics.image_quality import hfen, nrmse
+from common.metrics.record import metrics_record, write_metrics_record
 from common.networks.sr import interpolate_up
 
 METRIC_NAMES = ("psnr", "ssim", "nrmse", "hfen")
@@ -55,7 +58,7 @@ class SRMetricsByDegradation:
         scale: up-sampling factor (for the bicubic baseline).
         group_key: batch key naming each image's degradation kind.
         output_file: JSON file for the results (``None``: none written).
-        extra: settings copied into the JSON file (model, loss, training degradation ...).
+        extra: the run's settings, the record's ``settings`` (model, loss, training degradation ...).
         summary_writer: a TensorBoard ``SummaryWriter`` for the scalars (``None``: none logged).
         tag_prefix: TensorBoard tag prefix.
         global_step_transform: engine -> step for the scalars (default: the engine's epoch).
@@ -93,6 +96,7 @@ class SRMetricsByDegradation:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def reset(self) -> None:
+        self.samples: list[dict[str, Any]] = []
         self.values = {
             "network": defaultdict(lambda: defaultdict(list)),
             "bicubic": defaultdict(lambda: defaultdict(list)),
@@ -119,37 +123,40 @@ class SRMetricsByDegradation:
             kind = item[self.group_key]
             kind = kind if isinstance(kind, str) else str(kind[0] if isinstance(kind, (list, tuple)) else kind)
             target = _plain(out.get("label", item.get("label")))
+            index = len(self.values["network"][kind]["psnr"])
+            sample = {"id": f"{kind}_{index}", "kind": kind}
             for name, value in self.score(out["pred"], target).items():
                 self.values["network"][kind][name].append(value)
+                sample[name] = value
             if self.baseline:
                 up = interpolate_up(_plain(out.get("image", item.get("image")))[None], self.scale)[0]
                 for name, value in self.score(up, target).items():
                     self.values["bicubic"][kind][name].append(value)
+                    sample[f"bicubic_{name}"] = value
+            self.samples.append(sample)
 
     def epoch_completed(self, engine: Engine) -> None:
         kinds = list(self.values["network"])
-        self.results = {
-            **self.extra,
-            "metrics": self._means("network", kinds),
-            "per_image": {m: {k: self.values["network"][k][m] for k in kinds} for m in METRIC_NAMES},
+        extra = {
+            "mean": self._means("network", kinds),
             "num_images": {k: len(self.values["network"][k]["psnr"]) for k in kinds},
         }
         if self.baseline:
-            self.results["bicubic_interpolation"] = self._means("bicubic", kinds)
-            self.results["bicubic_per_image"] = {
-                m: {k: self.values["bicubic"][k][m] for k in kinds} for m in METRIC_NAMES
-            }
+            extra["bicubic_interpolation"] = self._means("bicubic", kinds)
+        flat = {}
         step = self.global_step_transform(engine)
-        for source, prefix in (("metrics", ""), ("bicubic_interpolation", "bicubic_")):
-            for name, per_kind in self.results.get(source, {}).items():
+        for source, prefix in (("mean", ""), ("bicubic_interpolation", "bicubic_")):
+            for name, per_kind in extra.get(source, {}).items():
                 for kind, value in per_kind.items():
+                    flat[f"{prefix}{name}_{kind}"] = value
                     engine.state.metrics[f"{prefix}{name}_{kind}"] = value
                     if self.summary_writer is not None:
                         self.summary_writer.add_scalar(f"{self.tag_prefix}/{prefix}{name}/{kind}", value, step)
         if self.summary_writer is not None:
             self.summary_writer.flush()
+        self.results = metrics_record(self.extra, flat, self.samples, extra)
         if self.output_file:
-            atomic_write_json(self.output_file, self.results)
+            write_metrics_record(self.output_file, self.results)
 
     def _means(self, source: str, kinds: list[str]) -> dict[str, dict[str, float]]:
         v = self.values[source]

@@ -19,6 +19,9 @@ _EXPORTS = {
     "nrmse": "image_quality",
     "HFENMetric": "image_quality",
     "NRMSEMetric": "image_quality",
+    "metrics_record": "record",
+    "validate_metrics_record": "record",
+    "write_metrics_record": "record",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,7 +5,7 @@ summary groups by) and the seeds to repeat them with. :func:`execute` runs every
 an ordinary ``python -m monai.bundle run`` (:func:`common.study.runner.run_bundle`), side by side on this
 machine (``executor="local"``) or as tasks on an existing Ray cluster (``executor="ray"``). Each run's
 ``run_record.json`` keeps a key made of its resolved overrides and the fingerprint of the code a bundle run
-executes (:func:`code_fingerprint` without ``common/study``); a rerun of the same study skips every run whose
+executes (:func:`code_fingerprint` without ``common/study`` and ``common/audit``); a rerun of the same study skips every run whose
 key still matches, so a killed study resumes where it stopped, and a changed summary or report is recomputed
 from the finished runs in seconds.
 
@@ -135,17 +135,23 @@ def _tag(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------- identity
 
 
-def code_fingerprint(root: str | Path = REPO_ROOT, include_study: bool = True) -> str:
+# Packages of ``common`` that never run inside a bundle process (the study runner and reports, the audit tool).
+OUTSIDE_BUNDLE_RUNS = ("study", "audit")
+
+
+def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False) -> str:
     """Hash (16 hex digits) of the code that produces a study's numbers: ``common/**/*.py`` and
     ``bundles/*/configs/*``, by relative path and content (so a fresh clone gives the same value).
 
-    ``include_study=False`` leaves out ``common/study`` (summaries and reports, which run outside the bundle
-    processes): that is the part of a run's key, so a change to a report reruns no bundle run.
+    ``bundle_runs_only=True`` leaves out the packages in :data:`OUTSIDE_BUNDLE_RUNS` (summaries, reports and
+    the audit run outside the bundle processes): that is the part of a run's key, so a change to a report
+    reruns no bundle run, while the published results still record (and check) the whole of ``common``.
     """
     root = Path(root)
     files = sorted(p for p in (root / "common").rglob("*.py") if "__pycache__" not in p.parts)
-    if not include_study:
-        files = [p for p in files if (root / "common" / "study") not in p.parents]
+    if bundle_runs_only:
+        outside = [root / "common" / name for name in OUTSIDE_BUNDLE_RUNS]
+        files = [p for p in files if not any(o in p.parents for o in outside)]
     files += sorted(p for p in (root / "bundles").glob("*/configs/*") if p.is_file())
     digest = hashlib.sha256()
     for path in files:
@@ -223,7 +229,7 @@ def execute(
         raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = code_fingerprint(include_study=False)
+    fingerprint = code_fingerprint(bundle_runs_only=True)
     tasks: list[dict] = []
     for seed in study.seeds:
         for run in study.runs:

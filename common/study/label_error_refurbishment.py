@@ -108,7 +108,13 @@ def build(profile: str, seeds) -> Study:
 
 
 def progress(metrics: dict) -> str:
-    return f"test Dice {metrics['test']['dice_mean']:.3f}"
+    return f"test Dice {metrics['metrics']['dice_mean']:.3f}"
+
+
+def _view(run: dict) -> dict:
+    """A run with its ``metrics.json`` as the tables read it: ``test`` (with ``per_image``) and ``detection``."""
+    m = run["metrics"]
+    return {**run, "metrics": {**m["extra"], "test": {**m["extra"]["test"], "per_image": m["per_sample"]}}}
 
 
 def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
@@ -201,7 +207,7 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
 def summarize(runs: list[dict]) -> dict:
     """One seed's numbers: detection AUROC/AP at the middle level, test Dice (clean / noisy / refurbished) at
     the highest level and noisy Dice at every level, VOG variants, flip-risk's Spearman correlation."""
-    results = {r["name"]: r for r in runs}
+    results = {r["name"]: _view(r) for r in runs}
     types = list(dict.fromkeys(r["error_type"] for r in runs if r["error_type"] != "none"))
     levels = sorted({r["error_level"] for r in runs if r["error_level"] > 0})
 
@@ -242,7 +248,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def make_figures(record: dict, output_dir: Path) -> list[str]:
     """Dice against error level, ROC curves and flip-risk against flip, from the first seed's runs."""
-    first = {r["name"]: r for r in record["runs"] if r["seed"] == record["seeds"][0]}
+    first = {r["name"]: _view(r) for r in record["runs"] if r["seed"] == record["seeds"][0]}
     cfg = record["profile_settings"]
     return _figures(output_dir, first, tuple(cfg["types"]), tuple(cfg["levels"]))
 
@@ -274,7 +280,7 @@ CLAIMS = [
 def render_report(record: dict, figures: list[str]) -> str:
     """``report.md``: claims, then every table as the median over seeds."""
     cfg = record["profile_settings"]
-    results = {r["name"]: r for r in merge_seeds(record["runs"])}
+    results = {r["name"]: _view(r) for r in merge_seeds(record["runs"])}
     summary = record["summary"]
     types, levels = cfg["types"], cfg["levels"]
 

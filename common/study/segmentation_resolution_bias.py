@@ -42,16 +42,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pairs": [(2.0, 3.0)],
         "ops": ["maxpool"],
         "settings": {
-            "n_train": 2,
-            "n_val": 1,
-            "n_test": 2,
+            "num_train": 2,
+            "num_val": 1,
+            "num_test": 2,
             "epochs": 1,
             "val_interval": 2,
             "slices_per_volume": 4,
             "slice_thickness": 3,
             "channels": [8, 16],
             "plane": "axial",
-            "torch_threads": 1,
+            "num_threads": 1,
         },
         "pooling_settings": {},
         "jobs": 2,
@@ -62,9 +62,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pairs": [(2.0, 3.0)],
         "ops": list(DOWNSAMPLE_OPS),
         "settings": {
-            "n_train": 10,
-            "n_val": 2,
-            "n_test": 8,
+            "num_train": 10,
+            "num_val": 2,
+            "num_test": 8,
             "epochs": 24,
             "val_interval": 8,
             "slices_per_volume": 20,
@@ -73,7 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "slice_thickness": 3,
             "channels": [8, 16, 32],
             "plane": "axial",
-            "torch_threads": 1,
+            "num_threads": 1,
         },
         "pooling_settings": {"epochs": 4, "val_interval": 4, "slices_per_volume": 10},
         "jobs": 2,
@@ -82,9 +82,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pairs": [(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)],
         "ops": list(DOWNSAMPLE_OPS),
         "settings": {
-            "n_train": 25,
-            "n_val": 5,
-            "n_test": 15,
+            "num_train": 25,
+            "num_val": 5,
+            "num_test": 15,
             "epochs": 70,
             "val_interval": 10,
             "slices_per_volume": 0,
@@ -155,8 +155,8 @@ def build(profile: str, seeds) -> Study:
 
 
 def progress(metrics: dict) -> str:
-    auc = metrics["auc"].get(MAIN_STRUCTURE, {}).get("pred")
-    vb = metrics["groups"].get("L", {}).get("volume_bias", {}).get(MAIN_STRUCTURE, {}).get("median")
+    auc = metrics["metrics"].get(f"auc_{MAIN_STRUCTURE}")
+    vb = metrics["metrics"].get(f"volume_bias_{MAIN_STRUCTURE}_L")
     return f"GM AUC {_r(auc)}, GM volume bias L {_r(vb)}"
 
 
@@ -181,9 +181,14 @@ def prepare_data(overrides: dict) -> None:
     parser.get_parsed_content("data")
 
 
+def _view(metrics: dict) -> dict:
+    """A run's ``metrics.json`` as the tables read it: the per-group detail and the subjects."""
+    return {**metrics["extra"], "subjects": metrics["per_sample"]}
+
+
 def _main_runs(results: list[dict], pair) -> dict[str, dict]:
     return {
-        r["approach"]: r["metrics"]
+        r["approach"]: _view(r["metrics"])
         for r in results
         if r["table"] == "approaches" and tuple(r["pair"]) == tuple(pair) and r["downsample"] == "maxpool"
     }
@@ -372,7 +377,7 @@ def render_report(record: dict, figures: list[str]) -> str:
                 pool_first = [r for r in cands if r["table"] == "pooling"] or cands
                 if not pool_first:
                     continue
-                m = pool_first[0]["metrics"]
+                m = _view(pool_first[0]["metrics"])
                 gl = m["groups"].get("L", {})
                 gh = m["groups"].get("H", {})
                 rows.append(

@@ -41,7 +41,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "patch_size": 32,
             "patches_per_image": 2,
             "batch_size": 4,
-            "lr": 0.001,
+            "learning_rate": 0.001,
             "val_interval": 1,
         },
     },
@@ -56,7 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "patch_size": 48,
             "patches_per_image": 8,
             "batch_size": 2,
-            "lr": 0.002,
+            "learning_rate": 0.002,
             "val_interval": 28,
         },
     },
@@ -73,7 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "patch_size": 64,
             "patches_per_image": 4,
             "batch_size": 4,
-            "lr": 0.0005,
+            "learning_rate": 0.0005,
             "val_interval": 20,
         },
     },
@@ -85,10 +85,10 @@ def matrices(runs: list[dict[str, Any]], with_bicubic: bool = True) -> dict[str,
     out: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METRICS}
     for r in runs:
         for m in METRICS:
-            out[m][r["overrides"]["train_degradation"]] = dict(r["metrics"]["metrics"][m])
+            out[m][r["overrides"]["train_degradation"]] = dict(r["metrics"]["extra"]["mean"][m])
     if with_bicubic and runs:
         for m in METRICS:
-            out[m]["bicubic_interpolation"] = dict(runs[0]["metrics"]["bicubic_interpolation"][m])
+            out[m]["bicubic_interpolation"] = dict(runs[0]["metrics"]["extra"]["bicubic_interpolation"][m])
     return out
 
 
@@ -183,9 +183,11 @@ def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hf
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
     for ax, run in zip(axes.flat, runs):
-        per = run["metrics"]["per_image"]["hfen"]
-        base = run["metrics"].get("bicubic_per_image", {}).get("hfen", {})
-        kinds = [k for k in TEST_KINDS if k in per]
+        samples = run["metrics"]["per_sample"]
+        per = {k: [p["hfen"] for p in samples if p["kind"] == k] for k in TEST_KINDS}
+        base = {k: [p["bicubic_hfen"] for p in samples if p["kind"] == k and "bicubic_hfen" in p] for k in TEST_KINDS}
+        base = {k: v for k, v in base.items() if v}
+        kinds = [k for k in TEST_KINDS if per[k]]
         pos = list(range(len(kinds)))
         if base:
             b = ax.boxplot(
@@ -250,8 +252,8 @@ def prepare_data(overrides: dict) -> None:
 
 
 def progress(metrics: dict) -> str:
-    m = metrics["metrics"]["psnr"]
-    return "PSNR " + " ".join(f"{k}={m[k]:.2f}" for k in TEST_KINDS if k in m)
+    m = metrics["metrics"]
+    return "PSNR " + " ".join(f"{k}={m[f'psnr_{k}']:.2f}" for k in TEST_KINDS if f"psnr_{k}" in m)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -40,6 +40,14 @@ from scipy import ndimage
 ERROR_KINDS = ("random", "systematic", "boundary_shift", "label_swap")
 
 
+def default_error_radius(error_type: str) -> list[int]:
+    """``[min, max]`` radius in pixels of the 128 px annotation (1.17 mm per px) for ``error_type``:
+    ``random`` is a +-1 px contour jitter, every other kind 2-6 px (2.3-7 mm)."""
+    if error_type not in ERROR_KINDS:
+        raise ValueError(f"unknown error type {error_type!r}; expected one of {', '.join(ERROR_KINDS)}")
+    return [1, 1] if error_type == "random" else [2, 6]
+
+
 def _ball(radius: int, ndim: int) -> np.ndarray:
     grid = np.mgrid[tuple(slice(-radius, radius + 1) for _ in range(ndim))]
     return (grid**2).sum(0) <= radius**2

@@ -182,7 +182,7 @@ def peak_rss_mib(bundle: str) -> tuple[float, float]:
     """(peak RSS in MiB, CPU seconds) of one training process at quick settings for ``BENCH_MEMORY_EPOCHS`` epochs."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        settings = {k: v for k, v in quick_settings(bundle).items() if k != "torch_threads"}
+        settings = {k: v for k, v in quick_settings(bundle).items() if k != "num_threads"}
         overrides = {
             **settings,
             "epochs": BENCH_MEMORY_EPOCHS,

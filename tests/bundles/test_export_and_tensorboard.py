@@ -22,8 +22,8 @@ SMOKE = {
         "patch_size": 32, "patches_per_image": 2, "batch_size": 4, "val_interval": 1, "num_threads": 1,
     },
     "segmentation_resolution_bias": {
-        "train_first": True, "epochs": 1, "val_interval": 1, "n_train": 1, "n_val": 1, "n_test": 1,
-        "slice_thickness": 3, "channels": [4, 8], "slices_per_volume": 3, "batch_size": 8, "torch_threads": 1,
+        "train_first": True, "epochs": 1, "val_interval": 1, "num_train": 1, "num_val": 1, "num_test": 1,
+        "slice_thickness": 3, "channels": [4, 8], "slices_per_volume": 3, "batch_size": 8, "num_threads": 1,
     },
 }  # fmt: skip
 # Documented TensorBoard scalar tags (a subset each run must contain).

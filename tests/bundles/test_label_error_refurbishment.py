@@ -60,10 +60,15 @@ def test_smoke_train_evaluate_and_inference(tmp_path):
     _bundle(["train.yaml", "evaluate.yaml"], "--output_dir", out, "--ckpt_path", ckpt, "--error_type", "systematic",
             "--error_level", 0.5, "--refurbish", True, *TINY)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    test = metrics["test"]
+    assert set(metrics) == {"settings", "metrics", "per_sample", "extra"}
+    test = metrics["extra"]["test"]
     assert test["num_images"] == 3 and set(test["dice"]) == {"lv_cavity", "myocardium", "left_atrium"}
     assert sum(test["flip"]["global"].values()) == pytest.approx(1.0)
-    det = metrics["detection"]
+    assert len(metrics["per_sample"]) == 3 and all(p["id"] for p in metrics["per_sample"])
+    assert metrics["metrics"]["dice_myocardium"] == test["dice"]["myocardium"]
+    assert metrics["metrics"]["flip_flip"] == test["flip"]["global"]["flip"]
+    det = metrics["extra"]["detection"]
+    assert metrics["metrics"]["detection_auroc_loss"] == det["metrics"]["loss"]["auroc"]
     assert sum(det["flags"].values()) == 4 and len(det["flagged"]) == 4
     assert {"loss", "vog", "vog_all_raw_image"} <= set(det["metrics"])
     assert det["label_quality"]["num_refurbished"] == 4

@@ -15,6 +15,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from common.metrics.record import validate_metrics_record
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "segmentation_resolution_bias" / "configs"
 TINY = {
@@ -112,18 +114,22 @@ def test_smoke_train_evaluate_and_inference(tmp_path, tiny_population):
             "ckpt_path": ckpt,
         },
     )
-    metrics = json.loads((out / "metrics.json").read_text())
+    record = json.loads((out / "metrics.json").read_text())
+    validate_metrics_record(record)
+    metrics = record["extra"]
     assert set(metrics["groups"]) == {"H", "L"}
     assert metrics["groups"]["L"]["n"] == 2
     gm = metrics["groups"]["L"]["volume_bias"]["grey_matter"]
+    assert record["metrics"]["volume_bias_grey_matter_L"] == gm["median"]
     assert len(gm["values"]) == 2 and gm["median"] == pytest.approx(float(np.median(gm["values"])))
     auc = metrics["auc"]["grey_matter"]
     assert auc["manual"] in (0.0, 0.25, 0.5, 0.75, 1.0) and 0.0 <= auc["pred"] <= 1.0
-    for s in metrics["subjects"]:
+    assert {s["group"] for s in record["per_sample"]} == {"H", "L"} and all(s["id"] for s in record["per_sample"])
+    for s in record["per_sample"]:
         assert s["volume_true"]["grey_matter"] > 0
         flip = s["flip_counts"]
         assert flip[0] + flip[1] + flip[2] == pytest.approx(flip[3])
-    assert metrics["settings"]["approach"] == "vinn"
+    assert record["settings"]["approach"] == "vinn"
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
     state = torch.load(ckpt, weights_only=True)
     assert "model" in state  # the key MONAI Label reads

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.metrics.record import validate_metrics_record
 from common.study.runner import REPO_ROOT, bundle_command
 
 BUNDLE = REPO_ROOT / "bundles" / "sr_degradation_bias"
@@ -115,23 +116,26 @@ def test_smoke_train_then_evaluate_only_reproduces_metrics(tmp_path, data_cache)
     common = {**TINY, "cache_dir": str(data_cache), "ckpt_path": str(tmp_path / "model.pt")}
     cmd = bundle_command("sr_degradation_bias", ["train.yaml", "evaluate.yaml"], {**common, "train_first": True})
     _run(cmd + ["--output_dir", str(tmp_path / "train"), "--train_degradation", "combined"])
-    first = json.loads((tmp_path / "train" / "metrics.json").read_text())
-    assert set(first["metrics"]["psnr"]) == set(KINDS)
+    record = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    validate_metrics_record(record)
+    first = record["extra"]
+    assert set(first["mean"]["psnr"]) == set(KINDS)
     assert first["num_images"] == {k: 2 for k in KINDS}
-    assert first["train_degradation"] == "combined"
+    assert record["settings"]["train_degradation"] == "combined"
+    assert sorted(p["kind"] for p in record["per_sample"]) == sorted(KINDS * 2)
     for m in ["psnr", "ssim", "nrmse", "hfen"]:
         assert set(first["bicubic_interpolation"][m]) == set(KINDS)
-    assert 10 < first["metrics"]["psnr"]["gaussian"] < 60
+    assert 10 < first["mean"]["psnr"]["gaussian"] < 60
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
     assert "model" in ckpt and "optimizer" in ckpt
     assert list((tmp_path / "train").glob("events.out.tfevents*")), "no TensorBoard event file"
 
     cmd = bundle_command("sr_degradation_bias", ["train.yaml", "evaluate.yaml"], common)
     _run(cmd + ["--output_dir", str(tmp_path / "eval"), "--train_degradation", "combined"])
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())["extra"]
     for m in ["psnr", "ssim", "nrmse", "hfen"]:
         for k in KINDS:
-            assert again["metrics"][m][k] == pytest.approx(first["metrics"][m][k], rel=1e-5)
+            assert again["mean"][m][k] == pytest.approx(first["mean"][m][k], rel=1e-5)
 
 
 def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:

@@ -100,3 +100,31 @@ def test_inference_items_without_input_raises_unless_allowed_empty(tmp_path):
     assert inference_items(str(image), "", allow_empty=True) == [{"image": str(image)}]
     with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
         inference_items(str(tmp_path / "missing.nii.gz"), "", allow_empty=True)
+
+
+def test_approach_settings_say_what_each_approach_changes():
+    from common.data.seg_slices import approach_settings
+
+    assert approach_settings("vinn", 2.0, 0.3) == {
+        "internal_spacing": 2.0,
+        "zoom_prob": 0.0,
+        "inference_spacing": [0.0, 0.0, 0.0],
+    }
+    assert approach_settings("scale_aug", 2.0, 0.3) == {
+        "internal_spacing": None,
+        "zoom_prob": 0.3,
+        "inference_spacing": [2.0, 2.0, 2.0],
+    }
+    for approach in ("h_only", "resampled"):
+        assert approach_settings(approach, 1.5, 0.3)["zoom_prob"] == 0.0
+        assert approach_settings(approach, 1.5, 0.3)["internal_spacing"] is None
+    with pytest.raises(ValueError, match="unknown approach 'vin'"):
+        approach_settings("vin", 2.0, 0.3)
+
+
+def test_panel_plane():
+    from common.data.seg_slices import panel_plane
+
+    assert panel_plane("coronal") == "coronal"
+    assert panel_plane("all") == "axial"
+    assert panel_plane(["sagittal"]) == "sagittal"

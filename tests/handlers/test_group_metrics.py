@@ -26,6 +26,7 @@ def test_subject_record_hand_computed():
     assert rec["volume_true"] == {"a": pytest.approx(0.016), "b": pytest.approx(0.016)}  # 8 voxels * 2 mm^3 = 0.016 ml
     assert rec["volume_pred"] == {"a": pytest.approx(0.008), "b": pytest.approx(0.016)}
     assert rec["flip_counts"] == [8.0, 4.0, 4.0, 16.0]
+    assert rec["volume_bias"] == {"a": pytest.approx(-0.5), "b": pytest.approx(0.0)}  # 4 of 8 voxels left in a
 
 
 def _subjects():
@@ -42,6 +43,7 @@ def _subjects():
                     "dice": {"a": 0.9, "b": 0.8 if g == "H" else 0.6},
                     "volume_true": {"a": t, "b": 5.0},
                     "volume_pred": {"a": p, "b": 5.0 + i},
+                    "volume_bias": {"a": (p - t) / t, "b": i / 5.0},
                     "flip_counts": [8, 1, 1, 10],
                 }
             )
@@ -132,5 +134,8 @@ def test_handler_on_an_evaluator(tmp_path):
     assert engine.state.metrics["volume_bias_b_L"] == pytest.approx(0.0)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["settings"] == {"x": 1}
-    assert [s["subject"] for s in saved["subjects"]] == ["sH", "sL"]
-    assert saved["subjects"][0]["volume_true"]["a"] == pytest.approx(32 * 8 / 1000)
+    assert set(saved) == {"settings", "metrics", "per_sample", "extra"}
+    assert [(s["id"], s["group"]) for s in saved["per_sample"]] == [("sH", "H"), ("sL", "L")]
+    assert saved["per_sample"][0]["volume_true"]["a"] == pytest.approx(32 * 8 / 1000)
+    assert saved["metrics"]["dice_a_H"] == pytest.approx(1.0) and saved["metrics"]["volume_bias_b_L"] == 0.0
+    assert saved["extra"]["groups"]["L"]["n"] == 1 and saved["extra"]["structures"] == list(structs)

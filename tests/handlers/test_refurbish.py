@@ -103,8 +103,10 @@ def test_segmentation_report_hand_case(tmp_path):
     assert res["per_image"][0]["id"] == "x" and 0.0 <= res["per_image"][0]["flip_risk"] < 0.01
     path = write_label_error_metrics(tmp_path, report, {"error_type": "random"})
     saved = json.loads(path.read_text())
-    assert saved["settings"] == {"error_type": "random"} and "detection" not in saved
-    assert np.isclose(saved["test"]["dice_mean"], 0.4)
+    assert saved["settings"] == {"error_type": "random"} and "detection" not in saved["extra"]
+    assert np.isclose(saved["extra"]["test"]["dice_mean"], 0.4) and np.isclose(saved["metrics"]["dice_mean"], 0.4)
+    assert saved["metrics"]["dice_a"] == pytest.approx(0.4) and saved["metrics"]["flip_miss"] == pytest.approx(0.2)
+    assert [p["id"] for p in saved["per_sample"]] == [r["id"] for r in res["per_image"]]
 
 
 def test_segmentation_report_asymmetric_flip_fractions_per_image_and_pooled():
@@ -212,3 +214,14 @@ def test_cached_labels_restore_refurbished_labels_from_a_weights_only_checkpoint
         CachedLabels(fresh).load_state_dict({"nope": torch.zeros(1, 4, 4, dtype=torch.uint8)})
     with pytest.raises(ValueError, match="s0: saved label shape"):
         CachedLabels(fresh).load_state_dict({"s0": torch.zeros(1, 2, 2, dtype=torch.uint8)})
+
+
+def test_label_dice_averages_the_classes_present_in_either_map():
+    from common.handlers.refurbish import _label_dice
+
+    a = np.array([[1, 1, 2, 0], [0, 0, 0, 3]])
+    b = np.array([[1, 0, 2, 2], [0, 0, 0, 0]])
+    # class 1: 2*1/(2+1) = 2/3; class 2: 2*1/(1+2) = 2/3; class 3 only in a: 0
+    assert _label_dice(a, b, range(1, 4)) == pytest.approx((2 / 3 + 2 / 3 + 0.0) / 3)
+    assert _label_dice(a, b, range(1, 3)) == pytest.approx(2 / 3)
+    assert _label_dice(np.zeros((2, 2), int), np.zeros((2, 2), int), range(1, 4)) == 1.0

@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from ignite.engine import Engine
@@ -34,24 +35,36 @@ def test_metrics_per_degradation_match_hand_computed_values(tmp_path):
     handler = SRMetricsByDegradation(scale=2, output_file=tmp_path / "metrics.json", extra={"model": "srcnn"})
     handler.attach(engine)
     engine.run(batches, max_epochs=1)
-    res = json.loads((tmp_path / "metrics.json").read_text())
-    assert res["model"] == "srcnn"
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(record) == {"settings", "metrics", "per_sample", "extra"}
+    assert record["settings"] == {"model": "srcnn"}
+    res = record["extra"]
     assert res["num_images"] == {"gaussian": 2, "mean": 1}
     # a constant offset d gives MSE d^2: PSNR = -20 log10(d)
     expected = (-20 * math.log10(0.01) - 20 * math.log10(0.03)) / 2
-    assert abs(res["metrics"]["psnr"]["gaussian"] - expected) < 1e-3
-    assert abs(res["metrics"]["psnr"]["mean"] - 20.0) < 1e-3
-    assert abs(res["metrics"]["ssim"]["gaussian"] - 1.0) < 0.01  # SSIM hardly sees a small offset
+    assert abs(res["mean"]["psnr"]["gaussian"] - expected) < 1e-3
+    assert abs(res["mean"]["psnr"]["mean"] - 20.0) < 1e-3
+    assert abs(res["mean"]["ssim"]["gaussian"] - 1.0) < 0.01  # SSIM hardly sees a small offset
     item = batches[0][1]
     ref_nrmse = float(nrmse(item["pred"][None], item["label"][None]))
-    assert abs(res["metrics"]["nrmse"]["mean"] - ref_nrmse) < 1e-6
-    assert res["metrics"]["hfen"]["mean"] < 1e-3  # LoG is zero-mean: a constant offset has no high frequencies
+    assert abs(res["mean"]["nrmse"]["mean"] - ref_nrmse) < 1e-6
+    assert res["mean"]["hfen"]["mean"] < 1e-3  # LoG is zero-mean: a constant offset has no high frequencies
     up = F.interpolate(item["image"][None], scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
     assert abs(res["bicubic_interpolation"]["hfen"]["mean"] - float(hfen(up, item["label"][None]))) < 1e-5
     mse = float(F.mse_loss(up, item["label"][None]))
     assert abs(res["bicubic_interpolation"]["psnr"]["mean"] - 10 * math.log10(1 / mse)) < 1e-3
-    assert engine.state.metrics["psnr_mean"] == res["metrics"]["psnr"]["mean"]
-    assert len(res["per_image"]["hfen"]["gaussian"]) == 2
+    assert engine.state.metrics["psnr_mean"] == res["mean"]["psnr"]["mean"]
+    assert record["metrics"]["psnr_mean"] == res["mean"]["psnr"]["mean"]
+    assert record["metrics"]["bicubic_hfen_mean"] == res["bicubic_interpolation"]["hfen"]["mean"]
+    samples = record["per_sample"]
+    assert [(p["id"], p["kind"]) for p in samples] == [
+        ("gaussian_0", "gaussian"),
+        ("mean_0", "mean"),
+        ("gaussian_1", "gaussian"),
+    ]
+    assert samples[2]["psnr"] == pytest.approx(-20 * math.log10(0.03), abs=1e-3)  # the second Gaussian image
+    assert (samples[0]["psnr"] + samples[2]["psnr"]) / 2 == pytest.approx(res["mean"]["psnr"]["gaussian"])
+    assert samples[1]["bicubic_psnr"] == pytest.approx(res["bicubic_interpolation"]["psnr"]["mean"])
 
 
 def test_predictions_are_clipped_to_the_unit_range():

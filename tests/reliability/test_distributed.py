@@ -49,19 +49,19 @@ from common.study.runner import REPO_ROOT
 
 
 def _sr_psnr(metrics: dict) -> dict[str, float]:
-    return metrics["metrics"]["psnr"]
+    return metrics["extra"]["mean"]["psnr"]
 
 
 def _seg_group_dice(metrics: dict) -> dict[str, float]:
     """Mean Dice over the structures, per group (H, L)."""
     return {
         group: sum(d["mean"] for d in entry["dice"].values()) / len(entry["dice"])
-        for group, entry in metrics["groups"].items()
+        for group, entry in metrics["extra"]["groups"].items()
     }
 
 
 def _label_dice(metrics: dict) -> dict[str, float]:
-    return {"dice_mean": metrics["test"]["dice_mean"]}
+    return {"dice_mean": metrics["metrics"]["dice_mean"]}
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ CASES = [
             "patch_size": 32,
             "patches_per_image": 4,
             "val_interval": 12,
-            "lr": 0.002,
+            "learning_rate": 0.002,
             "num_threads": 1,
             "test_degradations": ["bicubic", "gaussian"],
         },
@@ -101,9 +101,9 @@ CASES = [
     Case(
         "segmentation_resolution_bias",
         {
-            "n_train": 1,
-            "n_val": 1,
-            "n_test": 1,
+            "num_train": 1,
+            "num_val": 1,
+            "num_test": 1,
             "epochs": 48,
             "val_interval": 100,  # no validation: only the test metrics are compared
             "slices_per_volume": 16,  # a multiple of B: both runs take the same number of steps per epoch

@@ -88,7 +88,10 @@ def test_code_fingerprint_follows_content_not_time(tmp_path):
     (tmp_path / "common" / "study").mkdir()
     (tmp_path / "common" / "study" / "report.py").write_text("title = 'x'\n")
     assert code_fingerprint(tmp_path) != first  # reports are part of the published numbers' code
-    assert code_fingerprint(tmp_path, include_study=False) == first  # but not of what a bundle run executes
+    assert code_fingerprint(tmp_path, bundle_runs_only=True) == first  # but not of what a bundle run executes
+    (tmp_path / "common" / "audit").mkdir()
+    (tmp_path / "common" / "audit" / "cli.py").write_text("x = 2\n")
+    assert code_fingerprint(tmp_path, bundle_runs_only=True) == first
     assert len(code_fingerprint(REPO_ROOT)) == 16
 
 
@@ -155,7 +158,7 @@ def test_execute_runs_every_setting_per_seed_and_resumes(tmp_path, monkeypatch):
     assert sorted(fake3.calls) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     record = json.loads((tmp_path / "runs/g_a/seed0/run_record.json").read_text())
     assert record["overrides"]["epochs"] == 5
-    assert record["code_fingerprint"] == code_fingerprint(include_study=False)
+    assert record["code_fingerprint"] == code_fingerprint(bundle_runs_only=True)
 
 
 def test_execute_rejects_an_unknown_executor(tmp_path):

@@ -24,13 +24,12 @@ def test_grid_shapes():
 
 def test_summary_from_synthetic_runs():
     def metrics(vb_l, auc):
-        return {
-            "groups": {
-                "L": {"volume_bias": {"grey_matter": {"median": vb_l}}, "dice": {"grey_matter": {"mean": 0.8}}},
-                "H": {"volume_bias": {"grey_matter": {"median": 0.01}}, "dice": {"grey_matter": {"mean": 0.9}}},
-            },
-            "auc": {"grey_matter": {"pred": auc, "manual": 1.0, "positive": "H"}},
+        groups = {
+            "L": {"volume_bias": {"grey_matter": {"median": vb_l}}, "dice": {"grey_matter": {"mean": 0.7}}},
+            "H": {"volume_bias": {"grey_matter": {"median": 0.01}}, "dice": {"grey_matter": {"mean": 0.9}}},
         }
+        auc = {"grey_matter": {"pred": auc, "manual": 1.0, "positive": "H"}}
+        return {"settings": {}, "metrics": {}, "per_sample": [], "extra": {"groups": groups, "auc": auc}}
 
     results = [
         {
@@ -58,7 +57,8 @@ def test_summary_from_synthetic_runs():
     s = study.summarize(results, (2.0, 3.0))
     assert s["volume_bias_L"] == {"h_only": 0.2, "vinn": 0.01}
     assert s["auc"] == {"h_only": 0.4, "vinn": 0.95, "manual": 1.0}
-    assert s["dice_L"] == {"h_only": 0.8, "vinn": 0.8}
+    assert s["dice_L"] == {"h_only": 0.7, "vinn": 0.7} and s["dice_H"] == {"h_only": 0.9, "vinn": 0.9}
+    assert s["volume_bias_H"] == {"h_only": 0.01, "vinn": 0.01}
 
 
 @pytest.mark.slow
@@ -76,13 +76,13 @@ def test_smoke_study(tmp_path):
     assert "common.study segmentation_resolution_bias --profile smoke" in results["command"]
     assert len(results["runs"]) == 4
     for run in results["runs"]:
-        subjects = run["metrics"]["subjects"]
+        subjects = run["metrics"]["per_sample"]
         vb = [
             (s["volume_pred"]["grey_matter"] - s["volume_true"]["grey_matter"]) / s["volume_true"]["grey_matter"]
             for s in subjects
             if s["group"] == "L"
         ]
-        assert run["metrics"]["groups"]["L"]["volume_bias"]["grey_matter"]["values"] == pytest.approx(vb)
+        assert run["metrics"]["extra"]["groups"]["L"]["volume_bias"]["grey_matter"]["values"] == pytest.approx(vb)
     text = report.read_text()
     assert "Table 1" in text and "manual" in text and "--profile smoke" in text
     for fig in ("fig3_volume_distributions.png", "fig4_dice.png", "fig5_volume_bias.png"):

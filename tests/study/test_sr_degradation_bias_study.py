@@ -42,11 +42,14 @@ def test_table_checks_detect_a_failure():
 def test_matrices_collects_runs_by_training_set():
     def run(train, base):
         per = {m: {k: base + i for i, k in enumerate(TEST_KINDS)} for m in METRICS}
-        return {"overrides": {"train_degradation": train}, "metrics": {"metrics": per, "bicubic_interpolation": per}}
+        bicubic = {m: {k: base - 10 for k in TEST_KINDS} for m in METRICS}
+        extra = {"mean": per, "bicubic_interpolation": bicubic}
+        return {"overrides": {"train_degradation": train}, "metrics": {"extra": extra}}
 
     mats = matrices([run("gaussian", 30.0), run("combined", 31.0)])
     assert mats["psnr"]["gaussian"]["hann"] == 31.0
     assert mats["hfen"]["combined"]["median"] == 36.0
+    assert mats["psnr"]["bicubic_interpolation"]["hann"] == 20.0  # the first run's baseline
     assert list(mats["ssim"]) == ["gaussian", "combined", "bicubic_interpolation"]
 
 
@@ -77,6 +80,14 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     for name in ["heatmap_psnr.png", "heatmap_ssim.png", "heatmap_nrmse.png", "heatmap_hfen.png", "hfen_boxplots.png"]:
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
 
+    # the same seeds at the same code give the same numbers, run again from scratch in another folder
+    again_dir = tmp_path / "again" / "sr_degradation_bias"
+    run_study("smoke", again_dir, seeds=(0,))
+    again = json.loads((again_dir / "results.json").read_text())
+    assert not any(r["reused"] for r in again["runs"])
+    assert again["summary"] == summary and again["claims"] == results["claims"]
+    assert again["code_fingerprint"] == results["code_fingerprint"]
+
 
 @pytest.mark.slow
 def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
@@ -91,8 +102,13 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")] + overrides["seed"] - 4
         psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
         per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in TEST_KINDS} for m in METRICS}
-        per_image = {m: {k: [0.1, 0.2] for k in TEST_KINDS} for m in METRICS}
-        return {"metrics": per, "bicubic_interpolation": per, "per_image": per_image, "_run": {"seconds": 1.0}}
+        samples = [
+            {"id": f"{k}_{i}", "kind": k, "hfen": 0.1 * (i + 1), "bicubic_hfen": 0.3}
+            for k in TEST_KINDS
+            for i in (0, 1)
+        ]
+        extra = {"mean": per, "bicubic_interpolation": per}
+        return {"settings": {}, "metrics": {}, "per_sample": samples, "extra": extra, "_run": {"seconds": 1.0}}
 
     monkeypatch.setattr(engine, "run_bundle", fake_run)
     monkeypatch.setattr(sr_slices, "generate_sr_slices", lambda *a, **k: tmp_path / "datalist.json")
@@ -106,6 +122,9 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
     assert len(results["runs"]) == 7 * 5 * 3
     assert summary["checks"]["own_degradation_best_columns"] == 6
+    assert results["environment"]["seed"] == 3 and results["seeds"] == [3, 5, 4]
+    assert results["command"].endswith("--profile full --output " + str(tmp_path) + " --seeds 3 5 4")
+    assert set(results["git"]) == {"commit", "dirty"} and len(results["code_fingerprint"]) == 16
     own = next(c for c in results["claims"] if c["id"] == "own_degradation_best")
     assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 1.0
     text = report.read_text()

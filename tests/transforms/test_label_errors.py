@@ -172,3 +172,12 @@ def test_prepare_validates_user_datalist_before_work(tmp_path):
     nib.save(nib.Nifti1Image(_label().astype(np.uint8), np.eye(4)), tmp_path / "label_1.nii.gz")
     out = prepare_label_error_datalist(str(src), "", tmp_path / "cache", error_type="random", error_level=0.5)
     assert sum(e["corrupted"] for e in json.loads(out.read_text())["training"]) == 1
+
+
+def test_default_error_radius_per_kind():
+    from common.transforms.label_errors import default_error_radius
+
+    assert default_error_radius("random") == [1, 1]
+    assert default_error_radius("systematic") == default_error_radius("label_swap") == [2, 6]
+    with pytest.raises(ValueError, match="unknown error type 'noise'"):
+        default_error_radius("noise")

@@ -1,0 +1,51 @@
+"""The metrics.json record every bundle writes: built, checked, and bad records named."""
+
+import json
+import math
+
+import pytest
+
+from common.metrics import metrics_record, validate_metrics_record, write_metrics_record
+
+
+def test_record_has_the_four_parts_and_plain_numbers(tmp_path):
+    record = metrics_record(
+        {"approach": "vinn"},
+        {"dice_gm_L": 0.75, "auc_gm": math.nan, "n": 3},
+        [{"id": "s1", "group": "L", "dice": 0.7}],
+        {"groups": {"L": {"n": 1}}},
+    )
+    assert record == {
+        "settings": {"approach": "vinn"},
+        "metrics": {"dice_gm_L": 0.75, "auc_gm": None, "n": 3.0},
+        "per_sample": [{"id": "s1", "group": "L", "dice": 0.7}],
+        "extra": {"groups": {"L": {"n": 1}}},
+    }
+    path = write_metrics_record(tmp_path / "metrics.json", record)
+    assert json.loads(open(path).read()) == record
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"settings": {}, "metrics": {"a": "x"}, "per_sample": [], "extra": {}}, "values must be numbers or null"),
+        ({"settings": {}, "metrics": {}, "per_sample": [{"group": "L"}], "extra": {}}, "need an 'id' (entries [0])"),
+        ({"settings": {}, "metrics": {}, "per_sample": {}, "extra": {}}, "'per_sample' must be a list"),
+        ({"metrics": {}, "per_sample": [], "extra": {}}, "'settings' must be a mapping"),
+        ({"settings": {}, "metrics": {}, "per_sample": [], "extra": {}, "groups": {}}, "unexpected top-level keys"),
+    ],
+)
+def test_bad_records_are_named(record, message):
+    with pytest.raises(ValueError, match="run/metrics.json: not a metrics record") as err:
+        validate_metrics_record(record, "run/metrics.json")
+    assert message in str(err.value)
+
+
+def test_a_bad_record_is_not_written(tmp_path):
+    with pytest.raises(ValueError):
+        write_metrics_record(tmp_path / "metrics.json", {"settings": {}, "metrics": {"a": [1]}})
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_run_time_the_study_runner_adds_is_allowed():
+    validate_metrics_record({"settings": {}, "metrics": {}, "per_sample": [], "extra": {}, "_run": {"seconds": 1}})
