@@ -11,11 +11,13 @@ def _lr(dtype=torch.float64):
     return MetaTensor(torch.rand(1, 6, 5), affine=torch.diag(torch.tensor([2.0, 3.0, 1.0], dtype=dtype)))
 
 
-def test_upsampled_affine_keeps_a_float32_affine_and_records_the_fine_shape():
-    lr = _lr(torch.float32)
+def test_upsampled_affine_records_the_fine_shape():
+    lr = _lr(torch.float32)  # MetaTensor stores it as float64
     out = UpsampledAffine()(torch.rand(1, 12, 10), lr)
-    assert out.affine.dtype == torch.float32
-    torch.testing.assert_close(out.affine, torch.tensor([[1.0, 0, -0.5], [0, 1.5, -0.75], [0, 0, 1]]))
+    assert out.affine.dtype == torch.float64
+    torch.testing.assert_close(
+        out.affine, torch.tensor([[1.0, 0, -0.5], [0, 1.5, -0.75], [0, 0, 1]], dtype=torch.float64)
+    )
     assert out.meta["spatial_shape"].tolist() == [12, 10]
     assert lr.affine[0, 0].item() == 2.0  # the reference is left as it was
 
@@ -23,7 +25,9 @@ def test_upsampled_affine_keeps_a_float32_affine_and_records_the_fine_shape():
 def test_upsampled_affine_messages():
     with pytest.raises(TypeError, match=r"^UpsampledAffine: the reference image must be a MetaTensor, got Tensor$"):
         UpsampledAffine()(torch.rand(1, 12, 10), torch.rand(1, 6, 5))
-    with pytest.raises(ValueError, match=r"^UpsampledAffine: spatial ranks differ, reference \(6, 5\) vs image \(12,\)$"):
+    with pytest.raises(
+        ValueError, match=r"^UpsampledAffine: spatial ranks differ, reference \(6, 5\) vs image \(12,\)$"
+    ):
         UpsampledAffine()(torch.rand(1, 12), _lr())
 
 
