@@ -25,7 +25,7 @@ Grid and border conventions (identical for every kind):
 
 Kinds:
 
-- ``bicubic``: antialiased bicubic resize (Keys a = -0.75, kernel stretched by s; PIL / MATLAB ``imresize`` style,
+- ``bicubic``: antialiased bicubic resize (Keys a = -0.5, kernel stretched by s; PIL / MATLAB ``imresize`` style,
   ``torch.nn.functional.interpolate(..., antialias=True)``, applied separably in 3D).
 - ``gaussian``: sampled Gaussian, sigma = s / 2 px, truncated at 4 sigma, normalised to sum 1.
 - ``mean``: box filter of size s + 1.
