@@ -275,3 +275,11 @@ def test_flip_riskd_writes_the_risk_and_a_table(tmp_path):
     assert lines[1] == f"/data/case_7.nii.gz,{risk_bg2:.6f}"
     assert lines[2].startswith("image_1,") and len(lines) == 3
     assert t.rows["/data/case_7.nii.gz"] == pytest.approx(risk_bg2)
+
+
+def test_counts_on_another_device_follow_the_prediction():
+    """Off the CPU (here the shape-only "meta" device) the counts are taken by torch on the prediction's device,
+    with the ground truth moved there; CPU tensors are counted by NumPy."""
+    pred = torch.zeros(2, 1, 3, 3, dtype=torch.long, device="meta")
+    counts = flip_counts(pred, torch.zeros(2, 1, 3, 3, dtype=torch.long))
+    assert counts.device.type == "meta" and counts.shape == (2, 4) and counts.dtype == torch.float32

@@ -2,6 +2,7 @@
 random state, shift_labels' dtype, prepare_label_error_datalist's data sources and defaults, load_split."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -120,3 +121,73 @@ def test_prepare_user_datalist_with_a_separate_dataset_dir_and_checks(tmp_path):
     with pytest.raises(DatalistError, match="label_1.nii.gz"):
         prepare_label_error_datalist(str(moved), str(data_dir), tmp_path / "cache2", error_level=0.0)
     assert prepare_label_error_datalist(str(moved), str(data_dir), tmp_path / "cache2", num_classes=5).is_file()
+
+
+def test_erosion_uses_a_ball_and_keeps_the_image_border():
+    from common.transforms.label_errors import erode_structure
+
+    lab = np.full((11, 11), 2, np.int64)
+    lab[2:9, 2:9] = 1  # a 7x7 square
+    out = erode_structure(lab, 1, 2)  # a ball of radius 2 keeps the central 3x3, not the 5x5 a cross would
+    assert (out == 1).sum() == 9 and (out[4:7, 4:7] == 1).all()
+    assert set(np.unique(out[lab == 1][out[lab == 1] != 1])) == {2}  # freed pixels take the nearest other label
+    edge = np.ones((5, 5), np.int64)
+    edge[:, 4] = 2
+    eroded = erode_structure(edge, 1, 1)  # the image border does not erode: only the column next to label 2
+    assert (eroded[:, :3] == 1).all() and (eroded[:, 3] == 2).all()
+
+
+def _corrupted_entries(path):
+    return [e for e in json.loads(path.read_text())["training"] if e["corrupted"]]
+
+
+def test_corrupt_datalist_is_reproducible_across_folders_and_records_its_settings(tmp_path):
+    from common.transforms.label_errors import corrupt_datalist
+
+    src = _write_datalist(tmp_path, n=6)
+    kwargs = {"kind": "systematic", "error_level": 0.5, "seed": 3, "structures": (1,), "direction": "dilate"}
+    first = corrupt_datalist(src, None, tmp_path / "one", **kwargs)
+    second = corrupt_datalist(src, None, tmp_path / "two", **kwargs)
+    a, b = _corrupted_entries(first), _corrupted_entries(second)
+    assert [e["id"] for e in a] == [e["id"] for e in b] == ["image_1", "image_2", "image_5"]  # pinned selection
+    for x, y in zip(a, b):
+        raw = Path(x["label"]).read_bytes()
+        assert raw == Path(y["label"]).read_bytes()  # same error, byte for byte
+        assert raw[4:8] == b"\0\0\0\0"  # gzip header without a time stamp
+    grown = [int((np.asarray(nib.load(e["label"]).dataobj) == 1).sum()) for e in a]
+    assert grown == [189, 189, 149]  # pinned errors (seeded from (seed, index)); the clean structure has 113 px
+    record = json.loads(first.read_text())["label_errors"]
+    assert record == {"kind": "systematic", "error_level": 0.5, "seed": 3, "structures": [1], "direction": "dilate"}
+    default_seed = corrupt_datalist(src, None, tmp_path / "one", kind="random", error_level=0.5)
+    assert default_seed == corrupt_datalist(src, None, tmp_path / "one", kind="random", error_level=0.5, seed=0)
+
+
+def test_corrupt_datalist_levels_0_and_1_and_argument_checks(tmp_path):
+    from common.transforms.label_errors import corrupt_datalist
+
+    src = _write_datalist(tmp_path, n=3)
+    assert _corrupted_entries(corrupt_datalist(src, None, tmp_path / "c", error_level=0.0)) == []
+    assert len(_corrupted_entries(corrupt_datalist(src, None, tmp_path / "c", error_level=1.0))) == 3
+    with pytest.raises(ValueError, match="unknown label error kind 'bogus'"):
+        corrupt_datalist(src, None, tmp_path / "d", kind="bogus", error_level=0.0)
+    with pytest.raises(ValueError, match="direction must be"):
+        corrupt_datalist(src, None, tmp_path / "d", error_level=0.0, direction="sideways")
+    assert not (tmp_path / "d").exists()  # arguments are checked before any work
+    with pytest.raises(ValueError, match=r"^datalist has no 'training' samples to corrupt$"):
+        corrupt_datalist({"validation": []}, None, tmp_path / "d")
+
+
+def test_corrupt_datalist_from_a_mapping_keeps_other_entries(tmp_path, monkeypatch):
+    from common.transforms.label_errors import corrupt_datalist
+
+    src = _write_datalist(tmp_path, n=2)
+    data = json.loads(src.read_text())
+    data["name"] = "phantom"
+    data["test"] = [{"image": "image_0.nii.gz"}, "not-a-dict"]  # a test entry without a label is fine
+    out = json.loads(corrupt_datalist(data, str(tmp_path), tmp_path / "cache", error_level=0.0).read_text())
+    assert out["name"] == "phantom"
+    assert out["test"] == [{"image": str((tmp_path / "image_0.nii.gz").resolve())}, "not-a-dict"]
+    assert out["training"][1]["label"] == str((tmp_path / "label_1.nii.gz").resolve())
+    monkeypatch.chdir(tmp_path)  # without dataset_dir, relative paths of a mapping resolve against "."
+    again = json.loads(corrupt_datalist(data, None, tmp_path / "cache2", error_level=0.0).read_text())
+    assert again["training"][0]["image"] == str((tmp_path / "image_0.nii.gz").resolve())
