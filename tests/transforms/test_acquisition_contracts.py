@@ -88,3 +88,31 @@ def test_dictionary_version_key_lists_missing_keys_and_num_classes():
     assert "a" not in SimulateLowResolutiond("a", 2.0, allow_missing_keys=True)({"b": img})
     with pytest.raises(ValueError, match="num_classes=3"):
         SimulateLowResolutiond("img", 2.0, label_keys="lab", num_classes=3)({"img": img, "lab": lab})
+
+
+def test_nifti_header_entries_follow_the_new_grid_without_touching_the_input():
+    pixdim = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # float64, as a caller may hold it
+    dim = np.array([2, 10, 8, 1, 1, 1, 1, 1])
+    img = MetaTensor(
+        torch.ones(1, 10, 8), affine=torch.eye(3, dtype=torch.float64), meta={"pixdim": pixdim, "dim": dim}
+    )
+    out = SimulateLowResolution([0.7, 2.0])(img)
+    assert out.shape == (1, 15, 4)  # ceil(10 / 0.7), 8 / 2
+    assert out.meta["spatial_shape"].tolist() == [15, 4]
+    assert out.meta["pixdim"].dtype == np.float64 and out.meta["pixdim"][1] == 0.7 and out.meta["pixdim"][2] == 2.0
+    assert out.meta["dim"].tolist()[:3] == [2, 15, 4]
+    assert pixdim.tolist() == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0] and dim.tolist()[:3] == [2, 10, 8]
+    f32 = MetaTensor(torch.ones(1, 10, 8), meta={"pixdim": pixdim.astype(np.float32), "dim": dim})
+    assert SimulateLowResolution([0.7, 2.0])(f32).meta["pixdim"][1] == 0.7  # not float32's 0.699999988
+
+
+def test_edges_repeat_beyond_the_field_of_view_and_integer_images_are_blurred_in_float():
+    # 5 voxels -> 2 mm: 3 output voxels; the last centre (input coordinate 4.5) lies outside the input
+    out = SimulateLowResolution(2.0)(np.full((1, 5, 5), 3.0, np.float32))
+    assert out.shape == (1, 3, 3)
+    np.testing.assert_allclose(out.numpy(), 3.0, rtol=1e-6)
+    ramp = (np.arange(64).reshape(1, 8, 8) * 3).astype(np.uint8)
+    as_uint8 = SimulateLowResolution(3.0)(ramp)
+    as_float = SimulateLowResolution(3.0)(ramp.astype(np.float32))
+    assert as_uint8.dtype == torch.float32
+    torch.testing.assert_close(as_uint8, as_float)
