@@ -177,3 +177,95 @@ def test_rand_degraded_one_kind_for_all_keys_and_its_arguments():
         r = RandDegraded("a", kinds=("mean", "hann", "median")).set_random_state(state=np.random.RandomState(11))
         runs.append([r({"a": img})["degradation"] for _ in range(8)])
     assert runs[0] == runs[1]
+
+
+def test_defaults_of_degrade_and_the_function():
+    from common.transforms.degradation import degrade
+
+    img = torch.from_numpy(np.random.default_rng(21).random((1, 40, 36)))
+    assert Degrade("mean")(img).shape == (1, 20, 18)  # scale 2
+    for kind in ("partial_fourier", "undersample"):
+        expected = Degrade(kind, 2, phase_axis=0, partial_fourier_fraction=0.625, acceleration=4, center_fraction=0.08)
+        torch.testing.assert_close(Degrade(kind)(img), expected(img))
+        torch.testing.assert_close(degrade(img, kind), expected(img))
+        np.testing.assert_allclose(Degrade(kind)(img)[0].numpy(), _kspace_reference(img[0].numpy(), 2, kind))
+
+
+def test_taps_are_float64_sampled_gaussian_and_box():
+    from common.transforms.degradation import degradation_taps
+
+    for s in (2, 3, 4):
+        g = degradation_taps("gaussian", s)
+        sigma = s / 2.0
+        t = np.arange(-int(4 * sigma + 0.5), int(4 * sigma + 0.5) + 1)
+        expected = np.exp(-(t**2) / (2 * sigma**2))
+        # MONAI's gaussian_1d computes in float32 whatever the dtype of sigma (the docstring says float64)
+        np.testing.assert_allclose(g.double().numpy(), expected / expected.sum(), rtol=1e-6)
+        box = degradation_taps("mean", s)
+        assert box.dtype == torch.float64 and box.tolist() == [1.0 / (s + 1)] * (s + 1)
+    with pytest.raises(ValueError, match=r"^'median' is not a separable degradation kind; expected one of "):
+        degradation_taps("median", 2)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "mean", "hann"])
+@pytest.mark.parametrize("shape, s", [((1, 7), 1), ((2, 9), 1), ((3, 8), 2), ((2, 6), 2)])
+def test_short_axes_and_scale_1_mirror_like_scipy(kind, shape, s):
+    import scipy.ndimage as ndi
+
+    from common.transforms.degradation import degradation_taps
+
+    x = np.random.default_rng(sum(shape) + s).random(shape)
+    taps = degradation_taps(kind, s).numpy()
+    cropped = x[tuple(slice(0, (n // s) * s) for n in shape)]
+    full = cropped
+    for axis in range(2):
+        full = ndi.correlate1d(full, taps, axis=axis, mode="mirror")
+    expected = full[s // 2 :: s, s // 2 :: s]
+    np.testing.assert_allclose(Degrade(kind, s)(torch.from_numpy(x)[None])[0].numpy(), expected, atol=1e-12)
+
+
+def test_input_types_and_dtypes():
+    img = (np.random.default_rng(22).random((1, 16, 12)) * 200).astype(np.uint8)
+    out = Degrade("gaussian", 2)(img)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32  # float32 unless the input is float64
+    np.testing.assert_allclose(out, Degrade("gaussian", 2)(img.astype(np.float32)), rtol=1e-6)
+    half = Degrade("mean", 2)(torch.from_numpy(img).half())
+    assert half.dtype == torch.float32
+    plain = Degrade("mean", 2)(torch.from_numpy(img).float())
+    assert type(plain) is torch.Tensor  # a plain tensor stays plain (no metadata tracking)
+
+
+def test_metatensor_keeps_its_metadata_and_operations():
+    from monai.transforms import SpatialPad
+
+    img = MetaTensor(torch.rand(1, 14, 12), affine=torch.eye(3, dtype=torch.float64), meta={"filename_or_obj": "a.nii"})
+    padded = SpatialPad((16, 12))(img)
+    out = Degrade("hann", 2)(padded)
+    assert out.meta["filename_or_obj"] == "a.nii"
+    assert out.meta["spatial_shape"].tolist() == [8, 6]
+    assert len(out.applied_operations) == len(padded.applied_operations) == 1
+    with pytest.raises(ValueError, match=r"^affine of shape \(3, 3\) is too small for 3 spatial dims\.$"):
+        Degrade("mean", 2)(MetaTensor(torch.rand(1, 4, 4, 4), affine=torch.eye(3, dtype=torch.float64)))
+
+
+def test_argument_ranges_and_messages():
+    img = torch.rand(1, 8, 6)
+    torch.testing.assert_close(Degrade("undersample", 2, phase_axis=-2)(img), Degrade("undersample", 2)(img))
+    with pytest.raises(ValueError, match=r"^phase_axis 2 is out of range for 2 spatial dims\.$"):
+        Degrade("undersample", 2, phase_axis=2)(img)
+    assert Degrade("mean", 6)(img).shape == (1, 1, 1)  # a size equal to the scale is enough
+    with pytest.raises(ValueError, match=r"^every spatial size must be at least scale=7, got \(8, 6\)\.$"):
+        Degrade("mean", 7)(img)
+    with pytest.raises(ValueError, match=r"at least scale=3, got \(2, 6\)"):
+        Degrade("mean", 3)(torch.rand(1, 2, 6))
+    assert Degrade("mean", 1)(img).shape == img.shape
+    for fraction in (0.5, 1.5):
+        with pytest.raises(ValueError, match=rf"^partial_fourier_fraction must be in \(0.5, 1\], got {fraction}\.$"):
+            Degrade("partial_fourier", partial_fourier_fraction=fraction)
+    for acceleration in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"^acceleration must be a positive integer, got {acceleration}\.$"):
+            Degrade("undersample", acceleration=acceleration)
+    for fraction in (0.0, 1.0):
+        Degrade("undersample", center_fraction=fraction)(img)
+    with pytest.raises(ValueError, match=r"^center_fraction must be in \[0, 1\], got 1.5\.$"):
+        Degrade("undersample", center_fraction=1.5)
