@@ -191,3 +191,78 @@ def test_corrupt_datalist_from_a_mapping_keeps_other_entries(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # without dataset_dir, relative paths of a mapping resolve against "."
     again = json.loads(corrupt_datalist(data, None, tmp_path / "cache2", error_level=0.0).read_text())
     assert again["training"][0]["image"] == str((tmp_path / "image_0.nii.gz").resolve())
+
+
+def test_ball_and_dilation_by_a_disk():
+    from common.transforms.label_errors import _ball, dilate_structure
+
+    assert _ball(1, 2).sum() == 5 and _ball(2, 2).sum() == 13 and _ball(3, 2).sum() == 29 and _ball(2, 3).sum() == 33
+    dot = np.zeros((9, 9), np.int64)
+    dot[4, 4] = 1
+    assert (dilate_structure(dot, 1, 2) == 1).sum() == 13  # a disk of radius 2, not a cross or a square
+
+
+def test_corrupt_label_channel_first_and_dtype():
+    lab = _label().astype(np.uint8)
+    for kind in ("boundary_shift", "random", "label_swap"):
+        flat = CorruptLabel(kind=kind, radius=(2, 3))
+        chan = CorruptLabel(kind=kind, radius=(2, 3))
+        flat.set_random_state(4)
+        chan.set_random_state(4)
+        a, b = flat(lab), chan(lab[None])
+        assert a.dtype == np.uint8 and b.dtype == np.uint8 and b.shape == (1, 32, 32)
+        np.testing.assert_array_equal(b[0], a)  # the channel axis is not a spatial axis
+        assert flat._plan == chan._plan
+    as_tensor = CorruptLabel(kind="label_swap")(torch.as_tensor(lab)[None])
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.uint8
+
+
+def test_boundary_shift_vector_has_the_image_rank_and_a_drawn_length():
+    volume = np.zeros((1, 12, 12, 12), np.int64)
+    volume[0, 4:8, 4:8, 4:8] = 1
+    t = CorruptLabel(kind="boundary_shift", radius=(1, 3))
+    t.set_random_state(0)
+    out = t(volume)
+    assert len(t._plan[0]) == 3 and out.shape == volume.shape
+    t.randomize()  # no data: a 2D vector
+    assert len(t._plan[0]) == 2
+    lengths = []
+    for seed in range(200):
+        t.set_random_state(seed)
+        t.randomize(2)
+        lengths.append(float(np.hypot(*t._plan[0])))
+    assert min(lengths) < 1.5 and max(lengths) > 2.5 and max(lengths) < 3.75  # lengths 1 .. 3 (rounded offsets)
+    one = CorruptLabel(kind="boundary_shift", radius=(1, 1))
+    for seed in range(50):
+        one.set_random_state(seed)
+        one.randomize(2)
+        assert 0.9 < np.hypot(*one._plan[0]) < 1.5
+
+
+def test_random_radii_cover_the_inclusive_range():
+    t = CorruptLabel(kind="random", radius=(1, 3), structures=(1, 2, 3))
+    t.set_random_state(0)
+    radii = set()
+    for _ in range(40):
+        t.randomize(2)
+        radii.update(r for _, _, r in t._plan)
+    assert radii == {1, 2, 3}
+    assert CorruptLabel(radius=2).radius == (2, 2)  # one number: a fixed radius
+    assert CorruptLabel(radius=(0, 2)).radius == (0, 2)  # zero is allowed as the smallest radius
+    never = CorruptLabel(prob=0.0)
+    for _ in range(5):
+        np.testing.assert_array_equal(never(_label()), _label())
+        assert not never.corrupted
+
+
+def test_corrupt_label_argument_messages():
+    with pytest.raises(
+        ValueError,
+        match=r"^unknown label error kind 'x'; choose one of random, systematic, boundary_shift, label_swap$",
+    ):
+        CorruptLabel(kind="x")
+    for radius in ((1, 2, 3), (-1, 2), (3, 2)):
+        with pytest.raises(ValueError, match=r"^radius must be \(min, max\) with 0 <= min <= max, got "):
+            CorruptLabel(radius=radius)
+    with pytest.raises(ValueError, match=r"^swap must name two different label values, got \(1, 1\)$"):
+        CorruptLabel(kind="label_swap", swap=(1, 1))
