@@ -112,8 +112,29 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
     return problems
 
 
+# Per-run detail the published record leaves out (it stays in the study's own results.json): the label-error
+# detectors' score of every training sample under every variant, most of that file's size.
+DROPPED = (("extra", "detection", "scores"),)
+
+
+def slim_record(record: dict) -> dict:
+    """``record`` without the :data:`DROPPED` per-run detail; every number the docs render is kept."""
+    runs = []
+    for run in record.get("runs", []):
+        run = json.loads(json.dumps(run))
+        for path in DROPPED:
+            node = run.get("metrics", {})
+            for key in path[:-1]:
+                node = node.get(key, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+        runs.append(run)
+    return {**record, "runs": runs}
+
+
 def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
-    """Copy ``source/<bundle>/results.json`` (as ``quick.json``) and its figures into each bundle's docs."""
+    """Copy ``source/<bundle>/results.json`` (as ``quick.json``, without the :data:`DROPPED` detail) and its
+    figures into each bundle's docs."""
     copied = []
     for bundle in BUNDLE_NAMES:
         src = source / bundle / "results.json"
@@ -126,7 +147,7 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
         dest.mkdir(parents=True, exist_ok=True)
         for figure in record.get("figures", []):
             shutil.copyfile(src.parent / figure, dest / figure)
-        atomic_write_json(dest / "quick.json", record)
+        atomic_write_json(dest / "quick.json", slim_record(record))
         copied.append(bundle)
     return copied
 

@@ -75,3 +75,27 @@ def test_rendering_replaces_only_the_marked_section(tmp_path):
     text = render.rendered_documents(root)[doc]
     assert text.startswith(before) and text.endswith(after) and "hand-typed table" not in text
     assert render.NOTE in text
+
+
+def test_import_copies_a_slim_record_and_its_figures(tmp_path):
+    root = _tree(tmp_path / "repo")
+    source = tmp_path / "runs"
+    (source / "label_error_refurbishment").mkdir(parents=True)
+    run = {"name": "x", "metrics": {"extra": {"detection": {"scores": {"loss": {"a": 1.0}}, "metrics": {"loss": 0.9}}}}}
+    record = {"profile": "quick", "runs": [run], "figures": ["roc.png"], "summary": {"a": 1}}
+    (source / "label_error_refurbishment" / "results.json").write_text(json.dumps(record))
+    (source / "label_error_refurbishment" / "roc.png").write_bytes(b"\x89PNG....")
+    assert render.import_results(source, root) == ["label_error_refurbishment"]
+    dest = render.results_dir("label_error_refurbishment", root)
+    saved = json.loads((dest / "quick.json").read_text())
+    assert saved["runs"][0]["metrics"]["extra"]["detection"] == {"metrics": {"loss": 0.9}}
+    assert saved["summary"] == {"a": 1} and (dest / "roc.png").read_bytes() == b"\x89PNG...."
+    assert record["runs"][0]["metrics"]["extra"]["detection"]["scores"]  # the source record is left whole
+
+
+def test_import_refuses_a_profile_other_than_quick(tmp_path):
+    root = _tree(tmp_path / "repo")
+    (tmp_path / "runs" / "sr_degradation_bias").mkdir(parents=True)
+    (tmp_path / "runs" / "sr_degradation_bias" / "results.json").write_text(json.dumps({"profile": "smoke"}))
+    with pytest.raises(ValueError, match="profile 'smoke'; the published results are the quick profile"):
+        render.import_results(tmp_path / "runs", root)
