@@ -56,7 +56,7 @@ def test_any_array_shape_is_flattened():
 
 def test_error_messages_count_the_bad_values_and_list_the_groups():
     with pytest.raises(ValueError, match=r"scores must be finite; got 2 NaN/Inf value\(s\)"):
-        group_auc([1.0, np.nan, np.inf, 2.0], ["H", "L", "H", "L"], "L")
+        group_auc([1.0, np.nan, np.inf, 2.0, 3.0], ["H", "L", "H", "L", "L"], "L")
     # groups are listed sorted as text (any label type sorts): 10 before 9
     with pytest.raises(ValueError, match=r"0 of 3 are in it \(groups present: \[10, 9\]\)"):
         group_auc([1.0, 2.0, 3.0], [9, 10, 9], 3)

@@ -169,3 +169,12 @@ def test_metric_classes_pass_reduction_and_get_not_nans(cls, func):
     counted(pred, gt)
     value, not_nans = counted.aggregate()
     assert value.item() == pytest.approx(per_image.mean().item(), rel=1e-6) and not_nans.item() == 3
+
+
+def test_laplacian_of_gaussian_computes_half_input_in_float32():
+    from common.metrics.image_quality import laplacian_of_gaussian
+
+    x = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    out = laplacian_of_gaussian(x.half())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, laplacian_of_gaussian(x.half().float()))

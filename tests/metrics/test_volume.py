@@ -191,3 +191,11 @@ def test_metric_passes_its_settings():
         bad(y_pred=pred, y=gt)
     with pytest.raises(ValueError, match="must be a torch.Tensor, got <class 'NoneType'>"):
         VolumeBiasMetric().aggregate()
+
+
+def test_soft_two_channel_prediction_fixes_the_number_of_classes():
+    soft = torch.tensor([[[0.7, 0.6, 0.2, 0.9]], [[0.3, 0.4, 0.8, 0.1]]]).permute(1, 0, 2)  # (B=1, C=2, N=4)
+    gt = torch.zeros(1, 1, 4)  # background only: the label map alone would mean one class
+    bias = volume_bias(soft, gt, include_background=True)
+    assert bias.shape == (1, 2)
+    assert bias[0, 0].item() == pytest.approx((2.4 - 4.0) / 4.0) and torch.isnan(bias[0, 1])

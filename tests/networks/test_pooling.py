@@ -323,8 +323,8 @@ def test_spectral_pools_accept_half_and_bfloat16_input(pool):
 def test_spectral_pools_compute_float32_input_in_float32(pool):
     """float32 input is transformed in float32 (half the memory of float64): its rounding differs from a float64
     computation cast to float32, while staying within float32 precision of it."""
-    x = torch.from_numpy(np.random.default_rng(9).normal(size=(2, 3, 14, 10)))
-    out32, out64 = pool(x.float()), pool(x)
+    x = torch.from_numpy(np.random.default_rng(9).normal(size=(2, 3, 14, 10))).float()
+    out32, out64 = pool(x), pool(x.double())  # the same input values, transformed in float32 and in float64
     assert out32.dtype == torch.float32
     torch.testing.assert_close(out32, out64.float(), atol=1e-5, rtol=1e-5)
     assert not torch.equal(out32, out64.float())
