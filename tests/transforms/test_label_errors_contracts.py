@@ -266,3 +266,55 @@ def test_corrupt_label_argument_messages():
             CorruptLabel(radius=radius)
     with pytest.raises(ValueError, match=r"^swap must name two different label values, got \(1, 1\)$"):
         CorruptLabel(kind="label_swap", swap=(1, 1))
+
+
+def _datalist_with_splits(tmp_path, n=3):
+    """Training entries 0 .. n-1; validation and test hold only entry 0 (so a bad file elsewhere is training's)."""
+    src = _write_datalist(tmp_path, n=n)
+    data = json.loads(src.read_text())
+    data["validation"] = data["training"][:1]
+    data["test"] = data["training"][:1]
+    src.write_text(json.dumps(data))
+    return src
+
+
+@pytest.mark.parametrize("split", ["training", "validation", "test"])
+def test_prepare_validates_every_split(tmp_path, split):
+    src = _datalist_with_splits(tmp_path)
+    data = json.loads(src.read_text())
+    nib.save(nib.Nifti1Image(np.full((32, 32), 9, np.uint8), np.eye(4)), tmp_path / "bad.nii.gz")
+    data[split] = data[split] + [{"image": "image_0.nii.gz", "label": "bad.nii.gz"}]
+    src.write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match="bad.nii.gz"):
+        prepare_label_error_datalist(str(src), None, tmp_path / "cache", error_level=0.0)
+
+
+def test_prepare_rejects_3d_images_and_passes_kind_seed_and_options(tmp_path):
+    src = _datalist_with_splits(tmp_path, n=4)
+    out = prepare_label_error_datalist(
+        str(src), None, tmp_path / "cache", error_type="label_swap", error_level=0.5, seed=1, swap=(1, 2)
+    )
+    data = json.loads(out.read_text())
+    assert data["label_errors"] == {"kind": "label_swap", "error_level": 0.5, "seed": 1, "swap": [1, 2]}
+    seed0 = prepare_label_error_datalist(
+        str(src), None, tmp_path / "cache", error_type="label_swap", error_level=0.5, swap=(1, 2)
+    )
+    assert json.loads(seed0.read_text())["label_errors"]["seed"] == 0
+    for entry in data["training"]:
+        if entry["corrupted"]:
+            clean = np.asarray(nib.load(entry["label_clean"]).dataobj)
+            swapped = np.asarray(nib.load(entry["label"]).dataobj)
+            np.testing.assert_array_equal(swapped == 2, clean == 1)
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 3), np.float32), np.eye(4)), tmp_path / "image_1.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 3), np.uint8), np.eye(4)), tmp_path / "label_1.nii.gz")
+    with pytest.raises(DatalistError, match="image_1.nii.gz"):
+        prepare_label_error_datalist(str(src), None, tmp_path / "cache2", error_level=0.0)
+
+
+def test_default_error_radius_message():
+    from common.transforms.label_errors import default_error_radius
+
+    with pytest.raises(
+        ValueError, match=r"^unknown error type 'x'; expected one of random, systematic, boundary_shift, label_swap$"
+    ):
+        default_error_radius("x")
