@@ -117,3 +117,14 @@ def test_edges_repeat_beyond_the_field_of_view_and_integer_images_are_blurred_in
     as_float = SimulateLowResolution(3.0)(noisy.astype(np.float32))
     assert as_uint8.dtype == torch.float32
     torch.testing.assert_close(as_uint8, as_float)
+
+
+def test_no_warning_about_the_input_affine_in_the_metadata():
+    import warnings
+
+    img = MetaTensor(torch.ones(1, 8, 8), affine=torch.diag(torch.tensor([2.0, 2.0, 1.0], dtype=torch.float64)))
+    assert "affine" in img.meta  # as for every MetaTensor, e.g. one read by LoadImage
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = SimulateLowResolution(4.0)(img)
+    assert out.affine[0, 0].item() == 4.0

@@ -318,3 +318,29 @@ def test_default_error_radius_message():
         ValueError, match=r"^unknown error type 'x'; expected one of random, systematic, boundary_shift, label_swap$"
     ):
         default_error_radius("x")
+
+
+def test_corrupted_labels_keep_the_source_header_and_a_second_pinned_selection(tmp_path):
+    from common.transforms.label_errors import corrupt_datalist
+
+    src = _write_datalist(tmp_path, n=8)
+    for i in range(8):  # headers with units and a description, as scanners write them
+        img = nib.load(tmp_path / f"label_{i}.nii.gz")
+        header = img.header.copy()
+        header.set_xyzt_units("mm", "sec")
+        header["descrip"] = b"manual"
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, header), tmp_path / f"label_{i}.nii.gz")
+    out = corrupt_datalist(src, None, tmp_path / "cache", kind="label_swap", error_level=0.25, seed=3)
+    corrupted = _corrupted_entries(out)
+    assert [e["id"] for e in corrupted] == ["image_1", "image_4"]  # pinned: round(0.25 * 8) of them, by (seed, 7919)
+    for e in corrupted:
+        header = nib.load(e["label"]).header
+        assert header.get_xyzt_units() == ("mm", "sec") and header["descrip"].tobytes().startswith(b"manual")
+
+
+def test_corrupt_label_on_a_3d_map_without_channel():
+    vol = np.stack([_label()] * 4)  # (D=4, H, W): no channel axis
+    t = CorruptLabel(kind="boundary_shift", radius=(1, 1))
+    t.set_random_state(2)
+    out = t(vol)
+    assert out.shape == vol.shape and len(t._plan[0]) == 3
