@@ -45,12 +45,12 @@ def load_results(bundle: str, root: Path = REPO_ROOT) -> dict | None:
 
 
 def render_bundle_section(bundle: str, record: dict | None) -> str:
-    """The bundle docs' results section: the study's report, headings one level down, figures in results/."""
+    """The bundle docs' results section: the study's report, headings two levels down, figures in results/."""
     if record is None:
         return "No committed quick-study results yet (`python -m common.study.render --from DIR`)."
     module = importlib.import_module(f"common.study.{bundle}")
     text = module.render_report(record, [f"results/{f}" for f in record.get("figures", [])])
-    lines = [("#" + line) if line.startswith("#") else line for line in text.splitlines()]
+    lines = [("##" + line) if line.startswith("#") else line for line in text.splitlines()]
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
