@@ -247,7 +247,8 @@ def execute(
             except json.JSONDecodeError:
                 record = {}
             if record.get("key") == task["key"]:
-                results[i] = _result(task, record["metrics"], record.get("seconds"), reused=True)
+                done_at = record.get("finished", record_file.stat().st_mtime)  # older records: the file's time
+                results[i] = _result(task, record["metrics"], record.get("seconds"), reused=True, finished=done_at)
                 continue
         todo.append(i)
     if results:
@@ -269,13 +270,14 @@ def execute(
     def finished(i: int, metrics: dict) -> None:
         task = tasks[i]
         seconds = metrics.get("_run", {}).get("seconds")
+        done_at = time.time()
         atomic_write_json(
             task["run_dir"] / "run_record.json",
             {"key": task["key"], "code_fingerprint": fingerprint, "overrides": task["overrides"],
-             "seconds": seconds, "metrics": metrics},
+             "seconds": seconds, "finished": done_at, "metrics": metrics},
         )  # fmt: skip
         with lock:
-            results[i] = _result(task, metrics, seconds, reused=False)
+            results[i] = _result(task, metrics, seconds, reused=False, finished=done_at)
             count[0] += 1
             fresh_done = count[0] - (len(tasks) - len(todo))
             elapsed = time.perf_counter() - t0
@@ -303,10 +305,17 @@ def execute(
     return [results[i] for i in range(len(tasks))]
 
 
-def _result(task: dict, metrics: dict, seconds, reused: bool) -> dict:
+def _result(task: dict, metrics: dict, seconds, reused: bool, finished: float | None = None) -> dict:
     run = task["run"]
     return {**run.labels, "name": run.name, "seed": task["seed"], "overrides": task["overrides"],
-            "metrics": metrics, "seconds": seconds, "reused": reused}  # fmt: skip
+            "metrics": metrics, "seconds": seconds, "finished": finished, "reused": reused}  # fmt: skip
+
+
+def runs_span_seconds(results: Sequence[Mapping[str, Any]]) -> float | None:
+    """Wall time from the first run's start to the last run's end (``finished`` minus ``seconds``), whether
+    the runs were made now or reused: what the study's runs took, not what this invocation took."""
+    spans = [(r["finished"] - (r["seconds"] or 0.0), r["finished"]) for r in results if r.get("finished")]
+    return round(max(e for _, e in spans) - min(s for s, _ in spans), 1) if spans else None
 
 
 def _ray_run(bundle: str, configs: list[str], overrides: dict, run_dir: str) -> dict:
@@ -500,7 +509,9 @@ def run_study(
         "environment": environment_record(seeds[0]),
         "git": git_commit(),
         "code_fingerprint": code_fingerprint(),
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": runs_span_seconds(results) or round(time.perf_counter() - t0, 1),
+        "invocation_seconds": round(time.perf_counter() - t0, 1),
+        "reused_runs": sum(r["reused"] for r in results),
         "run_seconds": round(sum(r["seconds"] or 0 for r in results), 1),
         "profile_settings": json.loads(json.dumps(module.PROFILES[profile], default=str)),
         "example_run_command": shlex.join(bundle_command(study.bundle, study.configs, study.runs[0].overrides)),

@@ -46,8 +46,8 @@ def report_header(record: dict, title: str) -> list[str]:
         f"# {title}",
         "",
         f"Profile `{record['profile']}`, seeds {', '.join(map(str, seeds))}: {n_settings} settings x "
-        f"{len(seeds)} seeds = {len(record['runs'])} bundle runs, {record['seconds']:.0f} s wall "
-        f"({record['run_seconds']:.0f} s summed over runs). Code fingerprint `{record['code_fingerprint']}`, "
+        f"{len(seeds)} seeds = {len(record['runs'])} bundle runs, {record['seconds']:.0f} s wall from the first "
+        f"run's start to the last one's end ({record['run_seconds']:.0f} s summed over runs). Code fingerprint `{record['code_fingerprint']}`, "
         f"commit `{commit[:10]}`. Produced by:",
         "",
         f"    {record['command']}",

@@ -173,3 +173,23 @@ def test_merge_seeds_gives_one_entry_per_setting_with_medians():
     ] + [{"name": "y", "seed": 0, "grid": "g", "metrics": {"v": 7.0}, "overrides": {}}]
     merged = merge_seeds(results)
     assert [(m["name"], m["seeds"], m["metrics"]["v"]) for m in merged] == [("x", [0, 1, 2], 2.0), ("y", [0], 7.0)]
+
+
+def test_runs_span_is_first_start_to_last_end_whether_reused_or_not():
+    from common.study.engine import runs_span_seconds
+
+    results = [
+        {"finished": 110.0, "seconds": 10.0, "reused": True},  # 100 -> 110
+        {"finished": 130.0, "seconds": 25.0, "reused": False},  # 105 -> 130
+        {"finished": None, "seconds": 5.0},  # no time known: left out
+    ]
+    assert runs_span_seconds(results) == 30.0
+    assert runs_span_seconds([{"finished": None, "seconds": 1.0}]) is None
+
+
+def test_a_resumed_study_keeps_the_first_runs_times(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "run_bundle", FakeBundle())
+    first = execute(_study(), tmp_path, log=lambda line: None)
+    assert all(r["finished"] and not r["reused"] for r in first)
+    again = execute(_study(), tmp_path, log=lambda line: None)
+    assert [r["finished"] for r in again] == [r["finished"] for r in first] and all(r["reused"] for r in again)
