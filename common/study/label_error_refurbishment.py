@@ -114,7 +114,7 @@ def progress(metrics: dict) -> str:
 def _view(run: dict) -> dict:
     """A run with its ``metrics.json`` as the tables read it: ``test`` (with ``per_image``) and ``detection``."""
     m = run["metrics"]
-    return {**run, "metrics": {**m["extra"], "test": {**m["extra"]["test"], "per_image": m["per_sample"]}}}
+    return {**run, "metrics": {**m["extra"], "test": {**m["extra"]["test"], "per_image": m.get("per_sample", [])}}}
 
 
 def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:

@@ -112,9 +112,10 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
     return problems
 
 
-# Per-run detail the published record leaves out (it stays in the study's own results.json): the label-error
-# detectors' score of every training sample under every variant, most of that file's size.
-DROPPED = (("extra", "detection", "scores"),)
+# Per-run detail the published record leaves out (it stays in the study's own results.json and each run's
+# metrics.json): every run's per-sample records and the label-error detectors' score of every training sample
+# under every variant. The rest (every number the docs render) keeps each committed file under 1 MB.
+DROPPED = (("per_sample",), ("extra", "detection", "scores"))
 
 
 def slim_record(record: dict) -> dict:

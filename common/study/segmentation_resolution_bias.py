@@ -183,7 +183,7 @@ def prepare_data(overrides: dict) -> None:
 
 def _view(metrics: dict) -> dict:
     """A run's ``metrics.json`` as the tables read it: the per-group detail and the subjects."""
-    return {**metrics["extra"], "subjects": metrics["per_sample"]}
+    return {**metrics["extra"], "subjects": metrics.get("per_sample", [])}
 
 
 def _main_runs(results: list[dict], pair) -> dict[str, dict]:

@@ -81,14 +81,18 @@ def test_import_copies_a_slim_record_and_its_figures(tmp_path):
     root = _tree(tmp_path / "repo")
     source = tmp_path / "runs"
     (source / "label_error_refurbishment").mkdir(parents=True)
-    run = {"name": "x", "metrics": {"extra": {"detection": {"scores": {"loss": {"a": 1.0}}, "metrics": {"loss": 0.9}}}}}
+    detection = {"scores": {"loss": {"a": 1.0}}, "metrics": {"loss": 0.9}}
+    run = {
+        "name": "x",
+        "metrics": {"per_sample": [{"id": "a"}], "metrics": {"d": 1.0}, "extra": {"detection": detection}},
+    }
     record = {"profile": "quick", "runs": [run], "figures": ["roc.png"], "summary": {"a": 1}}
     (source / "label_error_refurbishment" / "results.json").write_text(json.dumps(record))
     (source / "label_error_refurbishment" / "roc.png").write_bytes(b"\x89PNG....")
     assert render.import_results(source, root) == ["label_error_refurbishment"]
     dest = render.results_dir("label_error_refurbishment", root)
     saved = json.loads((dest / "quick.json").read_text())
-    assert saved["runs"][0]["metrics"]["extra"]["detection"] == {"metrics": {"loss": 0.9}}
+    assert saved["runs"][0]["metrics"] == {"metrics": {"d": 1.0}, "extra": {"detection": {"metrics": {"loss": 0.9}}}}
     assert saved["summary"] == {"a": 1} and (dest / "roc.png").read_bytes() == b"\x89PNG...."
     assert record["runs"][0]["metrics"]["extra"]["detection"]["scores"]  # the source record is left whole
 
