@@ -194,7 +194,7 @@ def run_key(bundle: str, configs: Sequence[str], overrides: Mapping[str, Any], f
 # ---------------------------------------------------------------------------------------------- execution
 
 
-def _resolved_overrides(study: Study, run: Run, seed: int, output_dir: Path) -> tuple[Path, dict]:
+def _resolved_overrides(run: Run, seed: int, output_dir: Path) -> tuple[Path, dict]:
     run_dir = output_dir / "runs" / run.name / f"seed{seed}"
     overrides = {
         **run.overrides,
@@ -233,7 +233,7 @@ def execute(
     tasks: list[dict] = []
     for seed in study.seeds:
         for run in study.runs:
-            run_dir, overrides = _resolved_overrides(study, run, seed, output_dir)
+            run_dir, overrides = _resolved_overrides(run, seed, output_dir)
             key = run_key(study.bundle, study.configs, overrides, fingerprint)
             tasks.append({"run": run, "seed": seed, "run_dir": run_dir, "overrides": overrides, "key": key})
 
@@ -519,10 +519,8 @@ def run_study(
         "claims": evaluate_claims(module.CLAIMS, per_seed),
         "runs": results,
     }
-    atomic_write_json(output_dir / "results.json", record)
-    figures = module.make_figures(record, output_dir)
-    record["figures"] = figures
+    record["figures"] = module.make_figures(record, output_dir)
     atomic_write_json(output_dir / "results.json", record)
     report = output_dir / "report.md"
-    atomic_write_text(report, module.render_report(record, figures))
+    atomic_write_text(report, module.render_report(record, record["figures"]))
     return report

@@ -1,4 +1,4 @@
-"""Study of the ``label_error_refurbishment`` bundle (seed 003, first abstract; Flip of the second).
+"""Study of the ``label_error_refurbishment`` bundle (Islam et al. 2026; the Flip decomposition of Achara et al. 2026).
 
 Grid: error types x error levels, each level trained twice from the same seed (noisy only, and noisy
 with refurbishment driven by the default detector; both runs are identical up to the detection epoch, so
@@ -38,7 +38,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                    "num_train": 12, "num_val": 4, "num_test": 6, "val_interval": 3},
         "parallel": 2,
     },
-    # The seed's qualitative findings on the embedded phantom, on a 2-core CPU.
+    # The paper's qualitative findings on the embedded phantom, on a 2-core CPU.
     "quick": {
         "types": ("random", "systematic", "label_swap"),
         "levels": (0.25, 0.5, 0.75),

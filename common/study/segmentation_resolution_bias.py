@@ -4,11 +4,11 @@
 every setting as one ordinary bundle process (``train.yaml`` + ``evaluate.yaml`` with
 ``--train_first True``) and writes ``DIR/segmentation_resolution_bias/{results.json, report.md, *.png}``:
 
-- table 1 (the seed's Table 1): grey-matter group AUC per approach and resolution pair, with the
+- table 1 (Table 1 of Henschel et al. 2022): grey-matter group AUC per approach and resolution pair, with the
   ground-truth ("manual") AUC;
 - Dice and normalised volume bias (median, bootstrap 95% interval) per structure, approach and group;
 - the down-sampling operators x {h_only, scale_aug} at the main pair;
-- figures in the shape of the seed's Fig. 3 (grey-matter volume distributions per approach with the
+- figures in the shape of that paper's Fig. 3 (grey-matter volume distributions per approach with the
   ground truth), Fig. 4 (Dice boxes) and Fig. 5 (volume-bias boxes).
 
 ``results.json["summary"]`` holds, for grey matter at the main pair, ``volume_bias_L[approach]`` (median
@@ -135,9 +135,10 @@ def grid(profile: str) -> list[dict]:
 
 def build(profile: str, seeds) -> Study:
     """The study of ``profile``: :func:`grid` as bundle runs, repeated over ``seeds``."""
-    spec = PROFILES[profile] if profile in PROFILES else None
+    points = grid(profile)  # validates the profile
+    spec = PROFILES[profile]
     runs = []
-    for point in grid(profile):
+    for point in points:
         high, low = point["pair"]
         overrides = {
             **spec["settings"],

@@ -1,9 +1,9 @@
-"""Super-resolution degradation-bias study (seed 002, METHODS section 3).
+"""Super-resolution degradation-bias study (Shrestha, Wang and Nakarmi 2023; see docs/references.md).
 
 One model per training set (six degradations + ``combined``), each evaluated on all six test degradations:
-the seed's Table I as PSNR / SSIM / NRMSE / HFEN matrices (plus a ``bicubic_interpolation`` row: the same
+the paper's Table I as PSNR / SSIM / NRMSE / HFEN matrices (plus a ``bicubic_interpolation`` row: the same
 low-resolution inputs up-sampled without a network), heat maps, and HFEN box plots per training set
-(the seed's Fig. 3). ``full`` adds the loss grid (Table II: L1 and SSIM losses) and the architecture grid
+(the paper's Fig. 3). ``full`` adds the loss grid (Table II: L1 and SSIM losses) and the architecture grid
 (Table III: SRCNN and RRDBNet). Every setting is one ``python -m monai.bundle run`` of
 ``bundles/sr_degradation_bias`` (train + evaluate in one process); ``jobs`` settings run side by side. A
 setting already finished in the same output folder with the same overrides (``runs/<name>/completed_run.json``)
@@ -21,7 +21,7 @@ from common.study.engine import Claim, Run, Study
 from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
 
 BUNDLE = "sr_degradation_bias"
-TEST_KINDS = ("gaussian", "hann", "hamming", "bicubic", "mean", "median")  # the seed's column order
+TEST_KINDS = ("gaussian", "hann", "hamming", "bicubic", "mean", "median")  # the paper's column order
 TRAIN_SETS = (*TEST_KINDS, "combined")
 METRICS = ("psnr", "ssim", "nrmse", "hfen")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "nrmse": False, "hfen": False}
@@ -93,7 +93,7 @@ def matrices(runs: list[dict[str, Any]], with_bicubic: bool = True) -> dict[str,
 
 
 def table_checks(psnr: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The seed's Table I findings, checked on a PSNR matrix (rows: training sets; columns: test kinds)."""
+    """The paper's Table I findings, checked on a PSNR matrix (rows: training sets; columns: test kinds)."""
     singles = [t for t in TEST_KINDS if t in psnr]
     cols = [k for k in TEST_KINDS if k in next(iter(psnr.values()))]
     best = {k: max(singles + (["combined"] if "combined" in psnr else []), key=lambda t: psnr[t][k]) for k in cols}
@@ -175,7 +175,7 @@ def _heatmaps(mats: dict[str, dict[str, dict[str, float]]], output_dir: Path, pr
 
 
 def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hfen_boxplots.png") -> str:
-    """The seed's Fig. 3: per training set, HFEN per test set of the model (blue) and of its bicubic input (red)."""
+    """The paper's Fig. 3: per training set, HFEN per test set of the model (blue) and of its bicubic input (red)."""
     import matplotlib.pyplot as plt
 
     n = len(runs)

@@ -17,7 +17,7 @@ def _biased_matrix() -> dict[str, dict[str, float]]:
     return psnr
 
 
-def test_table_checks_on_the_seed_pattern():
+def test_table_checks_on_the_papers_pattern():
     checks = table_checks(_biased_matrix())
     assert checks["own_degradation_best_columns"] == 6
     assert checks["best_model_per_test_set"] == {k: k for k in TEST_KINDS}
