@@ -60,6 +60,12 @@ LABEL_NAMES = {0: "background", 1: "other_csf", 2: "grey_matter", 3: "white_matt
 SPLITS = {"training": "train", "validation": "val", "test": "test"}
 GROUPS = ("H", "L")
 
+GROUP_L_CONTRASTS = {
+    "inverted": (0.30, 0.80, 0.55),  # infant-like: grey matter brighter than white matter
+    "reduced": (0.30, 0.60, 0.72),  # child-like: the adult order, half the grey/white difference of group H
+}
+"""Named tissue means (other/CSF, GM, WM) of group L; group H has (0.30, 0.60, 0.85)."""
+
 
 @dataclass(frozen=True)
 class MNIPopulationConfig:
@@ -77,7 +83,7 @@ class MNIPopulationConfig:
     group_l_scale: float = 1.0  # extra global scale of group L
     group_l_gm_change: float = -0.10  # relative GM volume change of group L by cortical thinning
     contrast_h: tuple[float, float, float] = (0.30, 0.60, 0.85)  # mean of other/CSF, GM, WM
-    contrast_l: tuple[float, float, float] = (0.30, 0.80, 0.55)  # inverted grey/white contrast
+    contrast_l: tuple[float, float, float] | str = (0.30, 0.80, 0.55)  # or a GROUP_L_CONTRASTS name
     contrast_std: float = 0.03
     bias_field_coeff: float = 0.1
     gamma_std: float = 0.1
@@ -94,6 +100,12 @@ class MNIPopulationConfig:
                 raise ValueError(f"MNIPopulationConfig.{name} must be positive")
         if not -0.5 < self.group_l_gm_change < 0.5:
             raise ValueError("MNIPopulationConfig.group_l_gm_change must lie in (-0.5, 0.5)")
+        if isinstance(self.contrast_l, str):
+            if self.contrast_l not in GROUP_L_CONTRASTS:
+                raise ValueError(
+                    f"MNIPopulationConfig.contrast_l {self.contrast_l!r} is not one of {', '.join(GROUP_L_CONTRASTS)}"
+                )
+            object.__setattr__(self, "contrast_l", GROUP_L_CONTRASTS[self.contrast_l])
         for name in ("contrast_h", "contrast_l"):
             if len(getattr(self, name)) != 3:
                 raise ValueError(f"MNIPopulationConfig.{name} needs 3 means (other/CSF, GM, WM)")

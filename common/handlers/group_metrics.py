@@ -69,7 +69,9 @@ def summarize_groups(
     Returns:
         ``{"groups": {g: {"n", "dice": {s: {mean, median, values}}, "volume_bias": {s: {median, ci95, mean,
         values}}, "flip": {global, per_image, num_images}}}, "auc": {s: {"pred", "manual", "positive"}},
-        "mean_dice": x}``. Volume bias is ``(Vol(pred) - Vol(gt)) / Vol(gt)`` per subject; its median gets a
+        "mean_dice": x, "balanced_dice": x}``. ``mean_dice`` pools every subject and structure; ``balanced_dice``
+        is the mean over groups of each group's mean Dice over structures, so each group weighs the same
+        whatever its size (the validation metric of the segmentation bundle). Volume bias is ``(Vol(pred) - Vol(gt)) / Vol(gt)`` per subject; its median gets a
         percentile-bootstrap 95% interval. The AUC tells the two groups apart by a structure's predicted
         volume (``pred``) and true volume (``manual``), both oriented so the group with larger true volumes is
         ``positive``: a predicted AUC below 0.5 reverses the true difference. ``None`` where undefined.
@@ -111,6 +113,12 @@ def summarize_groups(
             }
     all_dice = [s["dice"][st] for s in subjects for st in structures if s["dice"][st] is not None]
     out["mean_dice"] = _nan_to_none(float(np.nanmean(all_dice))) if all_dice else None
+    group_means = [
+        np.nanmean([e["dice"][st]["mean"] for st in structures if e["dice"][st]["mean"] is not None])
+        for e in out["groups"].values()
+        if any(e["dice"][st]["mean"] is not None for st in structures)
+    ]
+    out["balanced_dice"] = _nan_to_none(float(np.mean(group_means))) if group_means else None
     return out
 
 
@@ -203,7 +211,7 @@ class GroupSegmentationMetrics:
 
     def complete(self, engine) -> None:
         self.summary = summarize_groups(self.subjects, self.structures, self.n_bootstrap, self.seed)
-        flat = {"mean_dice": self.summary["mean_dice"]}
+        flat = {"mean_dice": self.summary["mean_dice"], "balanced_dice": self.summary["balanced_dice"]}
         for g, entry in self.summary["groups"].items():
             for st in self.structures:
                 flat[f"dice_{st}_{g}"] = entry["dice"][st]["mean"]

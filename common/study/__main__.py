@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--address", help="Ray cluster address for --executor ray (default: auto)")
     parser.add_argument("--jobs", type=int, help="local runs side by side (default: the profile's)")
+    parser.add_argument(
+        "--grid",
+        help="a study's named grid instead of its profile's default (e.g. segmentation_resolution_bias: pooling)",
+    )
     args = parser.parse_args(argv)
     if args.seed is not None and args.seeds:
         parser.error("give --seeds or --seed, not both")
@@ -43,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             report = engine.run_study(
-                module, args.profile, args.output / name, seeds, executor=args.executor, address=args.address,
-                jobs=args.jobs,
+                module, args.profile, args.output / (f"{name}-{args.grid}" if args.grid else name), seeds,
+                executor=args.executor, address=args.address, jobs=args.jobs, grid=args.grid,
             )  # fmt: skip
         except (BundleRunError, ValueError, FileNotFoundError, RuntimeError) as err:
             print(f"error: study {name} stopped: {err}", file=sys.stderr)

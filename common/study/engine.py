@@ -139,9 +139,10 @@ def _tag(value: Any) -> str:
 OUTSIDE_BUNDLE_RUNS = ("study", "audit")
 
 
-def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False) -> str:
+def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False, bundle: str | None = None) -> str:
     """Hash (16 hex digits) of the code that produces a study's numbers: ``common/**/*.py`` and
-    ``bundles/*/configs/*``, by relative path and content (so a fresh clone gives the same value).
+    ``bundles/*/configs/*`` (only ``bundles/<bundle>/configs/*`` when ``bundle`` is given), by relative path and
+    content (so a fresh clone gives the same value).
 
     ``bundle_runs_only=True`` leaves out the packages in :data:`OUTSIDE_BUNDLE_RUNS` (summaries, reports and
     the audit run outside the bundle processes): that is the part of a run's key, so a change to a report
@@ -152,7 +153,7 @@ def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = Fals
     if bundle_runs_only:
         outside = [root / "common" / name for name in OUTSIDE_BUNDLE_RUNS]
         files = [p for p in files if not any(o in p.parents for o in outside)]
-    files += sorted(p for p in (root / "bundles").glob("*/configs/*") if p.is_file())
+    files += sorted(p for p in (root / "bundles").glob(f"{bundle or '*'}/configs/*") if p.is_file())
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -229,7 +230,7 @@ def execute(
         raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = code_fingerprint(bundle_runs_only=True)
+    fingerprint = code_fingerprint(bundle_runs_only=True, bundle=study.bundle)
     tasks: list[dict] = []
     for seed in study.seeds:
         for run in study.runs:
@@ -471,6 +472,13 @@ def merge_seeds(results: Sequence[Mapping[str, Any]]) -> list[dict]:
     return merged
 
 
+def _claims(module: Any, profile: str, grid: str | None) -> list[Claim]:
+    """The claims a study's grid checks: ``CLAIMS_BY_GRID[grid]`` (grid default: the profile's ``"grid"``), else
+    ``CLAIMS``."""
+    grid = grid or module.PROFILES.get(profile, {}).get("grid")
+    return getattr(module, "CLAIMS_BY_GRID", {}).get(grid, module.CLAIMS)
+
+
 def run_study(
     module: Any,
     profile: str,
@@ -479,12 +487,15 @@ def run_study(
     executor: str = "local",
     address: str | None = None,
     jobs: int | None = None,
+    grid: str | None = None,
 ) -> Path:
     """Run a study module's grid over ``seeds`` and write ``results.json``, figures and ``report.md``.
 
-    ``module`` provides ``BUNDLE``, ``build(profile, seeds) -> Study``, ``summarize(runs) -> dict`` (one
+    ``module`` provides ``BUNDLE``, ``build(profile, seeds) -> Study`` (``build(profile, seeds, grid=name)`` for
+    a module with several ``GRIDS``, when ``grid`` is given), ``summarize(runs) -> dict`` (one
     seed's runs), ``CLAIMS``, ``progress(metrics) -> str``, ``make_figures(record, output_dir) -> [names]``
-    and ``render_report(record, figures) -> str``. Returns the path of ``report.md``.
+    and ``render_report(record, figures) -> str`` (and ``CLAIMS_BY_GRID[grid]`` for a grid with other claims).
+    Returns the path of ``report.md``.
     """
     import shlex
 
@@ -492,11 +503,14 @@ def run_study(
     from common.study.runner import bundle_command, environment_record, study_command
 
     seeds = tuple(DEFAULT_SEEDS[profile] if seeds is None else seeds)
-    study = module.build(profile, seeds)
+    if grid is not None and grid not in getattr(module, "GRIDS", ()):
+        known = ", ".join(getattr(module, "GRIDS", ())) or "none"
+        raise ValueError(f"study {module.BUNDLE} has no grid {grid!r} (grids: {known})")
+    study = module.build(profile, seeds) if grid is None else module.build(profile, seeds, grid=grid)
     if jobs:
         study.jobs = jobs
     output_dir = Path(output_dir)
-    command = study_command(module.BUNDLE, profile, output_dir, seeds)
+    command = study_command(module.BUNDLE, profile, output_dir, seeds, grid)
     t0 = time.perf_counter()
     results = execute(study, output_dir, executor=executor, address=address, progress=module.progress)
     per_seed = {str(s): module.summarize([r for r in results if r["seed"] == s]) for s in seeds}
@@ -504,11 +518,12 @@ def run_study(
     record = {
         "study": module.BUNDLE,
         "profile": profile,
+        "grid": grid,
         "command": command,
         "seeds": list(seeds),
         "environment": environment_record(seeds[0]),
         "git": git_commit(),
-        "code_fingerprint": code_fingerprint(),
+        "code_fingerprint": code_fingerprint(bundle=module.BUNDLE),
         "seconds": runs_span_seconds(results) or round(time.perf_counter() - t0, 1),
         "invocation_seconds": round(time.perf_counter() - t0, 1),
         "reused_runs": sum(r["reused"] for r in results),
@@ -516,7 +531,7 @@ def run_study(
         "profile_settings": json.loads(json.dumps(module.PROFILES[profile], default=str)),
         "example_run_command": shlex.join(bundle_command(study.bundle, study.configs, study.runs[0].overrides)),
         "summary": summary,
-        "claims": evaluate_claims(module.CLAIMS, per_seed),
+        "claims": evaluate_claims(_claims(module, profile, grid), per_seed),
         "runs": results,
     }
     record["figures"] = module.make_figures(record, output_dir)

@@ -97,10 +97,11 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
 
 
 def stale_results(root: Path = REPO_ROOT) -> list[str]:
-    """One line per committed results file whose code fingerprint differs from the working tree's code."""
-    current = code_fingerprint(root)
+    """One line per committed results file whose code fingerprint (``common`` and the bundle's own configs)
+    differs from the working tree's."""
     problems = []
     for bundle in BUNDLE_NAMES:
+        current = code_fingerprint(root, bundle=bundle)
         record = load_results(bundle, root)
         if record is None:
             problems.append(f"{results_dir(bundle, root) / 'quick.json'}: missing")

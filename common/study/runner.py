@@ -92,9 +92,13 @@ def run_bundle(
     return metrics
 
 
-def study_command(bundle: str, profile: str, output_dir: str | os.PathLike, seeds: Sequence[int]) -> str:
-    """The command line that reproduces a study whose report lands in ``output_dir`` (``<DIR>/<bundle>``)."""
+def study_command(
+    bundle: str, profile: str, output_dir: str | os.PathLike, seeds: Sequence[int], grid: str | None = None
+) -> str:
+    """The command line that reproduces a study whose report lands in ``output_dir`` (``<DIR>/<bundle>``, or
+    ``<DIR>/<bundle>-<grid>`` for a named grid)."""
     args = ["python", "-m", "common.study", bundle, "--profile", profile, "--output", str(Path(output_dir).parent)]
+    args += ["--grid", grid] if grid else []
     return shlex.join([*args, "--seeds", *map(str, seeds)])
 
 

@@ -139,3 +139,12 @@ def test_handler_on_an_evaluator(tmp_path):
     assert saved["per_sample"][0]["volume_true"]["a"] == pytest.approx(32 * 8 / 1000)
     assert saved["metrics"]["dice_a_H"] == pytest.approx(1.0) and saved["metrics"]["volume_bias_b_L"] == 0.0
     assert saved["extra"]["groups"]["L"]["n"] == 1 and saved["extra"]["structures"] == list(structs)
+
+
+def test_balanced_dice_weighs_groups_equally_whatever_their_size():
+    subjects = _subjects()[:5] + _subjects()[5:6]  # 5 subjects of H, 1 of L
+    out = summarize_groups(subjects, STRUCTS, n_bootstrap=10, seed=0)
+    h, low = (0.9 + 0.8) / 2, (0.9 + 0.6) / 2
+    assert out["balanced_dice"] == pytest.approx((h + low) / 2)  # 0.8
+    assert out["mean_dice"] == pytest.approx((5 * h + low) / 6)  # pooled: pulled towards group H
+    assert out["balanced_dice"] < out["mean_dice"]

@@ -158,7 +158,7 @@ def test_execute_runs_every_setting_per_seed_and_resumes(tmp_path, monkeypatch):
     assert sorted(fake3.calls) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     record = json.loads((tmp_path / "runs/g_a/seed0/run_record.json").read_text())
     assert record["overrides"]["epochs"] == 5
-    assert record["code_fingerprint"] == code_fingerprint(bundle_runs_only=True)
+    assert record["code_fingerprint"] == code_fingerprint(bundle_runs_only=True, bundle="demo")
 
 
 def test_execute_rejects_an_unknown_executor(tmp_path):
@@ -193,3 +193,22 @@ def test_a_resumed_study_keeps_the_first_runs_times(tmp_path, monkeypatch):
     assert all(r["finished"] and not r["reused"] for r in first)
     again = execute(_study(), tmp_path, log=lambda line: None)
     assert [r["finished"] for r in again] == [r["finished"] for r in first] and all(r["reused"] for r in again)
+
+
+def test_a_run_key_fingerprint_covers_its_own_bundle_configs_only(tmp_path):
+    for sub in ("common", "bundles/a/configs", "bundles/b/configs", "common/study"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "common" / "x.py").write_text("x = 1\n")
+    (tmp_path / "common" / "study" / "report.py").write_text("r = 1\n")
+    (tmp_path / "bundles/a/configs/train.yaml").write_text("epochs: 1\n")
+    (tmp_path / "bundles/b/configs/train.yaml").write_text("epochs: 1\n")
+    before = {b: code_fingerprint(tmp_path, bundle_runs_only=True, bundle=b) for b in "ab"}
+    whole = code_fingerprint(tmp_path)
+    (tmp_path / "bundles/b/configs/train.yaml").write_text("epochs: 2\n")
+    assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") == before["a"]
+    assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="b") != before["b"]
+    assert code_fingerprint(tmp_path) != whole
+    (tmp_path / "common" / "study" / "report.py").write_text("r = 2\n")  # outside bundle runs
+    assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") == before["a"]
+    (tmp_path / "common" / "x.py").write_text("x = 2\n")  # shared code: every bundle's runs
+    assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") != before["a"]

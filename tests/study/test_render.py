@@ -46,17 +46,21 @@ def _record(bundle, fingerprint):
 
 def test_stale_results_name_the_file_and_both_fingerprints(tmp_path):
     root = _tree(tmp_path)
-    current = code_fingerprint(root)
+    current = {bundle: code_fingerprint(root, bundle=bundle) for bundle in BUNDLE_NAMES}
     for bundle in BUNDLE_NAMES:
         render.results_dir(bundle, root).mkdir(parents=True, exist_ok=True)
-        fp = current if bundle != "sr_degradation_bias" else "0123456789abcdef"
+        fp = current[bundle] if bundle != "sr_degradation_bias" else "0123456789abcdef"
         (render.results_dir(bundle, root) / "quick.json").write_text(json.dumps(_record(bundle, fp)))
     problems = render.stale_results(root)
     assert len(problems) == 1
     assert "sr_degradation_bias/docs/results/quick.json: stale" in problems[0]
-    assert "0123456789abcdef" in problems[0] and current in problems[0]
+    assert "0123456789abcdef" in problems[0] and current["sr_degradation_bias"] in problems[0]
+    # a change to one bundle's configs makes only that bundle's file stale
+    cfg = root / "bundles/label_error_refurbishment/configs/metadata.json"
+    cfg.write_text(cfg.read_text() + "\n")
+    assert len(render.stale_results(root)) == 2
     (root / "common" / "study" / "report.py").write_text((root / "common/study/report.py").read_text() + "\n# x\n")
-    assert len(render.stale_results(root)) == 3  # any code change makes every committed file stale
+    assert len(render.stale_results(root)) == len(BUNDLE_NAMES)  # a change to common makes every file stale
 
 
 def test_a_doc_without_markers_is_a_clear_error(tmp_path):

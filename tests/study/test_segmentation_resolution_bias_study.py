@@ -11,15 +11,32 @@ def test_grid_shapes():
     quick = study.grid("quick")
     main = [r for r in quick if r["table"] == "approaches"]
     assert [r["approach"] for r in main] == list(study.APPROACHES)
-    pooling = [r for r in quick if r["table"] == "pooling"]
+    control = [r for r in quick if r["table"] == "control"]
+    assert [r["approach"] for r in control] == ["resampled", "scale_aug", "vinn"]  # H-only never sees group L
+    assert not [r for r in quick if r["table"] == "pooling"]  # the pooling table is its own grid
+    pooling = study.grid("quick", "pooling")
     assert {(r["downsample"], r["approach"]) for r in pooling} == {
         (op, a) for op in study.DOWNSAMPLE_OPS for a in ("h_only", "scale_aug")
     }
     full = study.grid("full")
-    assert {tuple(r["pair"]) for r in full} == {(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)}
+    assert {tuple(r["pair"]) for r in full if r["table"] == "approaches"} == {(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)}
+    assert {r["table"] for r in full} == {"approaches", "control", "pooling"}  # full runs everything
     assert study.PROFILES["full"]["settings"]["plane"] == "all"
     with pytest.raises(ValueError, match="unknown profile"):
         study.grid("huge")
+    with pytest.raises(ValueError, match="unknown grid 'ops'"):
+        study.grid("quick", "ops")
+
+
+def test_control_runs_acquire_group_l_at_the_high_resolution():
+    built = study.build("quick", (0, 1, 2))
+    by_table = {}
+    for run in built.runs:
+        by_table.setdefault(run.labels["table"], []).append(run)
+    assert all(r.overrides["simulate_low_resolution"] is False for r in by_table["control"])
+    assert all("simulate_low_resolution" not in r.overrides for r in by_table["approaches"])
+    assert built.seeds == (0, 1, 2) and len(built.runs) == 7
+    assert "simulate_low_resolution" in built.data_keys  # the two arms use different generated populations
 
 
 def test_summary_from_synthetic_runs():
@@ -54,7 +71,20 @@ def test_summary_from_synthetic_runs():
             "metrics": metrics(0.5, 0.1),
         },
     ]
+    results.append(
+        {
+            "table": "control",
+            "approach": "vinn",
+            "pair": [2.0, 3.0],
+            "downsample": "maxpool",
+            "metrics": metrics(-0.03, 0.97),
+        }
+    )
     s = study.summarize(results, (2.0, 3.0))
+    assert s["volume_bias_L_control"] == {"h_only": 0.2, "vinn": -0.03}  # H-only's control is its main run
+    assert s["resolution_part_L"]["vinn"] == pytest.approx(0.04)  # main minus control, not the reverse
+    assert s["resolution_part_L"]["h_only"] == 0.0
+    assert s["pooling"] == {"flc": {"h_only": {"volume_bias_L": 0.5, "dice_L": 0.7, "auc": 0.1}}}
     assert s["volume_bias_L"] == {"h_only": 0.2, "vinn": 0.01}
     assert s["auc"] == {"h_only": 0.4, "vinn": 0.95, "manual": 1.0}
     assert s["dice_L"] == {"h_only": 0.7, "vinn": 0.7} and s["dice_H"] == {"h_only": 0.9, "vinn": 0.9}
@@ -74,7 +104,8 @@ def test_smoke_study(tmp_path):
     assert summary["auc"]["manual"] == pytest.approx(1.0)  # the embedded groups differ by ~10% grey matter
     assert results["environment"]["seed"] == 0
     assert "common.study segmentation_resolution_bias --profile smoke" in results["command"]
-    assert len(results["runs"]) == 4
+    assert len(results["runs"]) == 4  # smoke: the approach grid without its control arm
+    assert {c["id"] for c in results["claims"]} == {c.id for c in study.CLAIMS}
     for run in results["runs"]:
         subjects = run["metrics"]["per_sample"]
         vb = [
@@ -87,3 +118,33 @@ def test_smoke_study(tmp_path):
     assert "Table 1" in text and "manual" in text and "--profile smoke" in text
     for fig in ("fig3_volume_distributions.png", "fig4_dice.png", "fig5_volume_bias.png"):
         assert (out / fig).stat().st_size > 1000
+
+
+def test_claims_by_hand():
+    summary = {
+        "volume_bias_L": {"h_only": 0.3, "resampled": 0.2, "scale_aug": -0.1, "vinn": 0.2},
+        "auc": {"h_only": 0.6, "scale_aug": 0.95, "vinn": 0.75},
+        "pooling": {
+            "maxpool": {"h_only": {"volume_bias_L": -0.3}},
+            "blurpool": {"h_only": {"volume_bias_L": 0.1}},
+            "flc": {"h_only": {"volume_bias_L": -0.2}},
+            "asap": {"h_only": {"volume_bias_L": 0.4}},
+        },
+    }
+    values = {c.id: c.value(summary) for c in study.CLAIMS_BY_GRID["all"]}
+    assert values["h_only_bias_vs_vinn"] == pytest.approx(1.5)
+    assert values["h_only_bias_vs_scale_aug"] == pytest.approx(3.0)
+    assert values["h_only_auc_gap"] == pytest.approx(0.75 - 0.6)  # the smaller of the two gaps
+    assert values["resampled_bias_vs_vinn"] == pytest.approx(1.0)
+    assert values["anti_aliasing_h_only"] == pytest.approx(0.3 - 0.2)  # median |bias| of 0.1, 0.2, 0.4
+    assert values["anti_aliasing_scale_aug"] is None
+    holds = {c.id: c.holds(values[c.id]) for c in study.CLAIMS_BY_GRID["all"] if values[c.id] is not None}
+    assert holds == {
+        "h_only_bias_vs_vinn": False,
+        "h_only_bias_vs_scale_aug": True,
+        "scale_aug_auc": True,
+        "vinn_auc": False,
+        "h_only_auc_gap": True,
+        "resampled_bias_vs_vinn": False,
+        "anti_aliasing_h_only": True,
+    }

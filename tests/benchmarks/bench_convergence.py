@@ -1,0 +1,181 @@
+"""Time to target: process CPU seconds until the validation metric first reaches the old recipe's plateau.
+
+For each bundle setting below, at its study's ``quick`` settings, the old training recipe and the new one run
+side by side on the tuning seeds (100, 101, 102; never the published seeds), each an ordinary bundle run that
+writes ``validation_curve.json`` (:class:`common.handlers.convergence.ValidationCurve`: the validation metrics
+after every validation against the training process's CPU seconds, validation included).
+
+- **plateau**: the median of the old recipe's validation metric over the second half of its (long) run, one
+  value per seed; the **target** is ``TARGET_FRACTION`` of the median plateau over seeds.
+- **time to target**: the first CPU second at which a run's validation metric reaches the target
+  (:func:`common.handlers.convergence.time_to_target`); ``-`` when it never does. Reported per seed, as the
+  median over seeds, and as the ratio new / old of the medians.
+- the **test metrics** each recipe ends with (``metrics.json`` of the same run).
+
+``python -m tests.benchmarks convergence`` prints the table and writes ``runs/bench_convergence/
+<bundle>/convergence.json`` and ``convergence.png`` (validation metric against CPU seconds, both recipes, every
+seed). Runs are reused when their settings and code are unchanged (the study engine's run keys), so a rerun
+only redraws. ``BENCH_CONVERGENCE_OUT`` moves the output; ``BENCH_CONVERGENCE_SEEDS`` (e.g. ``100``) runs fewer
+seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from common.handlers.convergence import time_to_target
+from common.study import engine
+from common.study.engine import Run, Study
+from common.study.runner import REPO_ROOT
+
+TUNING_SEEDS = (100, 101, 102)
+TARGET_FRACTION = 0.99  # of the old recipe's plateau: the noise of a 4-subject validation is about 1-2%
+
+
+def _seg_setting() -> dict[str, Any]:
+    from common.study import segmentation_resolution_bias as seg
+
+    quick = {k: v for k, v in seg.PROFILES["quick"]["settings"].items() if k not in seg.RECIPE}
+    return {
+        "bundle": seg.BUNDLE,
+        "metric": "val_balanced_dice",
+        "test_metrics": ("balanced_dice", "dice_grey_matter_L", "volume_bias_grey_matter_L", "auc_grey_matter"),
+        "cases": {
+            approach: {"base": {**quick, "approach": approach, "val_interval": 2}} for approach in ("vinn", "scale_aug")
+        },
+        "recipes": {
+            "old": {**seg.LEGACY_RECIPE, "epochs": 48},
+            "new": {**seg.RECIPE, "epochs": quick["epochs"]},
+        },
+        "prepare": seg.prepare_data,
+        "data_keys": ("high_spacing", "low_spacing"),
+    }
+
+
+SETTINGS = {"segmentation_resolution_bias": _seg_setting}
+
+
+def plateau(points: list[dict], metric: str) -> float | None:
+    """Median of ``metric`` over the second half of a run's validations."""
+    values = [p["metrics"][metric] for p in points if p["metrics"].get(metric) is not None]
+    return statistics.median(values[len(values) // 2 :]) if values else None
+
+
+def _median(values):
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def measure(bundle: str, seeds=TUNING_SEEDS, out_dir: Path | None = None, jobs: int = 2) -> dict:
+    """Run (or reuse) both recipes of every case of ``bundle`` on ``seeds``; return the comparison."""
+    spec = SETTINGS[bundle]()
+    out_dir = Path(out_dir or REPO_ROOT / "runs" / "bench_convergence") / bundle
+    runs = [
+        Run(f"{case}_{recipe}", {**cfg["base"], **overrides}, {"case": case, "recipe": recipe})
+        for case, cfg in spec["cases"].items()
+        for recipe, overrides in spec["recipes"].items()
+    ]
+    study = Study(bundle, "quick", runs, seeds, jobs=jobs, prepare=spec["prepare"], data_keys=spec["data_keys"])
+    results = engine.execute(study, out_dir)
+    metric = spec["metric"]
+    report: dict[str, Any] = {
+        "bundle": bundle,
+        "metric": metric,
+        "seeds": list(seeds),
+        "target_fraction": TARGET_FRACTION,
+        "recipes": spec["recipes"],
+        "cases": {},
+    }
+    for case in spec["cases"]:
+        entry: dict[str, Any] = {"recipes": {}}
+        curves = {}
+        for r in results:
+            if r["case"] == case:
+                run_dir = out_dir / "runs" / r["name"] / f"seed{r['seed']}"
+                points = json.loads((run_dir / "validation_curve.json").read_text())["points"]
+                curves[(r["recipe"], r["seed"])] = (points, r["metrics"]["metrics"])
+        plateaus = [plateau(curves[("old", s)][0], metric) for s in seeds]
+        target = TARGET_FRACTION * _median(plateaus)
+        entry.update({"plateau_old": dict(zip(map(str, seeds), plateaus)), "target": target})
+        for recipe in spec["recipes"]:
+            per_seed = {}
+            for s in seeds:
+                points, test = curves[(recipe, s)]
+                per_seed[str(s)] = {
+                    "cpu_seconds_to_target": time_to_target(points, metric, target),
+                    "cpu_seconds_total": points[-1]["cpu_seconds"] if points else None,
+                    "test": {k: test.get(k) for k in spec["test_metrics"]},
+                    "curve": [[p["cpu_seconds"], p["metrics"].get(metric)] for p in points],
+                }
+            entry["recipes"][recipe] = {
+                "per_seed": per_seed,
+                "median_cpu_seconds_to_target": _median([v["cpu_seconds_to_target"] for v in per_seed.values()]),
+                "median_test": {
+                    k: _median([v["test"][k] for v in per_seed.values()]) for k in spec["test_metrics"]
+                },
+            }
+        old = entry["recipes"]["old"]["median_cpu_seconds_to_target"]
+        new = entry["recipes"]["new"]["median_cpu_seconds_to_target"]
+        entry["ratio_new_over_old"] = None if old in (None, 0) or new is None else new / old
+        report["cases"][case] = entry
+    return report
+
+
+def figure(report: dict, path: Path) -> None:
+    from common.study.report import save_figure, use_agg_backend
+
+    use_agg_backend()
+    import matplotlib.pyplot as plt
+
+    cases = list(report["cases"])
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.6), squeeze=False)
+    colors = {"old": "tab:gray", "new": "tab:blue"}
+    for ax, case in zip(axes[0], cases):
+        entry = report["cases"][case]
+        for recipe, rec in entry["recipes"].items():
+            for k, (seed, v) in enumerate(rec["per_seed"].items()):
+                xs = [c[0] for c in v["curve"]]
+                ys = [c[1] for c in v["curve"]]
+                ax.plot(xs, ys, color=colors.get(recipe), alpha=0.8, lw=1.2, label=recipe if k == 0 else None)
+        ax.axhline(entry["target"], color="k", ls="--", lw=0.8, label="target")
+        ax.set_title(f"{case}: seeds {', '.join(map(str, report['seeds']))}")
+        ax.set_xlabel("training process CPU seconds")
+        ax.set_ylabel(report["metric"])
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(v, spec=".0f"):
+    return "-" if v is None else format(v, spec)
+
+
+def main() -> None:
+    seeds = tuple(int(s) for s in os.environ.get("BENCH_CONVERGENCE_SEEDS", "").split()) or TUNING_SEEDS
+    out = Path(os.environ.get("BENCH_CONVERGENCE_OUT", REPO_ROOT / "runs" / "bench_convergence"))
+    for bundle in SETTINGS:
+        report = measure(bundle, seeds, out)
+        (out / bundle).mkdir(parents=True, exist_ok=True)
+        (out / bundle / "convergence.json").write_text(json.dumps(report, indent=1))
+        figure(report, out / bundle / "convergence.png")
+        print(f"\n### {bundle}: CPU seconds until {report['metric']} >= {TARGET_FRACTION} x old plateau\n")
+        print("| case | target | old: s to target (per seed) | new: s to target (per seed) | new / old | test (old -> new) |")
+        print("|---|---|---|---|---|---|")
+        for case, e in report["cases"].items():
+            cols = []
+            for recipe in ("old", "new"):
+                rec = e["recipes"][recipe]
+                each = " / ".join(_fmt(v["cpu_seconds_to_target"]) for v in rec["per_seed"].values())
+                cols.append(f"{_fmt(rec['median_cpu_seconds_to_target'])} ({each})")
+            tests = ", ".join(
+                f"{k} {_fmt(e['recipes']['old']['median_test'][k], '.3f')} -> "
+                f"{_fmt(e['recipes']['new']['median_test'][k], '.3f')}"
+                for k in e["recipes"]["old"]["median_test"]
+            )
+            print(f"| {case} | {e['target']:.3f} | {cols[0]} | {cols[1]} | {_fmt(e['ratio_new_over_old'], '.2f')} | {tests} |")
+        print(f"\nwritten: {out / bundle / 'convergence.json'}, {out / bundle / 'convergence.png'}")
