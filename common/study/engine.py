@@ -140,22 +140,34 @@ OUTSIDE_BUNDLE_RUNS = ("study", "audit")
 
 
 def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False, bundle: str | None = None) -> str:
-    """Hash (16 hex digits) of the code that produces a study's numbers: ``common/**/*.py`` and
-    ``bundles/*/configs/*`` (only ``bundles/<bundle>/configs/*`` when ``bundle`` is given), by relative path and
-    content (so a fresh clone gives the same value).
+    """Hash (16 hex digits) of the code that produces a study's numbers, by relative path and content (so a
+    fresh clone gives the same value).
 
-    ``bundle_runs_only=True`` leaves out the packages in :data:`OUTSIDE_BUNDLE_RUNS` (summaries, reports and
-    the audit run outside the bundle processes): that is the part of a run's key, so a change to a report
-    reruns no bundle run, while the published results still record (and check) the whole of ``common``.
+    - no ``bundle``: all of ``common/**/*.py`` and ``bundles/*/configs/*``;
+    - ``bundle``: ``bundles/<bundle>/configs/*`` and the ``common`` modules those configs import, directly or
+      through other modules (:func:`common.study.code_files.import_closure`; package ``__init__`` files that only
+      declare lazy exports are left out), plus, unless ``bundle_runs_only``,
+      the modules its study module ``common.study.<bundle>`` imports (summaries, claims and reports).
+
+    ``bundle_runs_only=True`` is a run's key: a change to a report reruns no bundle run, and a change to code no
+    run of the bundle imports leaves its runs (and its published results) valid.
     """
+    from common.study.code_files import config_modules, import_closure, is_lazy_package_init
+
     root = Path(root)
-    files = sorted(p for p in (root / "common").rglob("*.py") if "__pycache__" not in p.parts)
-    if bundle_runs_only:
-        outside = [root / "common" / name for name in OUTSIDE_BUNDLE_RUNS]
-        files = [p for p in files if not any(o in p.parents for o in outside)]
-    files += sorted(p for p in (root / "bundles").glob(f"{bundle or '*'}/configs/*") if p.is_file())
+    configs = sorted(p for p in (root / "bundles").glob(f"{bundle or '*'}/configs/*") if p.is_file())
+    if bundle is None:
+        files = sorted(p for p in (root / "common").rglob("*.py") if "__pycache__" not in p.parts)
+        if bundle_runs_only:
+            outside = [root / "common" / name for name in OUTSIDE_BUNDLE_RUNS]
+            files = [p for p in files if not any(o in p.parents for o in outside)]
+    else:
+        start = config_modules(p.read_text(errors="replace") for p in configs)
+        if not bundle_runs_only:
+            start.add(f"common.study.{bundle}")
+        files = [p for p in import_closure(root, start) if not is_lazy_package_init(p)]
     digest = hashlib.sha256()
-    for path in files:
+    for path in files + configs:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

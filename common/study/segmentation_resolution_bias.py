@@ -580,12 +580,19 @@ def _anti_aliasing_gain(summary, approach: str = "h_only") -> float | None:
 
 CLAIMS_BY_GRID = {
     "pooling": [
-        Claim("anti_aliasing_h_only",
-              "Anti-aliased down-sampling (BlurPool, FLC, ASAP; median) gives H-only a smaller |group-L bias| than "
-              "max pooling (difference > 0)", _anti_aliasing_gain, lambda v: v > 0),
-        Claim("anti_aliasing_scale_aug",
-              "Anti-aliased down-sampling gives scale augmentation a smaller |group-L bias| than max pooling",
-              lambda s: _anti_aliasing_gain(s, "scale_aug"), lambda v: v > 0),
+        Claim(
+            "anti_aliasing_h_only",
+            "Anti-aliased down-sampling (BlurPool, FLC, ASAP; median) gives H-only a smaller |group-L bias| than "
+            "max pooling (difference > 0)",
+            _anti_aliasing_gain,
+            lambda v: v > 0,
+        ),
+        Claim(
+            "anti_aliasing_scale_aug",
+            "Anti-aliased down-sampling gives scale augmentation a smaller |group-L bias| than max pooling",
+            lambda s: _anti_aliasing_gain(s, "scale_aug"),
+            lambda v: v > 0,
+        ),
     ],
 }
 CLAIMS_BY_GRID["all"] = CLAIMS + CLAIMS_BY_GRID["pooling"]

@@ -114,9 +114,7 @@ def measure(bundle: str, seeds=TUNING_SEEDS, out_dir: Path | None = None, jobs: 
             entry["recipes"][recipe] = {
                 "per_seed": per_seed,
                 "median_cpu_seconds_to_target": _median([v["cpu_seconds_to_target"] for v in per_seed.values()]),
-                "median_test": {
-                    k: _median([v["test"][k] for v in per_seed.values()]) for k in spec["test_metrics"]
-                },
+                "median_test": {k: _median([v["test"][k] for v in per_seed.values()]) for k in spec["test_metrics"]},
             }
         old = entry["recipes"]["old"]["median_cpu_seconds_to_target"]
         new = entry["recipes"]["new"]["median_cpu_seconds_to_target"]
@@ -164,7 +162,9 @@ def main() -> None:
         (out / bundle / "convergence.json").write_text(json.dumps(report, indent=1))
         figure(report, out / bundle / "convergence.png")
         print(f"\n### {bundle}: CPU seconds until {report['metric']} >= {TARGET_FRACTION} x old plateau\n")
-        print("| case | target | old: s to target (per seed) | new: s to target (per seed) | new / old | test (old -> new) |")
+        print(
+            "| case | target | old: s to target (per seed) | new: s to target (per seed) | new / old | test (old -> new) |"
+        )
         print("|---|---|---|---|---|---|")
         for case, e in report["cases"].items():
             cols = []
@@ -177,5 +177,7 @@ def main() -> None:
                 f"{_fmt(e['recipes']['new']['median_test'][k], '.3f')}"
                 for k in e["recipes"]["old"]["median_test"]
             )
-            print(f"| {case} | {e['target']:.3f} | {cols[0]} | {cols[1]} | {_fmt(e['ratio_new_over_old'], '.2f')} | {tests} |")
+            print(
+                f"| {case} | {e['target']:.3f} | {cols[0]} | {cols[1]} | {_fmt(e['ratio_new_over_old'], '.2f')} | {tests} |"
+            )
         print(f"\nwritten: {out / bundle / 'convergence.json'}, {out / bundle / 'convergence.png'}")

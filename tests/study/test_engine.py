@@ -198,17 +198,21 @@ def test_a_resumed_study_keeps_the_first_runs_times(tmp_path, monkeypatch):
 def test_a_run_key_fingerprint_covers_its_own_bundle_configs_only(tmp_path):
     for sub in ("common", "bundles/a/configs", "bundles/b/configs", "common/study"):
         (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "common" / "__init__.py").write_text("")
     (tmp_path / "common" / "x.py").write_text("x = 1\n")
+    (tmp_path / "common" / "y.py").write_text("y = 1\n")
+    (tmp_path / "common" / "study" / "__init__.py").write_text("")
     (tmp_path / "common" / "study" / "report.py").write_text("r = 1\n")
-    (tmp_path / "bundles/a/configs/train.yaml").write_text("epochs: 1\n")
-    (tmp_path / "bundles/b/configs/train.yaml").write_text("epochs: 1\n")
+    (tmp_path / "bundles/a/configs/train.yaml").write_text("imports: [$import common.x]\n")
+    (tmp_path / "bundles/b/configs/train.yaml").write_text("net: {_target_: common.y.Net}\n")
     before = {b: code_fingerprint(tmp_path, bundle_runs_only=True, bundle=b) for b in "ab"}
     whole = code_fingerprint(tmp_path)
-    (tmp_path / "bundles/b/configs/train.yaml").write_text("epochs: 2\n")
+    (tmp_path / "bundles/b/configs/train.yaml").write_text("net: {_target_: common.y.Net, width: 2}\n")
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") == before["a"]
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="b") != before["b"]
     assert code_fingerprint(tmp_path) != whole
     (tmp_path / "common" / "study" / "report.py").write_text("r = 2\n")  # outside bundle runs
+    (tmp_path / "common" / "y.py").write_text("y = 2\n")  # code only bundle b imports
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") == before["a"]
-    (tmp_path / "common" / "x.py").write_text("x = 2\n")  # shared code: every bundle's runs
+    (tmp_path / "common" / "x.py").write_text("x = 2\n")  # code bundle a imports
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") != before["a"]
