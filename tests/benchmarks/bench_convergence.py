@@ -40,6 +40,7 @@ def _seg_setting() -> dict[str, Any]:
     from common.study import segmentation_resolution_bias as seg
 
     quick = {k: v for k, v in seg.PROFILES["quick"]["settings"].items() if k not in seg.RECIPE}
+    # the old recipe runs 36 epochs (its quick profile had 24) so that its plateau is seen
     return {
         "bundle": seg.BUNDLE,
         "metric": "val_balanced_dice",
@@ -48,7 +49,7 @@ def _seg_setting() -> dict[str, Any]:
             approach: {"base": {**quick, "approach": approach, "val_interval": 2}} for approach in ("vinn", "scale_aug")
         },
         "recipes": {
-            "old": {**seg.LEGACY_RECIPE, "epochs": 48},
+            "old": {**seg.LEGACY_RECIPE, "epochs": 36},
             "new": {**seg.RECIPE, "epochs": quick["epochs"]},
         },
         "prepare": seg.prepare_data,
