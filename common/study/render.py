@@ -8,6 +8,10 @@ files and never typed by hand.
 - ``python -m common.study.render``: rewrite the sections from the committed files.
 - ``python -m common.study.render --from DIR``: first copy ``DIR/<bundle>/results.json`` and its figures
   (a finished ``python -m common.study all --profile quick --output DIR``) into ``docs/results``.
+- ``python -m common.study.render --convergence-from DIR``: first copy ``DIR/<bundle>/convergence.{json,png}``
+  (``python -m tests.benchmarks convergence`` with ``BENCH_CONVERGENCE_OUT=DIR``) into ``docs/results``; the
+  bundle docs' section between ``<!-- convergence:begin -->`` and ``<!-- convergence:end -->`` is rendered from
+  the committed ``convergence.json``.
 - ``python -m common.study.render --check``: exit 1 when a section differs from its rendering, or when a
   committed file was made by other code than the working tree's (its code fingerprint is stale).
 """
@@ -26,6 +30,7 @@ from common.study.engine import code_fingerprint, format_claim
 from common.study.runner import BUNDLE_NAMES, REPO_ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+CONVERGENCE_BEGIN, CONVERGENCE_END = "<!-- convergence:begin -->", "<!-- convergence:end -->"
 NOTE = "<!-- rendered by `python -m common.study.render` from docs/results/quick.json; do not edit by hand -->"
 TITLES = {
     "segmentation_resolution_bias": "Segmentation resolution bias",
@@ -76,12 +81,44 @@ def render_readme_section(records: dict[str, dict | None]) -> str:
     return "\n".join(out).strip()
 
 
-def _replace_section(text: str, body: str, path: Path) -> str:
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{path}: no {BEGIN} ... {END} section to render into")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{NOTE}\n\n{body}\n\n{END}{tail}"
+def _replace_section(text: str, body: str, path: Path, begin: str = BEGIN, end: str = END, note: str = NOTE) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"{path}: no {begin} ... {end} section to render into")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{note}\n\n{body}\n\n{end}{tail}"
+
+
+def _fmt(value, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_convergence_section(report: dict, figure: str | None = "results/convergence.png") -> str:
+    """The time-to-target table of a convergence benchmark report (``tests/benchmarks/bench_convergence.py``)."""
+    seeds = ", ".join(map(str, report["seeds"]))
+    lines = [
+        f"CPU seconds of the training process until `{report['metric']}` first reaches "
+        f"{report['target_fraction']:g} x the old recipe's plateau, tuning seeds {seeds}: median (per seed).",
+        "",
+        "| case | target | old recipe | new recipe | new / old | test metrics, median (old -> new) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case, entry in report["cases"].items():
+        cols = []
+        for recipe in ("old", "new"):
+            rec = entry["recipes"][recipe]
+            each = " / ".join(_fmt(v["cpu_seconds_to_target"]) for v in rec["per_seed"].values())
+            cols.append(f"{_fmt(rec['median_cpu_seconds_to_target'])} s ({each})")
+        old_t, new_t = entry["recipes"]["old"]["median_test"], entry["recipes"]["new"]["median_test"]
+        tests = "; ".join(f"{k} {_fmt(old_t[k], '.3f')} -> {_fmt(new_t[k], '.3f')}" for k in old_t)
+        ratio = _fmt(entry["ratio_new_over_old"], ".2f")
+        lines.append(f"| {case} | {entry['target']:.3f} | {cols[0]} | {cols[1]} | {ratio} | {tests} |")
+    old = ", ".join(f"`{k}` {v}" for k, v in report["recipes"]["old"].items())
+    new = ", ".join(f"`{k}` {v}" for k, v in report["recipes"]["new"].items())
+    lines += ["", f"Old recipe: {old}. New recipe: {new}. A `-` never reached the target."]
+    if figure:
+        lines += ["", f"![validation metric against CPU seconds]({figure})"]
+    return "\n".join(lines)
 
 
 def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
@@ -91,6 +128,11 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
     for bundle, record in records.items():
         path = root / "bundles" / bundle / "docs" / "README.md"
         docs[path] = _replace_section(path.read_text(), render_bundle_section(bundle, record), path)
+        convergence = results_dir(bundle, root) / "convergence.json"
+        if convergence.is_file():
+            note = "<!-- rendered by `python -m common.study.render` from docs/results/convergence.json -->"
+            body = render_convergence_section(json.loads(convergence.read_text()))
+            docs[path] = _replace_section(docs[path], body, path, CONVERGENCE_BEGIN, CONVERGENCE_END, note)
     readme = root / "README.md"
     docs[readme] = _replace_section(readme.read_text(), render_readme_section(records), readme)
     return docs
@@ -154,10 +196,30 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
     return copied
 
 
+def import_convergence(source: Path, root: Path = REPO_ROOT) -> list[str]:
+    """Copy ``source/<bundle>/convergence.json`` and ``convergence.png`` into each bundle's docs."""
+    copied = []
+    for bundle in BUNDLE_NAMES:
+        src = source / bundle / "convergence.json"
+        if src.is_file():
+            dest = results_dir(bundle, root)
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / "convergence.json")
+            if (src.parent / "convergence.png").is_file():
+                shutil.copyfile(src.parent / "convergence.png", dest / "convergence.png")
+            copied.append(bundle)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.study.render", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check: docs rendered and results not stale")
     parser.add_argument("--from", dest="source", type=Path, help="import a quick study's output folder first")
+    parser.add_argument(
+        "--convergence-from",
+        type=Path,
+        help="import a convergence benchmark's output folder first (BENCH_CONVERGENCE_OUT)",
+    )
     args = parser.parse_args(argv)
     if args.check:
         problems = [f"{path}: differs from its rendering (run: python -m common.study.render)"
@@ -170,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.source:
         copied = import_results(args.source)
         print(f"imported: {', '.join(copied) or 'nothing'} from {args.source}")
+    if args.convergence_from:
+        copied = import_convergence(args.convergence_from)
+        print(f"imported convergence: {', '.join(copied) or 'nothing'} from {args.convergence_from}")
     for path, text in rendered_documents().items():
         if path.read_text() != text:
             atomic_write_text(path, text)

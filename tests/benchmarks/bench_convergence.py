@@ -136,7 +136,7 @@ def figure(report: dict, path: Path) -> None:
     for ax, case in zip(axes[0], cases):
         entry = report["cases"][case]
         for recipe, rec in entry["recipes"].items():
-            for k, (seed, v) in enumerate(rec["per_seed"].items()):
+            for k, v in enumerate(rec["per_seed"].values()):
                 xs = [c[0] for c in v["curve"]]
                 ys = [c[1] for c in v["curve"]]
                 ax.plot(xs, ys, color=colors.get(recipe), alpha=0.8, lw=1.2, label=recipe if k == 0 else None)
@@ -150,11 +150,9 @@ def figure(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(v, spec=".0f"):
-    return "-" if v is None else format(v, spec)
-
-
 def main() -> None:
+    from common.study.render import render_convergence_section
+
     seeds = tuple(int(s) for s in os.environ.get("BENCH_CONVERGENCE_SEEDS", "").split()) or TUNING_SEEDS
     out = Path(os.environ.get("BENCH_CONVERGENCE_OUT", REPO_ROOT / "runs" / "bench_convergence"))
     for bundle in SETTINGS:
@@ -162,23 +160,7 @@ def main() -> None:
         (out / bundle).mkdir(parents=True, exist_ok=True)
         (out / bundle / "convergence.json").write_text(json.dumps(report, indent=1))
         figure(report, out / bundle / "convergence.png")
-        print(f"\n### {bundle}: CPU seconds until {report['metric']} >= {TARGET_FRACTION} x old plateau\n")
-        print(
-            "| case | target | old: s to target (per seed) | new: s to target (per seed) | new / old | test (old -> new) |"
-        )
-        print("|---|---|---|---|---|---|")
-        for case, e in report["cases"].items():
-            cols = []
-            for recipe in ("old", "new"):
-                rec = e["recipes"][recipe]
-                each = " / ".join(_fmt(v["cpu_seconds_to_target"]) for v in rec["per_seed"].values())
-                cols.append(f"{_fmt(rec['median_cpu_seconds_to_target'])} ({each})")
-            tests = ", ".join(
-                f"{k} {_fmt(e['recipes']['old']['median_test'][k], '.3f')} -> "
-                f"{_fmt(e['recipes']['new']['median_test'][k], '.3f')}"
-                for k in e["recipes"]["old"]["median_test"]
-            )
-            print(
-                f"| {case} | {e['target']:.3f} | {cols[0]} | {cols[1]} | {_fmt(e['ratio_new_over_old'], '.2f')} | {tests} |"
-            )
+        print(f"\n### {bundle}\n")
+        print(render_convergence_section(report, figure=None))
         print(f"\nwritten: {out / bundle / 'convergence.json'}, {out / bundle / 'convergence.png'}")
+        print(f"publish: python -m common.study.render --convergence-from {out}")

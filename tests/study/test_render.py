@@ -107,3 +107,51 @@ def test_import_refuses_a_profile_other_than_quick(tmp_path):
     (tmp_path / "runs" / "sr_degradation_bias" / "results.json").write_text(json.dumps({"profile": "smoke"}))
     with pytest.raises(ValueError, match="profile 'smoke'; the published results are the quick profile"):
         render.import_results(tmp_path / "runs", root)
+
+
+def _convergence_report():
+    def recipe(times, test):
+        per_seed = {
+            str(s): {"cpu_seconds_to_target": t, "test": {"balanced_dice": d}, "curve": []}
+            for s, t, d in zip((100, 101, 102), times, test)
+        }
+        present = sorted(t for t in times if t is not None)
+        return {"per_seed": per_seed, "median_cpu_seconds_to_target": present[len(present) // 2],
+                "median_test": {"balanced_dice": sorted(test)[1]}}  # fmt: skip
+
+    return {
+        "metric": "val_balanced_dice",
+        "seeds": [100, 101, 102],
+        "target_fraction": 0.99,
+        "recipes": {"old": {"batch_size": 16}, "new": {"batch_size": 4}},
+        "cases": {
+            "vinn": {
+                "target": 0.75,
+                "recipes": {
+                    "old": recipe([80.0, 90.0, 100.0], [0.7, 0.8, 0.9]),
+                    "new": recipe([30.0, None, 45.0], [0.75, 0.85, 0.8]),
+                },  # fmt: skip
+                "ratio_new_over_old": 45.0 / 90.0,
+            }
+        },
+    }
+
+
+def test_convergence_table_names_both_recipes_every_seed_and_the_ratio():
+    text = render.render_convergence_section(_convergence_report())
+    row = next(line for line in text.splitlines() if line.startswith("| vinn"))
+    assert "| 0.750 |" in row
+    assert "90 s (80 / 90 / 100)" in row and "45 s (30 / - / 45)" in row  # old before new, a miss shown as -
+    assert "| 0.50 |" in row and "balanced_dice 0.800 -> 0.800" in row
+    assert "`batch_size` 16" in text and "`batch_size` 4" in text and "results/convergence.png" in text
+
+
+def test_convergence_section_is_rendered_from_the_committed_file(tmp_path):
+    root = _tree(tmp_path)
+    bundle = "segmentation_resolution_bias"
+    doc = root / "bundles" / bundle / "docs" / "README.md"
+    assert render.CONVERGENCE_BEGIN in doc.read_text()
+    (render.results_dir(bundle, root) / "convergence.json").write_text(json.dumps(_convergence_report()))
+    text = render.rendered_documents(root)[doc]
+    section = text.split(render.CONVERGENCE_BEGIN)[1].split(render.CONVERGENCE_END)[0]
+    assert "45 s (30 / - / 45)" in section and "docs/results/convergence.json" in section
