@@ -62,12 +62,12 @@ class ShortcutPhantomConfig:
         noise: standard deviation of the additive speckle noise (image intensities are about 0..1).
     """
 
-    num_train: int = 96
+    num_train: int = 160
     num_val: int = 16
     num_test: int = 48
     size: int = 64
     correlation: float = 0.9
-    cue_strength: float = 0.35
+    cue_strength: float = 0.5
     noise: float = 0.08
 
     def __post_init__(self):
@@ -83,7 +83,7 @@ class ShortcutPhantomConfig:
 
 
 def shortcut_phantom_sample(rng: np.random.Generator, identity: int, scene: str, size: int = 64,
-                            cue_strength: float = 0.35, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+                            cue_strength: float = 0.5, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """One image ``(size, size)`` float32 in [0, 1] and its label ``(size, size)`` uint8 (0, ``identity``)."""
     if identity not in IDENTITIES or scene not in SCENES:
         raise ValueError(f"identity must be one of {IDENTITIES} and scene one of {SCENES}, got {identity}, {scene!r}")

@@ -36,7 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # chosen on tuning seed 100).
     "quick": {
         "correlations": (0.5, 0.75, 0.9, 0.99),
-        "bundle": {"epochs": 30, "num_train": 96, "num_val": 16, "num_test": 48, "val_interval": 10},
+        "bundle": {"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 48, "val_interval": 10},
         "parallel": 2,
     },
     # A finer grid, more data and longer training; meant for a GPU.
