@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from statistics import median
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ def _corr_key(c: float) -> str:
 def summarize(runs: list[dict]) -> dict:
     """One seed's numbers: per correlation (key ``f"{c:g}"``) the common/rare Dice and flip fractions, the
     Dice gap and flip-risk AUROC/AP; Spearman correlations of rare flips and of the Dice gap with the
-    correlation; flip-risk AUROC/AP pooled over every test image of the grid."""
+    correlation; the median over the grid of each model's flip-risk AUROC (where defined), and the AUROC/AP
+    pooled over every test image of the grid (flip-risk levels of different models mixed)."""
     from common.metrics.shortcut import flip_risk_detection
 
     runs = sorted(runs, key=lambda r: r["correlation"])
@@ -110,11 +112,13 @@ def summarize(runs: list[dict]) -> dict:
     pooled = flip_risk_detection([p for r in runs for p in r["metrics"].get("per_sample", [])], threshold)
     clean = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # noqa: E731
     top = per_corr[_corr_key(max(corr))] if corr else {}
+    aurocs = sorted(v["flip_risk_auroc"] for v in per_corr.values() if v["flip_risk_auroc"] is not None)
     return {
         "per_correlation": per_corr,
         "rare_flip_spearman": _spearman(corr, [per_corr[_corr_key(c)]["flip_rare"] for c in corr]),
         "dice_gap_spearman": _spearman(corr, [per_corr[_corr_key(c)]["dice_gap"] for c in corr]),
         "flip_gap_at_highest": top.get("flip_gap"),
+        "flip_risk_auroc_median": float(median(aurocs)) if aurocs else None,
         "flip_risk_auroc_pooled": clean(pooled["auroc"]),
         "flip_risk_ap_pooled": clean(pooled["ap"]),
         "flip_prone_pooled": pooled["num_positive"],
@@ -130,8 +134,9 @@ CLAIMS = [
           "(Spearman rho over the grid > 0)", lambda s: s["dice_gap_spearman"], lambda v: v > 0.0),
     Claim("rare_flips_exceed_common", "At the highest correlation rare images flip more than common ones "
           "(rare minus common flip fraction > 0)", lambda s: s["flip_gap_at_highest"], lambda v: v > 0.0),
-    Claim("flip_risk_flags_flips", "Flip-risk flags flip-prone test images, pooled over the grid "
-          "(AUROC > 0.8)", lambda s: s["flip_risk_auroc_pooled"], lambda v: v > 0.8),
+    Claim("flip_risk_flags_flips", "Each model's flip-risk flags its flip-prone test images (AUROC, median over "
+          "the correlations where some but not all images are flip-prone, > 0.8)",
+          lambda s: s["flip_risk_auroc_median"], lambda v: v > 0.8),
 ]  # fmt: skip
 
 
@@ -197,9 +202,10 @@ def render_report(record: dict, figures: list[str]) -> str:
         "\n## Flip-risk (label-free) as a flag of flip-prone images\n",
         markdown_table(["correlation", "flip-risk common", "flip-risk rare", "flip-prone fraction", "AUROC", "AP"],
                        det_rows),
-        f"\nPooled over the grid (per seed, then the median): AUROC {_fmt(summary.get('flip_risk_auroc_pooled'))}, "
-        f"AP {_fmt(summary.get('flip_risk_ap_pooled'))}. AUROC is undefined ('-') where no test image, or every "
-        "one, is flip-prone.\n",
+        f"\nMedian over the grid of each model's AUROC: {_fmt(summary.get('flip_risk_auroc_median'))}. Pooled over "
+        f"the test images of every model of the grid (flip-risk levels of different models mixed): AUROC "
+        f"{_fmt(summary.get('flip_risk_auroc_pooled'))}, AP {_fmt(summary.get('flip_risk_ap_pooled'))}. AUROC is "
+        "undefined ('-') where no test image, or every one, is flip-prone.\n",
         "\n## Figures\n",
         *[f"![{Path(n).name}]({n})\n" for n in figures],
     ]  # fmt: skip

@@ -16,10 +16,10 @@ def test_quick_grid_is_the_correlations_times_seeds():
         build("huge", (0,))
 
 
-def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample):
+def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample, auroc=None):
     m = {"dice_mean_common": dice_common, "dice_mean_rare": dice_rare, "flip_flip_common": flip_common,
          "flip_flip_rare": flip_rare, "dice_gap": dice_common - dice_rare, "flip_gap": flip_rare - flip_common,
-         "flip_risk_auroc": None, "flip_risk_ap": None}  # fmt: skip
+         "flip_risk_auroc": auroc, "flip_risk_ap": None}  # fmt: skip
     metrics = {"settings": {"flip_threshold": 0.25}, "metrics": m, "per_sample": per_sample, "extra": {}}
     return {"name": f"corr_{correlation}", "correlation": correlation, "seed": 0, "metrics": metrics}
 
@@ -27,10 +27,10 @@ def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample
 def test_summary_and_claims_from_hand_made_runs():
     sample = lambda flip, risk: {"id": "x", "flip": flip, "flip_risk": risk}  # noqa: E731
     runs = [  # given out of order: the summary sorts by correlation
-        _run(0.9, 0.95, 0.70, 0.01, 0.30, [sample(0.4, 0.7), sample(0.0, 0.1)]),
+        _run(0.9, 0.95, 0.70, 0.01, 0.30, [sample(0.4, 0.7), sample(0.0, 0.1)], auroc=0.9),
         _run(0.5, 0.94, 0.93, 0.02, 0.03, [sample(0.0, 0.2), sample(0.1, 0.3)]),
-        _run(0.99, 0.96, 0.20, 0.00, 0.80, [sample(0.9, 0.2), sample(0.3, 0.8)]),
-        _run(0.75, 0.95, 0.90, 0.02, 0.08, [sample(0.0, 0.05)]),
+        _run(0.99, 0.96, 0.20, 0.00, 0.80, [sample(0.9, 0.2), sample(0.3, 0.8)], auroc=0.5),
+        _run(0.75, 0.95, 0.90, 0.02, 0.08, [sample(0.0, 0.05)], auroc=0.85),
     ]
     s = summarize(runs)
     assert list(s["per_correlation"]) == ["0.5", "0.75", "0.9", "0.99"]
@@ -40,6 +40,7 @@ def test_summary_and_claims_from_hand_made_runs():
     # pooled: positives (flip > 0.25) have risks 0.7, 0.2, 0.8; negatives 0.1, 0.2, 0.3, 0.05
     # pairs won: 0.7 -> 4, 0.8 -> 4, 0.2 -> 1 (0.05) + 1/2 (tie 0.2) + 1 (0.1) = 2.5; AUROC = 10.5 / 12
     assert s["flip_risk_auroc_pooled"] == pytest.approx(10.5 / 12)
+    assert s["flip_risk_auroc_median"] == pytest.approx(0.85)  # of 0.85, 0.9, 0.5 (undefined at 0.5 left out)
     claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": s})}
     assert claims["rare_flips_rise"]["holds_in"] == 1 and claims["flip_risk_flags_flips"]["holds_in"] == 1
     # the rare flips falling with correlation: the claim fails
