@@ -82,8 +82,9 @@ class ShortcutPhantomConfig:
             raise ValueError(f"ShortcutPhantomConfig.num_test must be a multiple of 4 (cells), got {self.num_test}")
 
 
-def shortcut_phantom_sample(rng: np.random.Generator, identity: int, scene: str, size: int = 64,
-                            cue_strength: float = 0.5, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+def shortcut_phantom_sample(
+    rng: np.random.Generator, identity: int, scene: str, size: int = 64, cue_strength: float = 0.5, noise: float = 0.08
+) -> tuple[np.ndarray, np.ndarray]:
     """One image ``(size, size)`` float32 in [0, 1] and its label ``(size, size)`` uint8 (0, ``identity``)."""
     if identity not in IDENTITIES or scene not in SCENES:
         raise ValueError(f"identity must be one of {IDENTITIES} and scene one of {SCENES}, got {identity}, {scene!r}")
@@ -99,7 +100,11 @@ def shortcut_phantom_sample(rng: np.random.Generator, identity: int, scene: str,
     u = ((x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)) / ax
     v = (-(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)) / ay
     angle = np.arctan2(v, u)
-    wobble = 1.0 + 0.08 * np.sin(3 * angle + rng.uniform(0, 2 * np.pi)) + 0.05 * np.sin(5 * angle + rng.uniform(0, 2 * np.pi))
+    wobble = (
+        1.0
+        + 0.08 * np.sin(3 * angle + rng.uniform(0, 2 * np.pi))
+        + 0.05 * np.sin(5 * angle + rng.uniform(0, 2 * np.pi))
+    )
     inside = (u**2 + v**2) <= wobble**2
     contrast = rng.uniform(0.22, 0.3)
     # intrinsic cue: fine stripes along rows (identity 1) or columns (identity 2), phase random
@@ -125,8 +130,9 @@ def shortcut_phantom_sample(rng: np.random.Generator, identity: int, scene: str,
 
 
 def _cache_key(config: ShortcutPhantomConfig, seed: int) -> str:
-    blob = json.dumps({"generator": "shortcut_phantom/1", "config": dataclasses.asdict(config), "seed": seed},
-                      sort_keys=True)
+    blob = json.dumps(
+        {"generator": "shortcut_phantom/1", "config": dataclasses.asdict(config), "seed": seed}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -143,7 +149,9 @@ def _correlated_cells(count: int, correlation: float, rng: np.random.Generator) 
     return [cells[i] for i in order]
 
 
-def generate_shortcut_phantom(output_dir: str | Path, config: ShortcutPhantomConfig | None = None, seed: int = 0) -> Path:
+def generate_shortcut_phantom(
+    output_dir: str | Path, config: ShortcutPhantomConfig | None = None, seed: int = 0
+) -> Path:
     """Write the phantom population and return the path of its ``datalist.json`` (reused when complete).
 
     Files go to ``output_dir/shortcut_phantom_<key>/`` (``key`` hashes the configuration and seed); image
@@ -179,8 +187,16 @@ def generate_shortcut_phantom(output_dir: str | Path, config: ShortcutPhantomCon
             _save_nifti(image, 1.0, root / "images" / f"{sid}.nii.gz")
             _save_nifti(label, 1.0, root / "labels" / f"{sid}.nii.gz")
             group = "common" if ALIGNED_SCENE[identity] == scene else "rare"
-            entries.append({"image": f"images/{sid}.nii.gz", "label": f"labels/{sid}.nii.gz", "id": sid,
-                            "identity": identity, "scene": scene, "group": group})
+            entries.append(
+                {
+                    "image": f"images/{sid}.nii.gz",
+                    "label": f"labels/{sid}.nii.gz",
+                    "id": sid,
+                    "identity": identity,
+                    "scene": scene,
+                    "group": group,
+                }
+            )
         datalist[split] = entries
     atomic_write_json(datalist_path, datalist)
     return datalist_path
@@ -202,8 +218,10 @@ def assign_groups(datalist: dict, source: str = "datalist") -> dict:
         for i, entry in enumerate(datalist.get(split) or []):
             missing = [k for k in ("identity", "scene") if k not in entry]
             if missing:
-                problems.append(f"{source}: {split}[{i}] has no {' / '.join(repr(k) for k in missing)} key "
-                                "(every entry needs the object identity and the scene)")
+                problems.append(
+                    f"{source}: {split}[{i}] has no {' / '.join(repr(k) for k in missing)} key "
+                    "(every entry needs the object identity and the scene)"
+                )
     if problems:
         raise DatalistError(problems, source)
     pairs = Counter((str(e["identity"]), str(e["scene"])) for e in datalist.get("training") or [])
@@ -227,8 +245,14 @@ def assign_groups(datalist: dict, source: str = "datalist") -> dict:
     return out
 
 
-def prepare_shortcut_datalist(datalist: str | Path | None, dataset_dir: str | Path | None, cache_dir: str | Path,
-                              phantom: dict | None = None, seed: int = 0, num_classes: int = 3) -> Path:
+def prepare_shortcut_datalist(
+    datalist: str | Path | None,
+    dataset_dir: str | Path | None,
+    cache_dir: str | Path,
+    phantom: dict | None = None,
+    seed: int = 0,
+    num_classes: int = 3,
+) -> Path:
     """The datalist of one setting (absolute paths, every entry with ``group``): the phantom or a user datalist.
 
     With an empty ``datalist`` the phantom (``phantom``: :class:`ShortcutPhantomConfig` fields) is generated

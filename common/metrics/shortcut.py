@@ -59,7 +59,9 @@ def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
         return float("nan")
     from monai.metrics import compute_roc_auc
 
-    return float(compute_roc_auc(torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(positive.astype(np.int64))))
+    return float(
+        compute_roc_auc(torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(positive.astype(np.int64)))
+    )
 
 
 def flip_risk_detection(records: Sequence[Mapping[str, Any]], threshold: float) -> dict:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import sys
-from statistics import median
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from common.study import engine

@@ -26,7 +26,9 @@ def test_realised_training_correlation_matches_the_setting(tmp_path, correlation
     cells = Counter((e["identity"], e["scene"] == ALIGNED_SCENE[e["identity"]]) for e in data["training"])
     assert cells[(1, True)] == cells[(2, True)] == aligned_per_identity
     assert cells[(1, False)] == cells[(2, False)] == 20 - aligned_per_identity
-    assert all(e["group"] == ("common" if e["scene"] == ALIGNED_SCENE[e["identity"]] else "rare") for e in data["training"])
+    assert all(
+        e["group"] == ("common" if e["scene"] == ALIGNED_SCENE[e["identity"]] else "rare") for e in data["training"]
+    )
     for e in data["training"][:6]:  # the label file holds the entry's identity
         label = np.asarray(nib.load(path.parent / e["label"]).dataobj)
         assert set(np.unique(label).tolist()) == {0, e["identity"]}
