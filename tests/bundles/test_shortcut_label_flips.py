@@ -18,9 +18,10 @@ TINY = ["--epochs", "2", "--num_train", "16", "--num_val", "4", "--num_test", "8
         "--num_threads", "1", "--channels", "[4, 8]"]  # fmt: skip
 
 
-def _bundle(configs, *args, check=True):
+def _bundle(configs, *args, check=True, torchrun=False):
     files = [str(CONFIGS / c) for c in configs]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
+    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
     cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
@@ -98,3 +99,12 @@ def test_a_datalist_without_identity_fails_before_training(tmp_path):
     text = proc.stdout + proc.stderr
     assert "mine.json: training[0] has no 'identity' / 'scene' key" in text
     assert not (tmp_path / "out" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path):
+    out = tmp_path / "ddp"
+    _bundle(["train.yaml", "multi_gpu_train.yaml"], "--output_dir", out, "--ckpt_path", out / "model.pt", *TINY,
+            torchrun=True)  # fmt: skip
+    assert "model" in torch.load(out / "model.pt", weights_only=True)
+    assert len([p for p in out.iterdir() if p.name.startswith("events.out.tfevents")]) == 1  # rank 0 only
