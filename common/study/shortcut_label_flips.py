@@ -7,7 +7,8 @@ the common and rare Dice, flip fractions and the label-free flip-risk's AUROC/AP
 images; the claims say whether rare-group flips rise and the common-rare gap widens with the correlation,
 and whether flip-risk flags the flip-prone images.
 
-Outputs in ``output_dir``: ``results.json``, ``report.md`` and ``shortcut_vs_correlation.png``.
+Outputs in ``output_dir``: ``results.json``, ``report.md``, ``shortcut_vs_correlation.png`` and
+``example_panels.png`` (rare test images under the lowest- and highest-correlation models of the first seed).
 """
 
 from __future__ import annotations
@@ -175,7 +176,78 @@ def make_figures(record: dict, output_dir: Path) -> list[str]:
     name = "shortcut_vs_correlation.png"
     save_figure(fig, Path(output_dir) / name)
     plt.close(fig)
-    return [name]
+    names = [name]
+    panels = _example_panels(record, Path(output_dir))
+    return names + ([panels] if panels else [])
+
+
+def _example_panels(record: dict, output_dir: Path) -> str | None:
+    """Image, label, prediction and flip map of one rare test image per identity, for the first seed's model at
+    the lowest and the highest correlation (``None`` when those checkpoints are gone)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from monai.bundle import ConfigParser
+
+    from common.study.runner import BUNDLES_DIR
+
+    first = [r for r in record["runs"] if r["seed"] == record["seeds"][0]]
+    if not first:
+        return None
+    picks = [min(first, key=lambda r: r["correlation"]), max(first, key=lambda r: r["correlation"])]
+    rows = []
+    for run in picks:
+        ckpt = Path(run["overrides"].get("ckpt_path", ""))
+        datalist = Path(run["metrics"]["settings"].get("datalist") or "")
+        if not ckpt.is_file() or not datalist.is_file():
+            return None
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES_DIR / BUNDLE / "configs" / "inference.yaml"))
+        for key in ("channels", "image_size"):
+            if key in run["overrides"]:
+                parser[key] = run["overrides"][key]
+        net = parser.get_parsed_content("network_def", instantiate=True).eval()
+        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+        preprocess = parser.get_parsed_content("preprocessing", instantiate=True)
+        import json
+
+        from monai.transforms import LoadImage
+
+        test = json.loads(datalist.read_text())["test"]
+        for identity in (1, 2):
+            entry = next((e for e in test if e.get("group") == "rare" and e.get("identity") == identity), None)
+            if entry is None:
+                continue
+            image = preprocess({"image": entry["image"]})["image"]
+            label = np.asarray(LoadImage(image_only=True)(entry["label"]))
+            with torch.no_grad():
+                pred = net(torch.as_tensor(image)[None].float())[0].argmax(0).numpy()
+            rows.append((f"corr {run['correlation']:g}, {entry['scene']}", np.asarray(image[0]), label, pred))
+    if not rows:
+        return None
+    from matplotlib.colors import ListedColormap
+
+    flip_colours = ListedColormap(["grey", "tab:green", "tab:red"])  # miss, correct, flip
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8.4, 2.2 * len(rows)), squeeze=False)
+    for ax_row, (title, image, label, pred) in zip(axes, rows):
+        flip = np.where(label > 0, np.where(pred == label, 1, np.where(pred == 0, 0, 2)), -1)
+        ax_row[0].imshow(image, cmap="gray")
+        ax_row[0].set_ylabel(title, fontsize=7)
+        ax_row[1].imshow(label, cmap="viridis", vmin=0, vmax=2)
+        ax_row[2].imshow(pred, cmap="viridis", vmin=0, vmax=2)
+        ax_row[3].imshow(np.ma.masked_less(flip, 0), cmap=flip_colours, vmin=0, vmax=2, interpolation="nearest")
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, t in zip(
+        axes[0], ("image (rare)", "label", "prediction", "flip map: correct (green), flip (red), miss (grey)")
+    ):
+        ax.set_title(t, fontsize=7)
+    fig.tight_layout()
+    name = "example_panels.png"
+    save_figure(fig, output_dir / name)
+    plt.close(fig)
+    return name
 
 
 def render_report(record: dict, figures: list[str]) -> str:

@@ -69,4 +69,5 @@ def test_smoke_study(tmp_path):
     assert all(0.0 <= per_corr[c][f"flip_{g}"] <= 1.0 for c in per_corr for g in ("common", "rare"))
     assert {c["id"] for c in results["claims"]} == {c.id for c in CLAIMS}
     assert results["command"] in report.read_text()
-    assert (out / "shortcut_vs_correlation.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("shortcut_vs_correlation.png", "example_panels.png"):
+        assert png in results["figures"] and (out / png).read_bytes()[:4] == b"\x89PNG"
