@@ -36,6 +36,7 @@ TITLES = {
     "segmentation_resolution_bias": "Segmentation resolution bias",
     "sr_degradation_bias": "Super-resolution degradation bias",
     "label_error_refurbishment": "Label errors and refurbishment",
+    "shortcut_label_flips": "Shortcut learning and label flips",
 }
 
 

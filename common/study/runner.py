@@ -19,7 +19,12 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = REPO_ROOT / "bundles"
-BUNDLE_NAMES = ("segmentation_resolution_bias", "sr_degradation_bias", "label_error_refurbishment")
+BUNDLE_NAMES = (
+    "segmentation_resolution_bias",
+    "sr_degradation_bias",
+    "label_error_refurbishment",
+    "shortcut_label_flips",
+)
 
 
 class BundleRunError(RuntimeError):

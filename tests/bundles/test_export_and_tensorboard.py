@@ -21,6 +21,10 @@ SMOKE = {
         "train_first": True, "model": "srcnn", "width": 0.125, "epochs": 1, "num_slices": [4, 2, 2],
         "patch_size": 32, "patches_per_image": 2, "batch_size": 4, "val_interval": 1, "num_threads": 1,
     },
+    "shortcut_label_flips": {
+        "epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2, "num_threads": 1,
+        "channels": [4, 8],
+    },
     "segmentation_resolution_bias": {
         "train_first": True, "epochs": 1, "val_interval": 1, "num_train": 1, "num_val": 1, "num_test": 1,
         "slice_thickness": 3, "channels": [4, 8], "slices_per_volume": 3, "batch_size": 8, "num_threads": 1,
@@ -29,6 +33,7 @@ SMOKE = {
 # Documented TensorBoard scalar tags (a subset each run must contain).
 SCALARS = {
     "label_error_refurbishment": {"train_loss", "val_mean_dice"},
+    "shortcut_label_flips": {"train_loss", "val_mean_dice"},
     "sr_degradation_bias": {"train_loss", "val_psnr", "test/psnr/gaussian", "test/ssim/median", "test/hfen/bicubic"},
     "segmentation_resolution_bias": {
         "train_loss", "val_mean_dice", "val_dice_grey_matter_L", "val_volume_bias_grey_matter_L", "val_auc_grey_matter",

@@ -27,12 +27,14 @@ SETTINGS = {
     "segmentation_resolution_bias": {"epochs": EPOCHS, "val_interval": EPOCHS, **SAVE_EVERY_EPOCH},
     # detection and refurbishment after epoch 2; VOG gradients at epochs 1 and 2
     "label_error_refurbishment": {"epochs": 3, "val_interval": 3, "detect_epoch": 2, **SAVE_EVERY_EPOCH},
+    "shortcut_label_flips": {"epochs": 3, "val_interval": 3, **SAVE_EVERY_EPOCH},
 }
 CASES = [
     ("sr_degradation_bias", 1),
     ("segmentation_resolution_bias", 1),
     ("label_error_refurbishment", 1),
     ("label_error_refurbishment", 2),
+    ("shortcut_label_flips", 1),
 ]
 
 

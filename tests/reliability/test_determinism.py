@@ -33,6 +33,16 @@ TINY: dict[str, dict] = {
         "error_level": 0.5,
         "refurbish": True,
     },
+    "shortcut_label_flips": {
+        "epochs": 2,
+        "num_train": 16,
+        "num_val": 4,
+        "num_test": 8,
+        "val_interval": 2,
+        "num_threads": 1,
+        "channels": [4, 8],
+        "correlation": 0.75,
+    },
     "segmentation_resolution_bias": {
         "num_train": 1,
         "num_val": 1,

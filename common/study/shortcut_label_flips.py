@@ -1,0 +1,288 @@
+"""Study of the ``shortcut_label_flips`` bundle (Achara et al. 2026, Right Regions, Wrong Labels).
+
+Grid: the training correlation between object identity and acquisition scene, one run per correlation and
+seed. Each run is tested on balanced identity x scene cells; ``common`` test images have the scene their
+identity had in most of training, ``rare`` ones the counterfactual scene. The summary per correlation holds
+the common and rare Dice, flip fractions and the label-free flip-risk's AUROC/AP for flagging flip-prone
+images; the claims say whether rare-group flips rise and the common-rare gap widens with the correlation,
+and whether flip-risk flags the flip-prone images.
+
+Outputs in ``output_dir``: ``results.json``, ``report.md``, ``shortcut_vs_correlation.png`` and
+``example_panels.png`` (rare test images under the lowest- and highest-correlation models of the first seed).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from common.study import engine
+from common.study.engine import Claim, Study, grid
+from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
+
+BUNDLE = "shortcut_label_flips"
+CONFIGS = ["train.yaml", "evaluate.yaml"]
+GROUPS = ("common", "rare")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Proves the wiring: two correlations, a couple of epochs on a handful of images.
+    "smoke": {
+        "correlations": (0.5, 0.99),
+        "bundle": {"epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2},
+        "parallel": 2,
+    },
+    # The paper's qualitative findings on the embedded phantom, on a 2-core CPU (cue strength and epochs
+    # chosen on tuning seed 100).
+    "quick": {
+        "correlations": (0.5, 0.75, 0.9, 0.99),
+        "bundle": {"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 48, "val_interval": 10},
+        "parallel": 2,
+    },
+    # A finer grid, more data and longer training; meant for a GPU.
+    "full": {
+        "correlations": (0.5, 0.6, 0.75, 0.9, 0.95, 0.99, 1.0),
+        "bundle": {"epochs": 60, "num_train": 400, "num_val": 48, "num_test": 200, "image_size": 96,
+                   "val_interval": 10},
+        "parallel": 1,
+    },
+}  # fmt: skip
+
+
+def build(profile: str, seeds) -> Study:
+    """One run per correlation of ``profile``, repeated over ``seeds``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    cfg = PROFILES[profile]
+    base = {**cfg["bundle"], "num_threads": 1}
+    runs = grid("corr", base, {"correlation": list(cfg["correlations"])})
+    return Study(BUNDLE, profile, runs, seeds, jobs=cfg["parallel"], configs=CONFIGS)
+
+
+def progress(metrics: dict) -> str:
+    m = metrics["metrics"]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    return f"rare flip {fmt(m.get('flip_flip_rare'))}, rare Dice {fmt(m.get('dice_mean_rare'))}"
+
+
+def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
+    """Run the grid of ``profile`` over ``seeds``; write ``results.json``, ``report.md`` and the figure."""
+    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
+
+
+def _spearman(xs, ys) -> float | None:
+    from scipy.stats import spearmanr
+
+    pairs = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
+    if len(pairs) < 3 or len({p[1] for p in pairs}) < 2:
+        return None
+    rho = spearmanr(*zip(*pairs)).statistic
+    return None if math.isnan(rho) else float(rho)
+
+
+def _corr_key(c: float) -> str:
+    return f"{c:g}"
+
+
+def summarize(runs: list[dict]) -> dict:
+    """One seed's numbers: per correlation (key ``f"{c:g}"``) the common/rare Dice and flip fractions, the
+    Dice gap and flip-risk AUROC/AP; Spearman correlations of rare flips and of the Dice gap with the
+    correlation; the median over the grid of each model's flip-risk AUROC (where defined), and the AUROC/AP
+    pooled over every test image of the grid (flip-risk levels of different models mixed)."""
+    from common.metrics.shortcut import flip_risk_detection
+
+    runs = sorted(runs, key=lambda r: r["correlation"])
+    per_corr = {}
+    for r in runs:
+        m = r["metrics"]["metrics"]
+        per_corr[_corr_key(r["correlation"])] = {
+            **{f"dice_{g}": m.get(f"dice_mean_{g}") for g in GROUPS},
+            **{f"flip_{g}": m.get(f"flip_flip_{g}") for g in GROUPS},
+            **{f"miss_{g}": m.get(f"flip_miss_{g}") for g in GROUPS},
+            **{f"flip_risk_{g}": m.get(f"flip_risk_{g}") for g in GROUPS},
+            "dice_gap": m.get("dice_gap"),
+            "flip_gap": m.get("flip_gap"),
+            "flip_risk_auroc": m.get("flip_risk_auroc"),
+            "flip_risk_ap": m.get("flip_risk_ap"),
+            "flip_prone_fraction": m.get("flip_prone_fraction"),
+        }
+    corr = [r["correlation"] for r in runs]
+    threshold = next((r["metrics"]["settings"].get("flip_threshold") for r in runs), 0.25)
+    pooled = flip_risk_detection([p for r in runs for p in r["metrics"].get("per_sample", [])], threshold)
+    clean = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # noqa: E731
+    top = per_corr[_corr_key(max(corr))] if corr else {}
+    aurocs = sorted(v["flip_risk_auroc"] for v in per_corr.values() if v["flip_risk_auroc"] is not None)
+    return {
+        "per_correlation": per_corr,
+        "rare_flip_spearman": _spearman(corr, [per_corr[_corr_key(c)]["flip_rare"] for c in corr]),
+        "dice_gap_spearman": _spearman(corr, [per_corr[_corr_key(c)]["dice_gap"] for c in corr]),
+        "flip_gap_at_highest": top.get("flip_gap"),
+        "flip_risk_auroc_median": float(median(aurocs)) if aurocs else None,
+        "flip_risk_auroc_pooled": clean(pooled["auroc"]),
+        "flip_risk_ap_pooled": clean(pooled["ap"]),
+        "flip_prone_pooled": pooled["num_positive"],
+        "num_images_pooled": pooled["num_images"],
+        "flip_threshold": threshold,
+    }
+
+
+CLAIMS = [
+    Claim("rare_flips_rise", "The rare-group flip fraction rises with the training correlation "
+          "(Spearman rho over the grid > 0)", lambda s: s["rare_flip_spearman"], lambda v: v > 0.0),
+    Claim("dice_gap_widens", "The common-rare Dice gap widens with the training correlation "
+          "(Spearman rho over the grid > 0)", lambda s: s["dice_gap_spearman"], lambda v: v > 0.0),
+    Claim("rare_flips_exceed_common", "At the highest correlation rare images flip more than common ones "
+          "(rare minus common flip fraction > 0)", lambda s: s["flip_gap_at_highest"], lambda v: v > 0.0),
+    Claim("flip_risk_flags_flips", "Each model's flip-risk flags its flip-prone test images (AUROC, median over "
+          "the correlations where some but not all images are flip-prone, > 0.8)",
+          lambda s: s["flip_risk_auroc_median"], lambda v: v > 0.8),
+]  # fmt: skip
+
+
+def make_figures(record: dict, output_dir: Path) -> list[str]:
+    """Dice and flip fraction (common / rare) and flip-risk AUROC against the correlation, every seed's points
+    and the median line."""
+    use_agg_backend()
+    import matplotlib.pyplot as plt
+
+    per_seed = record["summary"]["per_seed"]
+    corrs = sorted({float(c) for s in per_seed.values() for c in s["per_correlation"]})
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.5))
+    panels = [("dice", "test Dice (mean of identities)"), ("flip", "flip fraction of GT foreground")]
+    for ax, (what, ylabel) in zip(axes, panels):
+        for g, color in zip(GROUPS, ("tab:blue", "tab:red")):
+            med = []
+            for c in corrs:
+                vals = [s["per_correlation"][_corr_key(c)][f"{what}_{g}"] for s in per_seed.values()
+                        if _corr_key(c) in s["per_correlation"]]  # fmt: skip
+                vals = [v for v in vals if v is not None]
+                ax.scatter([c] * len(vals), vals, color=color, s=12, alpha=0.6)
+                med.append(sorted(vals)[len(vals) // 2] if vals else float("nan"))
+            ax.plot(corrs, med, "o-", color=color, label=g)
+        ax.set(xlabel="training correlation (identity - scene)", ylabel=ylabel)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    for key, label in (("flip_risk_auroc", "AUROC"), ("flip_risk_ap", "AP")):
+        pts = [(float(c), s["per_correlation"][c][key]) for s in per_seed.values() for c in s["per_correlation"]
+               if s["per_correlation"][c][key] is not None]  # fmt: skip
+        if pts:
+            ax.scatter(*zip(*pts), s=14, label=f"flip-risk {label}")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="training correlation", ylabel="flagging flip-prone images", ylim=(0, 1.05))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "shortcut_vs_correlation.png"
+    save_figure(fig, Path(output_dir) / name)
+    plt.close(fig)
+    names = [name]
+    panels = _example_panels(record, Path(output_dir))
+    return names + ([panels] if panels else [])
+
+
+def _example_panels(record: dict, output_dir: Path) -> str | None:
+    """Image, label, prediction and flip map of one rare test image per identity, for the first seed's model at
+    the lowest and the highest correlation (``None`` when those checkpoints are gone)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from monai.bundle import ConfigParser
+
+    from common.study.runner import BUNDLES_DIR
+
+    first = [r for r in record["runs"] if r["seed"] == record["seeds"][0]]
+    if not first:
+        return None
+    picks = [min(first, key=lambda r: r["correlation"]), max(first, key=lambda r: r["correlation"])]
+    rows = []
+    for run in picks:
+        ckpt = Path(run["overrides"].get("ckpt_path", ""))
+        datalist = Path(run["metrics"]["settings"].get("datalist") or "")
+        if not ckpt.is_file() or not datalist.is_file():
+            return None
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES_DIR / BUNDLE / "configs" / "inference.yaml"))
+        for key in ("channels", "image_size"):
+            if key in run["overrides"]:
+                parser[key] = run["overrides"][key]
+        net = parser.get_parsed_content("network_def", instantiate=True).eval()
+        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+        preprocess = parser.get_parsed_content("preprocessing", instantiate=True)
+        import json
+
+        from monai.transforms import LoadImage
+
+        test = json.loads(datalist.read_text())["test"]
+        for identity in (1, 2):
+            entry = next((e for e in test if e.get("group") == "rare" and e.get("identity") == identity), None)
+            if entry is None:
+                continue
+            image = preprocess({"image": entry["image"]})["image"]
+            label = np.asarray(LoadImage(image_only=True)(entry["label"]))
+            with torch.no_grad():
+                pred = net(torch.as_tensor(image)[None].float())[0].argmax(0).numpy()
+            rows.append((f"corr {run['correlation']:g}, {entry['scene']}", np.asarray(image[0]), label, pred))
+    if not rows:
+        return None
+    from matplotlib.colors import ListedColormap
+
+    flip_colours = ListedColormap(["grey", "tab:green", "tab:red"])  # miss, correct, flip
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8.4, 2.2 * len(rows)), squeeze=False)
+    for ax_row, (title, image, label, pred) in zip(axes, rows):
+        flip = np.where(label > 0, np.where(pred == label, 1, np.where(pred == 0, 0, 2)), -1)
+        ax_row[0].imshow(image, cmap="gray")
+        ax_row[0].set_ylabel(title, fontsize=7)
+        ax_row[1].imshow(label, cmap="viridis", vmin=0, vmax=2)
+        ax_row[2].imshow(pred, cmap="viridis", vmin=0, vmax=2)
+        ax_row[3].imshow(np.ma.masked_less(flip, 0), cmap=flip_colours, vmin=0, vmax=2, interpolation="nearest")
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, t in zip(
+        axes[0], ("image (rare)", "label", "prediction", "flip map: correct (green), flip (red), miss (grey)")
+    ):
+        ax.set_title(t, fontsize=7)
+    fig.tight_layout()
+    name = "example_panels.png"
+    save_figure(fig, output_dir / name)
+    plt.close(fig)
+    return name
+
+
+def render_report(record: dict, figures: list[str]) -> str:
+    """``report.md``: claims, then per correlation the median over seeds of every number."""
+    summary = record["summary"]
+    per_corr = summary.get("per_correlation") or {}
+    rows, det_rows = [], []
+    for c, v in sorted(per_corr.items(), key=lambda kv: float(kv[0])):
+        rows.append([c, v.get("dice_common"), v.get("dice_rare"), v.get("dice_gap"), v.get("flip_common"),
+                     v.get("flip_rare"), v.get("miss_common"), v.get("miss_rare")])  # fmt: skip
+        det_rows.append([c, v.get("flip_risk_common"), v.get("flip_risk_rare"), v.get("flip_prone_fraction"),
+                         v.get("flip_risk_auroc"), v.get("flip_risk_ap")])  # fmt: skip
+    bundle = record["profile_settings"]["bundle"]
+    threshold = summary.get("flip_threshold", 0.25)
+    lines = report_header(record, f"Shortcut learning and label flips ({record['profile']} profile)")
+    lines += [
+        f"Training: {bundle.get('num_train')} phantom images, {bundle.get('epochs')} epochs; test: "
+        f"{bundle.get('num_test')} images, balanced over identity x scene. *Common*: the scene the identity had "
+        "in most of training; *rare*: the other scene. A flip is a ground-truth foreground pixel labelled as "
+        f"the other identity; an image is flip-prone when more than {threshold:.0%} of its foreground flips.\n",
+        "## Dice and Flip decomposition per group\n",
+        markdown_table(["correlation", "Dice common", "Dice rare", "Dice gap", "flip common", "flip rare",
+                        "miss common", "miss rare"], rows),
+        "\n## Flip-risk (label-free) as a flag of flip-prone images\n",
+        markdown_table(["correlation", "flip-risk common", "flip-risk rare", "flip-prone fraction", "AUROC", "AP"],
+                       det_rows),
+        f"\nMedian over the grid of each model's AUROC: {_fmt(summary.get('flip_risk_auroc_median'))}. Pooled over "
+        f"the test images of every model of the grid (flip-risk levels of different models mixed): AUROC "
+        f"{_fmt(summary.get('flip_risk_auroc_pooled'))}, AP {_fmt(summary.get('flip_risk_ap_pooled'))}. AUROC is "
+        "undefined ('-') where no test image, or every one, is flip-prone.\n",
+        "\n## Figures\n",
+        *[f"![{Path(n).name}]({n})\n" for n in figures],
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

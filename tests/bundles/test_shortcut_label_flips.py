@@ -1,0 +1,110 @@
+"""The shortcut_label_flips bundle: configs parse, smoke train+evaluate+inference, bad user datalist."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from common.study.runner import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "bundles" / "shortcut_label_flips" / "configs"
+TINY = ["--epochs", "2", "--num_train", "16", "--num_val", "4", "--num_test", "8", "--val_interval", "2",
+        "--num_threads", "1", "--channels", "[4, 8]"]  # fmt: skip
+
+
+def _bundle(configs, *args, check=True, torchrun=False):
+    files = [str(CONFIGS / c) for c in configs]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
+    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
+    cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_configs_parse_with_defaults():
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
+    for key in ("correlation", "seed", "channels", "epochs", "num_threads", "num_train", "learning_rate",
+                "flip_threshold", "datalist", "dataset_dir", "output_dir", "ckpt_path", "resume"):  # fmt: skip
+        assert key in parser, key
+    net = parser.get_parsed_content("network_def")
+    assert net(torch.rand(1, 1, 64, 64)).shape == (1, 3, 64, 64)
+    phantom = parser.get_parsed_content("phantom")
+    assert phantom["correlation"] == parser["correlation"] and phantom["size"] == parser["image_size"]
+    inference = ConfigParser()
+    inference.read_config(str(CONFIGS / "inference.yaml"))
+    assert inference["channels"] == parser["channels"] and inference["num_classes"] == parser["num_classes"]
+
+
+@pytest.mark.slow
+def test_smoke_train_evaluate_and_inference(tmp_path):
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "model.pt"
+    _bundle(["train.yaml", "evaluate.yaml"], "--output_dir", out, "--ckpt_path", ckpt, "--correlation", 0.75, *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"settings", "metrics", "per_sample", "extra"}
+    assert metrics["settings"]["correlation"] == 0.75
+    m = metrics["metrics"]
+    for g in ("common", "rare"):
+        assert metrics["extra"]["groups"][g]["num_images"] == 4
+        total = m[f"flip_correct_{g}"] + m[f"flip_flip_{g}"] + m[f"flip_miss_{g}"]
+        assert total == pytest.approx(1.0)
+        assert 0.0 <= m[f"flip_risk_{g}"] <= 1.0
+    assert m["flip_gap"] == pytest.approx(m["flip_flip_rare"] - m["flip_flip_common"])
+    assert len(metrics["per_sample"]) == 8 and {p["group"] for p in metrics["per_sample"]} == {"common", "rare"}
+    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
+    assert "model" in torch.load(ckpt, weights_only=True)
+
+    # inference on an image of another size and affine: label map on the input's grid, flip-risk JSON beside it
+    src = json.loads(open(metrics["settings"]["datalist"]).read())["test"][0]["image"]
+    arr = np.asarray(nib.load(src).dataobj)
+    big = np.kron(arr, np.ones((2, 2)))[:100, :90].astype(np.float32)
+    affine = np.diag([0.7, 0.9, 1.0, 1.0])
+    image_path = tmp_path / "case.nii.gz"
+    nib.save(nib.Nifti1Image(big, affine), image_path)
+    pred = tmp_path / "pred"
+    _bundle(["inference.yaml"], "--input_image", image_path, "--ckpt_path", ckpt, "--output_dir", pred,
+            "--channels", "[4, 8]")  # fmt: skip
+    seg = nib.load(pred / "case_seg.nii.gz")
+    assert seg.shape[:2] == (100, 90) and set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2}
+    np.testing.assert_allclose(seg.affine, affine, atol=1e-5)
+    risk = json.loads((pred / "case_flip_risk.json").read_text())
+    assert risk["image"].endswith("case.nii.gz") and 0.0 <= risk["flip_risk"] <= 1.0
+    rows = (pred / "flip_risk.csv").read_text().splitlines()
+    assert float(rows[1].split(",")[1]) == pytest.approx(risk["flip_risk"], abs=1e-6)
+    unc = np.asarray(nib.load(pred / "case_identity_uncertainty.nii.gz").dataobj)
+    assert unc.shape[:2] == (100, 90) and unc.min() >= 0.0 and unc.max() <= 1.0 + 1e-6
+
+
+def test_a_datalist_without_identity_fails_before_training(tmp_path):
+    image = np.zeros((32, 32), np.float32)
+    label = np.zeros((32, 32), np.uint8)
+    label[10:20, 10:20] = 1
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "img.nii.gz")
+    nib.save(nib.Nifti1Image(label, np.eye(4)), tmp_path / "lab.nii.gz")
+    entry = {"image": "img.nii.gz", "label": "lab.nii.gz"}
+    datalist = tmp_path / "mine.json"
+    datalist.write_text(json.dumps({"training": [entry], "validation": [entry], "test": [entry]}))
+    proc = _bundle(["train.yaml", "evaluate.yaml"], "--datalist", datalist, "--output_dir", tmp_path / "out",
+                   "--ckpt_path", tmp_path / "out" / "model.pt", *TINY, check=False)  # fmt: skip
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "mine.json: training[0] has no 'identity' / 'scene' key" in text
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path):
+    out = tmp_path / "ddp"
+    _bundle(["train.yaml", "multi_gpu_train.yaml"], "--output_dir", out, "--ckpt_path", out / "model.pt", *TINY,
+            torchrun=True)  # fmt: skip
+    assert "model" in torch.load(out / "model.pt", weights_only=True)
+    assert len([p for p in out.iterdir() if p.name.startswith("events.out.tfevents")]) == 1  # rank 0 only
