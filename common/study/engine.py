@@ -320,8 +320,31 @@ def execute(
 
 def _result(task: dict, metrics: dict, seconds, reused: bool, finished: float | None = None) -> dict:
     run = task["run"]
-    return {**run.labels, "name": run.name, "seed": task["seed"], "overrides": task["overrides"],
-            "metrics": metrics, "seconds": seconds, "finished": finished, "reused": reused}  # fmt: skip
+    out = {**run.labels, "name": run.name, "seed": task["seed"], "overrides": task["overrides"],
+           "metrics": metrics, "seconds": seconds, "finished": finished, "reused": reused}  # fmt: skip
+    curve = read_validation_curve(Path(task["run_dir"]) / "validation_curve.json")
+    if curve is not None:
+        out["validation_curve"] = curve
+    return out
+
+
+def read_validation_curve(path: Path) -> dict | None:
+    """A run's ``validation_curve.json`` (:class:`common.handlers.convergence.ValidationCurve`) reduced to its
+    own metric: ``{"metric", "epoch": [...], "cpu_seconds": [...], "value": [...]}``; ``None`` without one."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    metric = data.get("metric")
+    points = [p for p in data.get("points", []) if metric in p.get("metrics", {})]
+    return {
+        "metric": metric,
+        "epoch": [p["epoch"] for p in points],
+        "cpu_seconds": [p["cpu_seconds"] for p in points],
+        "value": [p["metrics"][metric] for p in points],
+    }
 
 
 def runs_span_seconds(results: Sequence[Mapping[str, Any]]) -> float | None:

@@ -355,6 +355,22 @@ def make_figures(record: dict, output_dir: Path) -> list[str]:
     plt.close(fig)
     names.append("fig3_volume_distributions.png")
 
+    curves = {r["approach"]: r["validation_curve"] for r in results
+              if r["table"] == "approaches" and r.get("validation_curve")}  # fmt: skip
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for a in approaches:
+            if a in curves:
+                ax.plot(curves[a]["epoch"], curves[a]["value"], marker="o", ms=3, label=APPROACH_LABELS[a])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(next(iter(curves.values()))["metric"])
+        ax.set_title(f"Validation curves, {_pair_name(main_pair)}, seed {record['seeds'][0]}")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, output_dir / "fig_validation_curves.png", dpi=110)
+        plt.close(fig)
+        names.append("fig_validation_curves.png")
+
     for key, fname, ylabel in (
         ("dice", "fig4_dice.png", "Dice"),
         ("volume_bias", "fig5_volume_bias.png", "normalised volume bias"),

@@ -216,3 +216,24 @@ def test_a_run_key_fingerprint_covers_its_own_bundle_configs_only(tmp_path):
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") == before["a"]
     (tmp_path / "common" / "x.py").write_text("x = 2\n")  # code bundle a imports
     assert code_fingerprint(tmp_path, bundle_runs_only=True, bundle="a") != before["a"]
+
+
+def test_a_runs_validation_curve_is_reduced_to_its_own_metric(tmp_path):
+    from common.study.engine import read_validation_curve
+
+    path = tmp_path / "validation_curve.json"
+    assert read_validation_curve(path) is None
+    points = [
+        {"epoch": 2, "cpu_seconds": 7.5, "wall_seconds": 9.0, "metrics": {"val_d": 0.4, "val_x": 9.0}},
+        {"epoch": 4, "cpu_seconds": 15.0, "wall_seconds": 19.0, "metrics": {"val_x": 8.0}},  # no val_d: skipped
+        {"epoch": 6, "cpu_seconds": 22.5, "wall_seconds": 30.0, "metrics": {"val_d": 0.6}},
+    ]
+    path.write_text(json.dumps({"metric": "val_d", "points": points}))
+    assert read_validation_curve(path) == {
+        "metric": "val_d",
+        "epoch": [2, 6],
+        "cpu_seconds": [7.5, 22.5],
+        "value": [0.4, 0.6],
+    }
+    path.write_text("{not json")
+    assert read_validation_curve(path) is None
