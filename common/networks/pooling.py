@@ -27,7 +27,14 @@ __all__ = ["DOWNSAMPLE_NAMES", "ASAPPool", "BlurPool", "FLCPool", "binomial_filt
 
 DOWNSAMPLE_NAMES = ("maxpool", "strided_conv", "avgpool", "blurpool", "flc", "asap")
 
-_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+def _depthwise_conv(x: torch.Tensor, kernel: torch.Tensor, stride: int, groups: int, spatial_dims: int) -> torch.Tensor:
+    """``F.conv{1,2,3}d`` chosen by ``spatial_dims`` (a branch, not a table, so that TorchScript compiles it)."""
+    if spatial_dims == 1:
+        return F.conv1d(x, kernel, stride=stride, groups=groups)
+    if spatial_dims == 2:
+        return F.conv2d(x, kernel, stride=stride, groups=groups)
+    return F.conv3d(x, kernel, stride=stride, groups=groups)
 
 
 def _check_dims(spatial_dims: int) -> int:
@@ -81,6 +88,7 @@ class BlurPool(nn.Module):
         self.pad_mode = pad_mode
         left, right = (filter_size - 1) // 2, math.ceil((filter_size - 1) / 2)
         self.padding = (left, right) * spatial_dims  # F.pad order, last axis first (symmetric over axes)
+        self._pad = [left, right] * spatial_dims  # the same as a list, the type F.pad takes under TorchScript
         kernel = binomial_filter(filter_size, spatial_dims).float()
         self.register_buffer("kernel", kernel[None, None].repeat(channels, 1, *([1] * spatial_dims)), persistent=False)
 
@@ -89,30 +97,29 @@ class BlurPool(nn.Module):
         if x.shape[1] != self.channels:
             raise ValueError(f"BlurPool built for {self.channels} channels got input with {x.shape[1]}")
         mode = self.pad_mode
-        if mode == "reflect" and min(x.shape[2:]) <= max(self.padding):
+        if mode == "reflect" and min(x.shape[2:]) <= max(self._pad):
             mode = "replicate"
-        if any(self.padding):
-            x = F.pad(x, self.padding, mode=mode)
+        if max(self._pad) > 0:
+            x = F.pad(x, self._pad, mode=mode)
         kernel = self.kernel.to(dtype=x.dtype)
-        return _CONV_FN[self.spatial_dims](x, kernel, stride=self.stride, groups=self.channels)
+        return _depthwise_conv(x, kernel, self.stride, self.channels, self.spatial_dims)
 
     def extra_repr(self) -> str:
         return f"spatial_dims={self.spatial_dims}, channels={self.channels}, filter_size={self.filter_size}, stride={self.stride}"
 
 
-def _centre_crop_spectrum(spectrum: torch.Tensor, in_sizes: Sequence[int]) -> torch.Tensor:
+def _centre_crop_spectrum(spectrum: torch.Tensor, in_sizes: list[int]) -> torch.Tensor:
     """Keep ``n // 2`` samples centred on DC of an fftshifted spectrum along each trailing axis (``n`` from in_sizes)."""
     spatial_dims = len(in_sizes)
-    slices = [slice(None)] * (spectrum.ndim - spatial_dims)
-    for axis_len, n in zip(spectrum.shape[-spatial_dims:], in_sizes):
+    for i, n in enumerate(in_sizes):
+        axis = spectrum.ndim - spatial_dims + i
         keep = n // 2
-        start = axis_len // 2 - keep // 2
-        slices.append(slice(start, start + keep))
-    return spectrum[tuple(slices)]
+        spectrum = spectrum.narrow(axis, spectrum.shape[axis] // 2 - keep // 2, keep)
+    return spectrum
 
 
-def _spectral_pool(x: torch.Tensor, spatial_dims: int, window: torch.Tensor | None, in_sizes: Sequence[int]):
-    dims = tuple(range(-spatial_dims, 0))
+def _spectral_pool(x: torch.Tensor, spatial_dims: int, window: torch.Tensor | None, in_sizes: list[int]):
+    dims = list(range(-spatial_dims, 0))
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     spectrum = torch.fft.fftshift(torch.fft.fftn(x.to(compute_dtype), dim=dims, norm="forward"), dim=dims)
     if window is not None:
@@ -149,10 +156,14 @@ def asap_window(sizes: Sequence[int], dtype: torch.dtype = torch.float64) -> tor
     Equal to the product over axes of ``sqrt(hamming(n_axis))``; its value at the centre (DC after fftshift, for odd
     sizes) is 1 and at the corners ``0.08 ** (spatial_dims / 2)``.
     """
+    return _asap_window([int(n) for n in sizes], dtype)
+
+
+def _asap_window(sizes: list[int], dtype: torch.dtype) -> torch.Tensor:
     window = torch.ones((), dtype=dtype)
     for n in sizes:
         w = torch.hamming_window(n, periodic=False, dtype=dtype).clamp_min(0).sqrt()
-        window = window[..., None] * w
+        window = window.unsqueeze(-1) * w
     return window
 
 
@@ -179,8 +190,12 @@ class ASAPPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.spatial_dims, "ASAPPool")
         in_sizes = x.shape[2:]
-        padded = F.pad(x, (0, 1) * self.spatial_dims)
-        return _spectral_pool(padded, self.spatial_dims, self.window(padded.shape[2:], x.device), in_sizes)
+        padded = F.pad(x, [0, 1] * self.spatial_dims)
+        if torch.jit.is_scripting():  # no window cache in TorchScript: the window is rebuilt per call
+            window = _asap_window(padded.shape[2:], torch.float64).to(x.device)
+        else:
+            window = self.window(padded.shape[2:], x.device)
+        return _spectral_pool(padded, self.spatial_dims, window, in_sizes)
 
     def extra_repr(self) -> str:
         return f"spatial_dims={self.spatial_dims}"
