@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from monai.bundle import ConfigParser, ckpt_export
 
 from common.networks.pooling import ASAPPool, BlurPool, FLCPool, downsample
-from common.networks.sr import RRDBNet, SR_NETWORK_NAMES, interpolate_up, sr_network
+from common.networks.sr import SR_NETWORK_NAMES, RRDBNet, interpolate_up, sr_network
 from common.study.runner import BUNDLES_DIR
 
 
