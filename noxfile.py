@@ -21,8 +21,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "common", "tests", "bundles", "noxfile.py")
-    session.run("ruff", "format", "--check", "--diff", "common", "tests", "noxfile.py")
+    session.run("ruff", "check", "common", "tools", "tests", "bundles", "noxfile.py")
+    session.run("ruff", "format", "--check", "--diff", "common", "tools", "tests", "noxfile.py")
 
 
 @nox.session
