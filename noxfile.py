@@ -1,4 +1,4 @@
-"""nox sessions: ``tests``, ``lint``, ``study`` (arguments passed through), ``bench``."""
+"""nox sessions: ``tests``, ``lint``, ``study`` (arguments passed through), ``bench``, ``label``, ``tracking``."""
 
 import nox
 
@@ -21,8 +21,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "common", "tests", "bundles", "noxfile.py")
-    session.run("ruff", "format", "--check", "--diff", "common", "tests", "noxfile.py")
+    session.run("ruff", "check", "common", "tools", "tests", "bundles", "noxfile.py")
+    session.run("ruff", "format", "--check", "--diff", "common", "tools", "tests", "noxfile.py")
 
 
 @nox.session
@@ -52,6 +52,17 @@ def label(session: nox.Session) -> None:
         session.run("python", "-m", "pytest", "-q", "tests/tooling/test_monailabel_server.py", *args)
     else:
         session.run("python", "-m", "tests.tooling.labelserver", *session.posargs)
+
+
+@nox.session
+def tracking(session: nox.Session) -> None:
+    """MLflow tracking of every bundle (tests/tooling/test_mlflow_tracking.py) with the optional ``mlflow`` extra."""
+    _install(session)
+    # constraints.txt keeps the pinned torch: mlflow's dependencies must not pull another build.
+    session.install("-r", "requirements-tracking.txt", "-c", "constraints.txt")
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:xdist", "tests/tooling/test_mlflow_tracking.py", *session.posargs
+    )
 
 
 @nox.session

@@ -23,7 +23,7 @@ SR_NETWORK_NAMES = ("srcnn", "srdensenet", "rrdbnet")
 def interpolate_up(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Bicubic (2D) or trilinear (3D) up-sampling by an integer ``scale`` (``align_corners=False``)."""
     mode = "bicubic" if x.ndim == 4 else "trilinear"
-    return F.interpolate(x, scale_factor=scale, mode=mode, align_corners=False)
+    return F.interpolate(x, scale_factor=float(scale), mode=mode, align_corners=False)  # float: scriptable
 
 
 def _check_scale(scale: int) -> int:
@@ -197,7 +197,7 @@ class RRDBNet(nn.Module):
         self.first = conv(in_channels, features, 3, padding=1)
         self.trunk = nn.Sequential(*(_RRDB(spatial_dims, features, growth) for _ in range(num_blocks)))
         self.trunk_conv = conv(features, features, 3, padding=1)
-        s, self.up_factors = self.scale, []
+        s, self.up_factors = self.scale, torch.jit.annotate(list[int], [])
         while s > 1 and s % 2 == 0:
             self.up_factors.append(2)
             s //= 2
@@ -211,8 +211,8 @@ class RRDBNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.first(x)
         feat = feat + self.trunk_conv(self.trunk(feat))
-        for f, c in zip(self.up_factors, self.up_convs):
-            feat = self.act(c(F.interpolate(feat, scale_factor=f, mode="nearest")))
+        for i, c in enumerate(self.up_convs):  # indexed, not zip: TorchScript iterates a ModuleList only directly
+            feat = self.act(c(F.interpolate(feat, scale_factor=float(self.up_factors[i]), mode="nearest")))
         out = self.last(self.act(self.hr_conv(feat)))
         return interpolate_up(x, self.scale) + out if self.residual else out
 

@@ -1,9 +1,11 @@
 """Serve the collection's segmentation bundles through MONAI Label, offline on 127.0.0.1.
 
 Installs nothing: run it where ``monailabel`` is installed (``nox -s label`` does that).
-It prepares a working folder and starts MONAI Label's own ``monaibundle`` sample app::
+It prepares a working folder and starts MONAI Label's own ``monaibundle`` sample app, extended by the
+collection's ``tools/monailabel_app`` (scoring method and strategy ``suspect_label``)::
 
-    WORKDIR/app/                 copy of the monaibundle app shipped in the monailabel wheel
+    WORKDIR/app/                 copy of the monaibundle app shipped in the monailabel wheel (main.py renamed
+                                 monaibundle_main.py) plus tools/monailabel_app/*.py
     WORKDIR/app/model/<bundle>/  self-contained export of each bundle (``common.export``)
     WORKDIR/studies/             NIfTI images (and labels/final/ label maps) for the datastore
 
@@ -41,6 +43,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_DIR = Path(__file__).resolve().parent / "torchvision_standin"
+COLLECTION_APP_DIR = REPO_ROOT / "tools" / "monailabel_app"
+COLLECTION_APP_FILES = ("main.py", "activelearning.py", "suspect_labels.py")
+SAMPLE_MAIN = "monaibundle_main.py"  # the sample app's main.py, renamed; the collection's main.py extends it
 SEGMENTATION_BUNDLES = ("segmentation_resolution_bias", "label_error_refurbishment")
 SAMPLE_APP = "monaibundle"
 LOOPBACK = "127.0.0.1"
@@ -78,6 +83,8 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
         parts = [str(STANDIN_DIR), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     env.setdefault("MONAI_LABEL_DATASTORE_AUTO_RELOAD", "false")
+    # scoring (suspect_label: one inference per labelled image) runs when asked, not at start-up and on every save
+    env.setdefault("MONAI_LABEL_AUTO_UPDATE_SCORING", "false")
     return env
 
 
@@ -105,6 +112,22 @@ def copy_sample_app(dest: Path) -> Path:
     if copied != dest:
         copied.rename(dest)
     return dest
+
+
+def install_collection_app(app_dir: Path) -> Path:
+    """Turn a copied ``monaibundle`` app into the collection's app (``tools/monailabel_app``), in place.
+
+    The sample's ``main.py`` becomes ``monaibundle_main.py``; the collection's ``main.py`` (a subclass of the
+    sample's app adding the ``suspect_label`` scoring method and strategy) and its modules are copied beside it.
+    """
+    app_dir = Path(app_dir)
+    sample_main = app_dir / "main.py"
+    if (app_dir / SAMPLE_MAIN).exists() or not sample_main.is_file():
+        raise FileExistsError(f"{app_dir} is not a fresh copy of the {SAMPLE_APP} app (main.py, no {SAMPLE_MAIN})")
+    sample_main.rename(app_dir / SAMPLE_MAIN)
+    for name in COLLECTION_APP_FILES:
+        shutil.copyfile(COLLECTION_APP_DIR / name, app_dir / name)
+    return app_dir
 
 
 def ensure_checkpoint(bundle_path: Path) -> bool:
@@ -186,7 +209,7 @@ def prepare_app(workdir: Path, bundles: tuple[str, ...], studies: Path | None = 
     unknown = [b for b in bundles if not (REPO_ROOT / "bundles" / b / "configs").is_dir()]
     if unknown:
         raise ValueError(f"no bundle folder bundles/<name>/configs for: {', '.join(unknown)}")
-    app_dir = copy_sample_app(workdir / "app")
+    app_dir = install_collection_app(copy_sample_app(workdir / "app"))
     install_bundles(app_dir, bundles)
     if studies is None:
         studies_dir = workdir / "studies"

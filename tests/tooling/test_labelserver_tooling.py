@@ -101,3 +101,21 @@ def test_ensure_checkpoint_matches_network(tmp_path):
     parser.read_config(str(bundle / "configs" / "inference.yaml"))
     network = parser.get_parsed_content("network_def", instantiate=True)
     network.load_state_dict(ckpt["model"])  # strict: same keys and shapes
+
+
+def test_install_collection_app_extends_the_sample_app(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("class MyApp: ...\n")
+    assert labelserver.install_collection_app(app) == app
+    assert (app / "monaibundle_main.py").read_text() == "class MyApp: ...\n"  # the sample app, kept whole
+    for name in labelserver.COLLECTION_APP_FILES:
+        assert (app / name).read_bytes() == (labelserver.COLLECTION_APP_DIR / name).read_bytes()
+    assert "from monaibundle_main import MyApp" in (app / "main.py").read_text()
+    with pytest.raises(FileExistsError, match="not a fresh copy"):
+        labelserver.install_collection_app(app)  # a second install would rename the collection's own main.py
+
+
+def test_server_env_scores_only_on_request():
+    assert server_env({})["MONAI_LABEL_AUTO_UPDATE_SCORING"] == "false"
+    assert server_env({"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"})["MONAI_LABEL_AUTO_UPDATE_SCORING"] == "true"

@@ -32,6 +32,7 @@ from tests.tooling.labelserver import (  # noqa: E402
     copy_sample_app,
     free_port,
     install_bundles,
+    install_collection_app,
     start_server,
     stop_server,
     wait_until_ready,
@@ -71,9 +72,9 @@ def _expected_labels(bundle: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def label_app(tmp_path_factory) -> LabelApp:
-    """One app folder: a copy of MONAI Label's monaibundle app with both bundles exported into ``model/``."""
+    """One app folder: MONAI Label's monaibundle app extended by tools/monailabel_app, both bundles in ``model/``."""
     workdir = tmp_path_factory.mktemp("monailabel")
-    app_dir = copy_sample_app(workdir / "app")
+    app_dir = install_collection_app(copy_sample_app(workdir / "app"))
     install_bundles(app_dir, tuple(available))
     return LabelApp(app_dir, workdir / "studies", tuple(available))
 
@@ -136,13 +137,34 @@ def test_infer_returns_label_map_on_input_grid(served):
         ref = nib.load(served.app.studies_dir / f"{image_id}.nii.gz")
         values = np.unique(np.asarray(pred.dataobj))
         assert set(values.tolist()) <= set(range(num_classes)), f"label values {values}"
-        if ref.ndim == 2 and pred.shape == (1, *ref.shape):
-            pytest.xfail(
-                "MONAI Label 0.8.5 writes a 2D NIfTI prediction as a 3D (1, H, W) volume: its Restored keeps the "
-                "channel of a 3-dim (C, H, W) result and its ITK writer then maps the channel to the first axis"
-            )
-        assert pred.shape == ref.shape
+        assert pred.shape == ref.shape  # 2D too: the collection app drops the channel MONAI Label 0.8.5 keeps
         np.testing.assert_allclose(pred.affine, ref.affine, atol=1e-4)
+
+
+def test_suspect_label_strategy_returns_a_planted_label_error_first(served):
+    """Labels = the served model's own prediction, two of them corrupted: scoring then the strategy finds those."""
+    from tools.monailabel_app.suspect_labels import BundleLossScorer
+
+    if served.bundle != "label_error_refurbishment":
+        pytest.skip("one 2D bundle is enough for the scoring round trip")
+    scorer = BundleLossScorer(served.app.bundle_dir(served.bundle))
+    labels_dir = served.app.studies_dir / "labels" / "final"
+    planted = set(served.image_ids[:1])
+    for image_id in served.image_ids:
+        logits, grid = scorer.logits(served.app.studies_dir / f"{image_id}.nii.gz")
+        label = logits[0].argmax(0).numpy().astype(np.uint8)  # on the model's grid; the scorer resamples to it
+        if image_id in planted:
+            label[:40, :40] = (label[:40, :40] + 1) % 4
+        nib.save(nib.Nifti1Image(label, np.asarray(grid.affine)), labels_dir / f"{image_id}.nii.gz")
+    response = httpx.post(f"{served.url}/scoring/suspect_label", params={"run_sync": True}, timeout=INFER_TIMEOUT_S)
+    assert response.status_code == 200, f"{response.text[:300]}\n{_log_tail(served.log)}"
+    ranked = response.json()["ranked"]
+    assert sorted(ranked) == sorted(served.image_ids) and ranked[0] in planted
+    response = httpx.post(f"{served.url}/activelearning/suspect_label", json={}, timeout=60)
+    assert response.status_code == 200, f"{response.text[:300]}\n{_log_tail(served.log)}"
+    assert response.json()["id"] in planted
+    response = httpx.post(f"{served.url}/activelearning/suspect_label", json={"exclude": sorted(planted)}, timeout=60)
+    assert response.json()["id"] not in planted
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,1 @@
+"""Tools that use the collection from other software (MONAI Label)."""
