@@ -1,7 +1,7 @@
 """MLflow tracking of every bundle's train + evaluate run through MONAI's bundle runner (``--tracking``).
 
 Skipped unless ``mlflow`` is installed (``nox -s tracking`` installs it from requirements-tracking.txt). Each bundle
-trains a tiny model with ``--tracking configs/mlflow_tracking.yaml`` into a local SQLite store in tmp and the test
+trains a tiny model with ``--tracking bundles/<name>/mlflow_tracking.yaml`` into a local SQLite store in tmp and the test
 reads the store back with MLflow's client: the training loss per iteration (the same values as the TensorBoard
 events the bundle writes anyway), the learning rate, the validation key metric per validation, the run parameters,
 and the test metrics of the evaluation run where the evaluator has metrics (the same numbers as ``metrics.json``).
@@ -61,7 +61,7 @@ def test_train_and_evaluate_are_tracked_in_mlflow(name, tmp_path):
         ["train.yaml", "evaluate.yaml"],
         {**overrides, "output_dir": out, "ckpt_path": out / "model.pt", "cache_dir": tmp_path / "cache"},
     )
-    cmd += ["--tracking", str(bundle_dir(name) / "configs" / "mlflow_tracking.yaml"), "--tracking_uri", uri]
+    cmd += ["--tracking", str(bundle_dir(name) / "mlflow_tracking.yaml"), "--tracking_uri", uri]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
