@@ -7,7 +7,8 @@ Two ignite handlers with ``attach(trainer)``, both fed by the validator a MONAI 
   file (``{"metric": name, "points": [{epoch, iteration, cpu_seconds, wall_seconds, metrics}]}``) so a benchmark
   can read the time a recipe needs to reach a target (:func:`time_to_target`).
 - :class:`BestValidationWeights` keeps a copy of the network weights with the best value of one validation
-  metric and puts them back into the network when training completes, so the final checkpoint (and everything
+  metric and puts them back into the network at the end of the last epoch (after that epoch's validation, and
+  before ``COMPLETED``, where checkpoint savers write the final model), so the final checkpoint (and everything
   evaluated after training) is the best-on-validation model. It has ``state_dict``/``load_state_dict`` so a
   resumed run keeps its best so far (add it to ``ResumableCheckpoint``'s ``save_dict``).
 
@@ -119,7 +120,12 @@ class BestValidationWeights:
             return
         self._trainer = engine
         self.validator.add_event_handler(Events.EPOCH_COMPLETED, self._update)
-        engine.add_event_handler(Events.COMPLETED, self.restore)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._restore_after_last_epoch)
+        engine.add_event_handler(Events.COMPLETED, self.restore)  # also after a terminate(); idempotent
+
+    def _restore_after_last_epoch(self, engine: Engine) -> None:
+        if engine.state.max_epochs is not None and engine.state.epoch >= engine.state.max_epochs:
+            self.restore()
 
     def _better(self, value: float) -> bool:
         if self.best_value is None:

@@ -156,3 +156,17 @@ def test_schedules_peak_at_the_learning_rate_and_step_per_iteration(schedule):
         assert rates[-1] < 0.05 * 0.01 * 2
     with pytest.raises(ValueError, match="unknown lr_schedule"):
         make_lr_scheduler(opt, "step")
+
+
+def test_best_weights_are_back_before_a_final_checkpoint_saver_runs():
+    """A saver attached BEFORE the handler (as in the bundle's handler list) still writes the best weights."""
+    trainer, validator, net = _trainer_and_validator([0.9, 0.2, 0.5])
+    saved = {}
+
+    @trainer.on(Events.COMPLETED)
+    def final_save(engine):
+        saved["weight"] = net.weight.item()
+
+    BestValidationWeights(net, validator, "val_dice").attach(trainer)
+    trainer.run([0], max_epochs=3)
+    assert saved["weight"] == 1.0  # epoch 1 was best, not the last epoch's 3.0
