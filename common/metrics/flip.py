@@ -61,7 +61,11 @@ def flip_counts(pred: torch.Tensor, gt: torch.Tensor, background: int = 0) -> to
     return torch.stack([correct, total - correct - miss, miss, total], 1).float()
 
 
-def _fractions(counts: torch.Tensor) -> dict:
+def flip_fractions(counts: torch.Tensor) -> dict:
+    """Correct / flip / miss fractions from per-image counts ``(B, 4)`` of :func:`flip_counts`.
+
+    Returns the dictionary of :func:`flip_decomposition` (``global`` pools pixels, ``per_image`` averages images).
+    """
     counts = counts.reshape(-1, 4).float()
     total = counts[:, 3].sum()
     nan = float("nan")
@@ -74,6 +78,9 @@ def _fractions(counts: torch.Tensor) -> dict:
     return {"global": pooled, "per_image": per_image, "num_images": int(has_fg.sum())}
 
 
+_fractions = flip_fractions  # the old private name, still imported by modules outside the label-error area
+
+
 def flip_decomposition(pred: torch.Tensor, gt: torch.Tensor, background: int = 0) -> dict:
     """Correct / flip / miss fractions of ground-truth foreground pixels.
 
@@ -81,7 +88,7 @@ def flip_decomposition(pred: torch.Tensor, gt: torch.Tensor, background: int = 0
     images, ``per_image`` averages each image's fractions over the ``n`` images that have foreground.
     Each triple sums to 1 (NaN when no image has foreground).
     """
-    return _fractions(flip_counts(pred, gt, background))
+    return flip_fractions(flip_counts(pred, gt, background))
 
 
 def flip_risk(probs: torch.Tensor, background: int = 0, eps: float = 1e-12) -> torch.Tensor:
@@ -135,7 +142,7 @@ class FlipMetric(CumulativeIterationMetric):
         data = self.get_buffer()
         if data is None or (isinstance(data, torch.Tensor) and data.numel() == 0):
             raise ValueError("FlipMetric.aggregate called before any data")
-        return _fractions(data)
+        return flip_fractions(data)
 
 
 class FlipRiskd(MapTransform):

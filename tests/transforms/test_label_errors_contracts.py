@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from common.data import DatalistError
+from common.data.label_errors import prepare_label_error_datalist
 from common.transforms.label_errors import (
     CorruptLabel,
     RandCorruptLabeld,
     load_split,
-    prepare_label_error_datalist,
     shift_labels,
 )
 from tests.transforms.test_label_errors import _label, _write_datalist
