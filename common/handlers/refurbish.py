@@ -30,7 +30,6 @@ from common.handlers.sample_loss import sample_id
 from common.io import atomic_write_json
 from common.metrics.label_agreement import label_dice, relative_area_change
 
-
 # The detector scores reported as flat metrics: per-sample loss, VOG as defined, area under the margin, EL2N.
 DETECTOR_SCORES = ("loss", "vog", "aum", "el2n")
 

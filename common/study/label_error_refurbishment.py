@@ -371,8 +371,11 @@ def render_report(record: dict, figures: list[str]) -> str:
         decomposition_rows.append([name, f["correct"], f["flip"], f["miss"], r["metrics"]["test"]["flip_risk_mean"]])
     struct_rows = [[name, *[r["metrics"]["test"]["dice"][s] for s in STRUCTURES], r["metrics"]["test"]["dice_mean"]]
                    for name, r in results.items()]  # fmt: skip
-    quality_rows = [[name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
-                    for name, r in results.items() if (q := r["metrics"].get("detection", {}).get("label_quality"))]
+    quality_rows = [
+        [name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
+        for name, r in results.items()
+        if (q := r["metrics"].get("detection", {}).get("label_quality"))
+    ]
     rho_seeds = ", ".join(f"{sd}: {_fmt(v['flip_risk_spearman'])}" for sd, v in per_seed.items())
     variant_names = sorted({v for d in per_variant.values() for v in d})
     bundle = cfg["bundle"]

@@ -32,7 +32,12 @@ def _bundle(configs, *args, torchrun=False):
 def test_configs_parse_with_defaults():
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
-    for key, value in {"error_type": "boundary_jitter", "error_level": 0.0, "detector": "loss", "refurbish": False}.items():
+    for key, value in {
+        "error_type": "boundary_jitter",
+        "error_level": 0.0,
+        "detector": "loss",
+        "refurbish": False,
+    }.items():
         assert parser[key] == value
     for key in (
         "epochs",

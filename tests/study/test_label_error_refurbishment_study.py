@@ -103,7 +103,8 @@ def test_summary_from_hand_made_runs():
                                                   "el2n": 0.79}  # fmt: skip
     assert s["detection_ap"]["random_size_matched"]["aum"] == pytest.approx(0.305)
     assert s["error_size"]["systematic"]["50%"] == pytest.approx(
-        {"label_dice_vs_clean": 0.67 * 0.95, "relative_area_change": 0.4})
+        {"label_dice_vs_clean": 0.67 * 0.95, "relative_area_change": 0.4}
+    )
     assert s["vog_variants_auroc"]["systematic"]["vog"] == 0.35
     assert s["flip_risk_flagging"]["systematic_50_noisy"]["auroc"] == 0.0
     assert s["flip_risk_flagging"]["clean"]["auroc"] == 1.0

@@ -258,7 +258,7 @@ def test_random_radii_cover_the_inclusive_range():
 def test_corrupt_label_argument_messages():
     with pytest.raises(
         ValueError,
-        match=r"^unknown label error kind 'x'; choose one of random, systematic, boundary_shift, label_swap$",
+        match=r"^unknown label error kind 'x'; choose one of boundary_jitter, random_size_matched, systematic, boundary_shift, label_swap, random$",
     ):
         CorruptLabel(kind="x")
     for radius in ((1, 2, 3), (-1, 2), (3, 2)):
@@ -315,7 +315,8 @@ def test_default_error_radius_message():
     from common.transforms.label_errors import default_error_radius
 
     with pytest.raises(
-        ValueError, match=r"^unknown error type 'x'; expected one of random, systematic, boundary_shift, label_swap$"
+        ValueError,
+        match=r"^unknown error type 'x'; expected one of boundary_jitter, random_size_matched, systematic, boundary_shift, label_swap, random$",
     ):
         default_error_radius("x")
 
