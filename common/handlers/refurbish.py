@@ -291,7 +291,7 @@ class RefurbishHandler:
     def _log_histograms(self, scores: dict, flags: dict, global_step: int | None) -> None:
         if self.summary_writer is None:
             return
-        for name in ("loss", "vog", self.detector):
+        for name in dict.fromkeys((*DETECTOR_SCORES, self.detector)):
             if name not in scores:
                 continue
             for flag, tag in ((1, "corrupted"), (0, "clean")):

@@ -9,7 +9,8 @@ in every noisy run. Random errors come in two sizes: ``boundary_jitter`` (+-1 px
 label Dice against clean; each noisy run records that measured size.
 
 Outputs in ``output_dir``: ``results.json`` (every number; ``summary.detection_auroc[type][detector]`` at 50%
-error and ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest level), ``report.md`` and
+error, ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest level, ``summary.error_size``,
+``summary.flip_risk_flagging[run] = {auroc, ap, ...}``), ``report.md`` and
 ``dice_vs_error_level.png``, ``roc_curves.png``, ``flip_risk_vs_flip.png``.
 """
 
