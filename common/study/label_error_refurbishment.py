@@ -31,7 +31,7 @@ BUNDLE = "label_error_refurbishment"
 CONFIGS = ["train.yaml", "evaluate.yaml"]
 # Detectors in the tables: name -> the score variant in detection.json. ``vog`` is VOG as defined (Agarwal et al.
 # 2022); ``vog_tuned`` the variant chosen on tuning seeds 100 and 101 (docs/README.md, "Choosing a VOG variant").
-VOG_TUNED = "vog_all_sample_boundary"
+VOG_TUNED = "vog_late_ckpt_boundary"
 DETECTORS = {"loss": "loss", "vog": "vog", "vog_tuned": VOG_TUNED, "aum": "aum", "el2n": "el2n"}
 LEGACY_DETECTORS = ("loss", "vog")  # results files written before the size-matched arm and AUM/EL2N
 RANDOM = "random_size_matched"  # the random arm the robustness claims use
