@@ -7,9 +7,9 @@ without defining them):
   (direction drawn per sample and structure, radius drawn from ``radius``; default +-1 px): zero mean
   over samples, but a far smaller change than a systematic error;
 - ``random_size_matched``: the same random-direction change with the systematic error's radius range
-  (default 2-6 px), so that its label Dice against the clean label matches the systematic arm's (0.663 vs
-  0.666 on 20 phantoms at 128 px, measured at 64 px); its mean |area change| is larger (0.64 vs 0.39 of the
-  clean area), because a dilated structure also takes pixels from its neighbours;
+  (default 2-6 px), so that its label Dice against the clean label matches the systematic arm's (see the
+  bundle docs for measured values); its mean |area change| is larger, because a dilated structure also takes
+  pixels from its neighbours;
 - ``systematic``: every corrupted sample gets the same direction
   (``direction``) for the chosen ``structures``, radius drawn from ``radius``;
 - ``boundary_shift``: the whole foreground is translated by a random offset of
