@@ -19,6 +19,7 @@ _EXPORTS = {
     "resolve_datalist": "datalist",
     "inference_items": "datalist",
     "camus_datalist": "camus",
+    "prepare_label_error_datalist": "label_errors",
     "ThickSliceDataset": "seg_slices",
     "SliceBatchSampler": "seg_slices",
     "load_seg_volumes": "seg_slices",

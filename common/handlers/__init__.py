@@ -9,6 +9,7 @@ _EXPORTS = {
     "SRImagePanels": "sr_images",
     "SRMetricsByDegradation": "sr_metrics",
     "SampleLossHandler": "sample_loss",
+    "TrainingDynamicsHandler": "sample_loss",
     "VOGHandler": "vog",
     "RefurbishHandler": "refurbish",
     "SegmentationReport": "refurbish",

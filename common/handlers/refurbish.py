@@ -28,6 +28,10 @@ from ignite.engine import Engine, Events
 
 from common.handlers.sample_loss import sample_id
 from common.io import atomic_write_json
+from common.metrics.label_agreement import label_dice, relative_area_change
+
+# The detector scores reported as flat metrics: per-sample loss, VOG as defined, area under the margin, EL2N.
+DETECTOR_SCORES = ("loss", "vog", "aum", "el2n")
 
 
 def detection_metrics(scores: Mapping[str, float], flags: Mapping[str, int]) -> dict:
@@ -107,18 +111,6 @@ class CachedLabels:
             if tuple(target.shape) != tuple(label.shape):
                 raise ValueError(f"sample {sid}: saved label shape {tuple(label.shape)} != {tuple(target.shape)}")
             target.copy_(label.to(target.dtype))  # in place: keeps the MetaTensor's metadata
-
-
-def _label_dice(a: np.ndarray, b: np.ndarray, classes: range) -> float:
-    """Mean Dice (MONAI ``compute_dice``) over the ``classes`` present in either label map; 1.0 if none is."""
-    from monai.metrics import compute_dice
-
-    num_classes = max(int(a.max(initial=0)), int(b.max(initial=0)), max(classes, default=0)) + 1
-    onehot = lambda x: torch.nn.functional.one_hot(torch.as_tensor(x).long(), num_classes).movedim(-1, 0)[None]  # noqa: E731
-    dice = compute_dice(onehot(a), onehot(b), include_background=True, ignore_empty=False)[0, list(classes)]
-    present = [c for c in classes if (a == c).any() or (b == c).any()]
-    vals = dice[[list(classes).index(c) for c in present]]
-    return float(vals.mean()) if present else 1.0
 
 
 class RefurbishHandler:
@@ -237,6 +229,7 @@ class RefurbishHandler:
             "metrics": metrics,
             "flagged": flagged,
         }
+        result["error_size"] = self.error_size(items)
         if self.refurbish:
             result["label_quality"] = self._refurbish(items, set(flagged), global_step)
         if _is_main_process():
@@ -244,6 +237,26 @@ class RefurbishHandler:
             atomic_write_json(self.output_dir / "detection.json", result)
         self.result = result
         return result
+
+    def error_size(self, items: list) -> dict:
+        """Size of the injected errors in the training labels as the network sees them (before refurbishment):
+        over the corrupted samples that hold a clean label, the mean label Dice against the clean label
+        (:func:`~common.metrics.label_agreement.label_dice`, structures present in either) and the mean
+        relative |area change| per structure (:func:`~common.metrics.label_agreement.relative_area_change`)."""
+        dice, area = [], []
+        for it in items:
+            if not int(it.get(self.flag_key, 0)) or self.clean_key not in it:
+                continue
+            label = torch.as_tensor(it[self.label_key]).cpu().numpy()[0]
+            clean = torch.as_tensor(it[self.clean_key]).cpu().numpy()[0]
+            classes = range(1, int(max(clean.max(), label.max())) + 1)
+            dice.append(label_dice(label, clean, classes))
+            area.append(relative_area_change(label, clean, classes))
+        return {
+            "num_corrupted": len(dice),
+            "label_dice_vs_clean": float(np.mean(dice)) if dice else None,
+            "relative_area_change": float(np.mean(area)) if area else None,
+        }
 
     def _refurbish(self, items: list, flagged: set, global_step: int | None) -> dict:
         before, after, changed, panels = [], [], [], []
@@ -259,8 +272,8 @@ class RefurbishHandler:
             if self.clean_key in it:
                 clean_np = torch.as_tensor(it[self.clean_key]).cpu().numpy()[0]
                 classes = range(1, int(max(clean_np.max(), old_np.max(), new_np.max())) + 1)
-                before.append(_label_dice(old_np, clean_np, classes))
-                after.append(_label_dice(new_np, clean_np, classes))
+                before.append(label_dice(old_np, clean_np, classes))
+                after.append(label_dice(new_np, clean_np, classes))
                 if len(panels) < self.num_panels:
                     panels.append((sid, it[self.image_key], clean_np, old_np, new_np))
             replaced = old.clone() if torch.is_tensor(old) else torch.as_tensor(old).clone()
@@ -278,7 +291,7 @@ class RefurbishHandler:
     def _log_histograms(self, scores: dict, flags: dict, global_step: int | None) -> None:
         if self.summary_writer is None:
             return
-        for name in ("loss", "vog", self.detector):
+        for name in dict.fromkeys((*DETECTOR_SCORES, self.detector)):
             if name not in scores:
                 continue
             for flag, tag in ((1, "corrupted"), (0, "clean")):
@@ -359,7 +372,7 @@ class SegmentationReport:
     def results(self) -> dict:
         """``{"dice": {structure: mean}, "dice_mean", "flip": flip_decomposition dict, "flip_risk_mean",
         "per_image": [...]}`` (Dice means skip images where the structure is absent)."""
-        from common.metrics.flip import _fractions
+        from common.metrics.flip import flip_fractions
 
         dice = {}
         for n in self.class_names:
@@ -369,7 +382,7 @@ class SegmentationReport:
         return {
             "dice": dice,
             "dice_mean": float(np.mean(valid)) if valid else None,
-            "flip": _fractions(torch.cat(self._counts)) if self._counts else None,
+            "flip": flip_fractions(torch.cat(self._counts)) if self._counts else None,
             "flip_risk_mean": float(np.mean([r["flip_risk"] for r in self.records])) if self.records else None,
             "num_images": len(self.records),
             "per_image": [
@@ -402,7 +415,7 @@ def write_label_error_metrics(
     if det.exists():
         extra["detection"] = json.loads(det.read_text())
         for name, scores in extra["detection"].get("metrics", {}).items():
-            if name in ("loss", "vog"):
+            if name in DETECTOR_SCORES:
                 flat[f"detection_auroc_{name}"] = scores.get("auroc")
                 flat[f"detection_ap_{name}"] = scores.get("ap")
     record = metrics_record(dict(settings or {}), flat, per_sample, extra)

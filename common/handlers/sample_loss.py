@@ -171,3 +171,53 @@ class SampleLossHandler:
         for name, per_sample in state.items():
             for sid, per_epoch in per_sample.items():
                 self.history[name][sid].update({int(e): float(v) for e, v in per_epoch.items()})
+
+
+def per_sample_dynamics(logits: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample training-dynamics quantities for logits ``(B, C, *spatial)`` and labels ``(B, 1, *spatial)``:
+
+    - ``margin``: mean over pixels of the assigned-class logit minus the largest other logit (the margin of
+      Pleiss et al. 2020, "Identifying Mislabeled Data using the Area Under the Margin Ranking", per pixel);
+    - ``el2n``: mean over pixels of the L2 norm of ``softmax(logits) - onehot(label)`` (the error vector of
+      Paul et al. 2021, "Deep Learning on a Data Diet: Finding Important Examples Early in Training").
+    """
+    target = label[:, 0].long().to(logits.device)
+    onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+    assigned = (logits * onehot).sum(1)
+    other = logits.masked_fill(onehot.bool(), float("-inf")).amax(1)
+    error = (logits.softmax(1) - onehot).norm(dim=1)
+    return {"margin": (assigned - other).flatten(1).mean(1), "el2n": error.flatten(1).mean(1)}
+
+
+class TrainingDynamicsHandler(SampleLossHandler):
+    """Area under the margin (AUM) and EL2N per training sample, from the trainer's forward passes.
+
+    Segmentation adaptation (:func:`per_sample_dynamics`): a sample's margin at one iteration is the mean over
+    its pixels of the assigned-class logit minus the largest other logit; its AUM is the mean of its margins over
+    every recorded epoch up to detection (Pleiss et al. 2020 average over all training epochs). EL2N is the mean
+    over pixels of ``||softmax - onehot(label)||_2``, averaged over the last ``el2n_window`` epochs (Paul et al.
+    2021 average it over several independent early-training runs; here one run, its last epochs before
+    detection stand in for them).
+
+    :meth:`all_scores` returns ``aum`` as the *negated* AUM and ``el2n`` as it is, so that for both a high
+    score is suspicious (a mislabelled sample keeps a low, often negative, margin and a large error).
+    """
+
+    def __init__(self, id_key: str = "id", el2n_window: int = 5, image_key: str = "image") -> None:
+        super().__init__(id_key, el2n_window, per_sample_dynamics, score_name="el2n", image_key=image_key)
+
+    def area_under_margin(self, upto_epoch: int | None = None) -> dict[str, float]:
+        """AUM per sample: the mean margin over every recorded epoch (up to ``upto_epoch``). Low is suspicious."""
+        out = {}
+        for sid, per_epoch in self.history["margin"].items():
+            values = [v for e, v in per_epoch.items() if upto_epoch is None or e <= upto_epoch]
+            if values:
+                out[sid] = float(np.mean(values))
+        return out
+
+    def all_scores(self, upto_epoch: int | None = None) -> dict[str, dict[str, float]]:
+        """``{"aum": {id: -AUM}, "el2n": {id: EL2N}}``: high is suspicious for both."""
+        return {
+            "aum": {sid: -v for sid, v in self.area_under_margin(upto_epoch).items()},
+            "el2n": self.scores("el2n", upto_epoch),
+        }

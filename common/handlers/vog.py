@@ -7,6 +7,12 @@ sample's VOG map is the per-pixel standard deviation of these gradients over
 the checkpoints; its score is the mean of the map over a region, z-scored
 across the data set. High is suspicious.
 
+``vog`` is VOG as Agarwal et al. (2022, "Estimating Example Difficulty Using Variance of Gradients") define it,
+adapted to segmentation: every checkpoint, the raw gradient of the summed true-class logits; the standard
+deviation over checkpoints per pixel; the mean over all pixels of the image (variant ``vog_all_raw_image``,
+:data:`VOG_DEFINED`). The other variants are modifications of ours; a study picks among them only on tuning
+seeds.
+
 Variants (all computed from the same stored gradients, named
 ``vog_<schedule>_<norm>_<region>``):
 
@@ -37,6 +43,7 @@ from common.handlers.sample_loss import batch_sample_ids
 VOG_SCHEDULES = ("all", "late")
 VOG_NORMS = ("raw", "ckpt", "sample")
 VOG_REGIONS = ("image", "fg", "boundary")  # plus "boundary<k>": the band around structure k only
+VOG_DEFINED = "vog_all_raw_image"  # Agarwal et al.'s definition: every checkpoint, raw gradients, all pixels
 
 
 def checkpoint_epochs(num_checkpoints: int, last_epoch: int, first_epoch: int = 1) -> list[int]:
@@ -102,7 +109,8 @@ class VOGHandler:
         network: the network being trained.
         epochs: checkpoint epochs (see :func:`checkpoint_epochs`).
         device: where to run the network.
-        default_variant: the variant :meth:`scores` returns (``vog_<schedule>_<norm>_<region>``).
+        default_variant: the variant returned as ``vog`` (``vog_<schedule>_<norm>_<region>``); default
+            :data:`VOG_DEFINED`, the published definition.
         band: width in pixels of the ``boundary`` region.
 
     Memory: the gradients are kept as float16, ``N x K x prod(spatial) x 2`` bytes.
@@ -114,7 +122,7 @@ class VOGHandler:
         network: torch.nn.Module,
         epochs: Sequence[int],
         device: str | torch.device = "cpu",
-        default_variant: str = "vog_all_sample_boundary",
+        default_variant: str = VOG_DEFINED,
         image_key: str = "image",
         label_key: str = "label",
         id_key: str = "id",

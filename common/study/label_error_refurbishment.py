@@ -3,10 +3,14 @@
 Grid: error types x error levels, each level trained twice from the same seed (noisy only, and noisy
 with refurbishment driven by the default detector; both runs are identical up to the detection epoch, so
 the noisy run's detector scores are those the refurbished run acted on), plus one clean run (level 0).
-Both detectors (per-sample loss and every VOG variant) are scored in every noisy run.
+Every detector (per-sample loss, VOG as defined and every VOG variant, area under the margin, EL2N) is scored
+in every noisy run. Random errors come in two sizes: ``boundary_jitter`` (+-1 px) and ``random_size_matched``
+(the systematic arm's radii, random direction), so that random and systematic errors are compared at the same
+label Dice against clean; each noisy run records that measured size.
 
 Outputs in ``output_dir``: ``results.json`` (every number; ``summary.detection_auroc[type][detector]`` at 50%
-error and ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest level), ``report.md`` and
+error, ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest level, ``summary.error_size``,
+``summary.flip_risk_flagging[run] = {auroc, ap, ...}``), ``report.md`` and
 ``dice_vs_error_level.png``, ``roc_curves.png``, ``flip_risk_vs_flip.png``.
 """
 
@@ -25,7 +29,14 @@ from common.study.report import markdown_table, report_header, use_agg_backend
 
 BUNDLE = "label_error_refurbishment"
 CONFIGS = ["train.yaml", "evaluate.yaml"]
-DETECTORS = ("loss", "vog")
+# Detectors in the tables: name -> the score variant in detection.json. ``vog`` is VOG as defined (Agarwal et al.
+# 2022); ``vog_tuned`` the variant chosen on tuning seeds 100 and 101 (docs/README.md, "Choosing a VOG variant").
+VOG_TUNED = "vog_late_ckpt_boundary"
+DETECTORS = {"loss": "loss", "vog": "vog", "vog_tuned": VOG_TUNED, "aum": "aum", "el2n": "el2n"}
+LEGACY_DETECTORS = ("loss", "vog")  # results files written before the size-matched arm and AUM/EL2N
+RANDOM = "random_size_matched"  # the random arm the robustness claims use
+# A test image is flip-prone when more than this fraction of its foreground pixels are flips (docs/README.md).
+FLIP_PRONE_THRESHOLD = 0.05
 STRUCTURES = ("lv_cavity", "myocardium", "left_atrium")
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -40,18 +51,18 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # The paper's qualitative findings on the embedded phantom, on a 2-core CPU.
     "quick": {
-        "types": ("random", "systematic", "label_swap"),
+        "types": ("boundary_jitter", "random_size_matched", "systematic", "label_swap"),
         "levels": (0.25, 0.5, 0.75),
-        "refurbish_with": {"loss": "all", "vog": {"systematic": (0.75,)}},
+        "refurbish_with": {"loss": "all", "vog_tuned": {"systematic": (0.75,)}},
         "bundle": {"epochs": 24, "detect_epoch": 16, "vog_checkpoints": 4, "vog_first_epoch": 4, "loss_window": 4,
                    "num_train": 48, "num_val": 8, "num_test": 24, "val_interval": 8},
         "parallel": 2,
     },
     # The seed's grid: every error type, both detectors driving refurbishment; meant for a GPU.
     "full": {
-        "types": ("random", "systematic", "boundary_shift", "label_swap"),
+        "types": ("boundary_jitter", "random_size_matched", "systematic", "boundary_shift", "label_swap"),
         "levels": (0.25, 0.5, 0.75),
-        "refurbish_with": {"loss": "all", "vog": "all"},
+        "refurbish_with": {"loss": "all", "vog_tuned": "all"},
         "bundle": {"epochs": 60, "detect_epoch": 40, "vog_checkpoints": 5, "vog_first_epoch": 8, "loss_window": 5,
                    "num_train": 400, "num_val": 50, "num_test": 200, "image_size": 128, "val_interval": 10},
         "parallel": 1,
@@ -97,10 +108,10 @@ def build(profile: str, seeds) -> Study:
     for run in _settings(profile):
         overrides = {
             **cfg["bundle"],
-            "error_type": "random" if run["error_type"] == "none" else run["error_type"],
+            "error_type": "boundary_jitter" if run["error_type"] == "none" else run["error_type"],
             "error_level": run["error_level"],
             "refurbish": run["refurbish"],
-            "detector": run["detector"],
+            "detector": DETECTORS.get(run["detector"], run["detector"]),  # "vog" refurbishment: the tuned variant
             "num_threads": 1,
         }
         runs.append(Run(run["name"], overrides, {k: v for k, v in run.items() if k != "name"}))
@@ -126,15 +137,17 @@ def _key(kind: str, level: float, what: str) -> str:
     return f"{kind}_{int(round(level * 100)):02d}_{what}"
 
 
-def _detection_rows(results: dict) -> tuple[list, dict]:
+def _detection_rows(results: dict, detectors=tuple(DETECTORS)) -> tuple[list, dict]:
+    """Rows ``[type, level, AUROC, AP per detector]`` of the noisy runs and ``{run: {variant: AUROC}}``."""
     rows, per_variant = [], {}
     for name, r in results.items():
         if r["refurbish"] or r["error_level"] == 0:
             continue
         metrics = r["metrics"]["detection"]["metrics"]
         row = [r["error_type"], f"{r['error_level']:.0%}"]
-        for det in DETECTORS:
-            row += [metrics[det]["auroc"], metrics[det]["ap"]]
+        for det in detectors:
+            m = metrics.get(DETECTORS.get(det, det), {})
+            row += [m.get("auroc"), m.get("ap")]
         rows.append(row)
         per_variant[name] = {k: v["auroc"] for k, v in metrics.items()}
     return rows, per_variant
@@ -165,13 +178,11 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
     fig, axes = plt.subplots(1, len(types), figsize=(4.2 * len(types), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], types):
         xs = [0.0, *levels]
-        noisy = [clean] + [
-            results[f"{kind}_{int(round(lv * 100)):02d}_noisy"]["metrics"]["test"]["dice_mean"] for lv in levels
-        ]
+        noisy = [clean] + [results[_key(kind, lv, "noisy")]["metrics"]["test"]["dice_mean"] for lv in levels]
         ax.plot(xs, noisy, "o-", label="noisy")
         for det in DETECTORS:
             pts = [(lv, results[k]["metrics"]["test"]["dice_mean"]) for lv in levels
-                   if (k := f"{kind}_{int(round(lv * 100)):02d}_refurbished_{det}") in results]  # fmt: skip
+                   if (k := _key(kind, lv, f"refurbished_{det}")) in results]  # fmt: skip
             if pts:
                 ax.plot(*zip(*pts), "s--", label=f"refurbished ({det})")
         ax.axhline(clean, color="grey", lw=0.8, ls=":", label="clean")
@@ -182,14 +193,14 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
     fig, axes = plt.subplots(1, len(types), figsize=(3.6 * len(types), 3.4), squeeze=False)
     level = 0.5 if 0.5 in levels else levels[len(levels) // 2]
     for ax, kind in zip(axes[0], types):
-        det = results[f"{kind}_{int(round(level * 100)):02d}_noisy"]["metrics"]["detection"]
-        for name in DETECTORS:
-            roc = _roc(det["scores"][name], det["flags"])
+        det = results[_key(kind, level, "noisy")]["metrics"]["detection"]
+        for name, variant in DETECTORS.items():
+            roc = _roc(det["scores"].get(variant, {}), det["flags"])
             if roc:
-                ax.plot(*roc, label=f"{name} (AUROC {det['metrics'][name]['auroc']:.2f})")
+                ax.plot(*roc, label=f"{name} (AUROC {det['metrics'][variant]['auroc']:.2f})")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         ax.set(title=f"{kind}, {level:.0%} errors", xlabel="false positive rate", ylabel="true positive rate")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6, loc="lower right")
     names.append(save(fig, "roc_curves.png"))
 
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
@@ -198,15 +209,31 @@ def _figures(output_dir: Path, results: dict, types: tuple, levels: tuple) -> li
         if r["refurbish"] or not per:
             continue
         ax.scatter([p["flip_risk"] for p in per], [p["flip"] for p in per], s=8, alpha=0.6, label=name)
+    ax.axhline(FLIP_PRONE_THRESHOLD, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="flip-risk (label-free)", ylabel="actual flip fraction", title="test images, all noisy runs")
     ax.legend(fontsize=5, ncol=2)
     names.append(save(fig, "flip_risk_vs_flip.png"))
     return names
 
 
+def flip_risk_flagging(per_image: list[dict], threshold: float = FLIP_PRONE_THRESHOLD) -> dict:
+    """How well one model's per-image flip-risk flags its flip-prone test images (flip fraction > ``threshold``).
+
+    ``per_image``: records with ``flip_risk`` and ``flip`` (``None`` for images without foreground, skipped).
+    Returns ``{auroc, ap, n, n_flip_prone}`` (AUROC and average precision ``None`` when only one class occurs).
+    """
+    from common.handlers.refurbish import detection_metrics
+
+    scores = {str(i): p["flip_risk"] for i, p in enumerate(per_image) if p.get("flip") is not None}
+    flags = {str(i): int(p["flip"] > threshold) for i, p in enumerate(per_image) if p.get("flip") is not None}
+    m = detection_metrics(scores, flags)
+    return {"auroc": m["auroc"], "ap": m["ap"], "n": m["n"], "n_flip_prone": m["n_corrupted"]}
+
+
 def summarize(runs: list[dict]) -> dict:
-    """One seed's numbers: detection AUROC/AP at the middle level, test Dice (clean / noisy / refurbished) at
-    the highest level and noisy Dice at every level, VOG variants, flip-risk's Spearman correlation."""
+    """One seed's numbers: detection AUROC/AP of every detector at the middle level, test Dice (clean / noisy /
+    refurbished) at the highest level and noisy Dice at every level, the measured error size per type and level,
+    VOG variants, flip-risk's per-model AUROC/AP for flip-prone images and its pooled Spearman correlation."""
     results = {r["name"]: _view(r) for r in runs}
     types = list(dict.fromkeys(r["error_type"] for r in runs if r["error_type"] != "none"))
     levels = sorted({r["error_level"] for r in runs if r["error_level"] > 0})
@@ -216,7 +243,11 @@ def summarize(runs: list[dict]) -> dict:
 
     def detection(kind, what):
         metrics = results[_key(kind, mid, "noisy")]["metrics"]["detection"]["metrics"]
-        return {det: metrics[det][what] for det in DETECTORS}
+        return {det: metrics[variant][what] if variant in metrics else None for det, variant in DETECTORS.items()}
+
+    def error_size(kind, level):
+        size = results[_key(kind, level, "noisy")]["metrics"]["detection"].get("error_size") or {}
+        return {k: size.get(k) for k in ("label_dice_vs_clean", "relative_area_change")}
 
     clean = dice("clean")
     mid = 0.5 if 0.5 in levels else levels[len(levels) // 2]
@@ -228,15 +259,23 @@ def summarize(runs: list[dict]) -> dict:
         "dice": {
             kind: {"clean": clean, "noisy": dice(_key(kind, top, "noisy")),
                    "refurbished": dice(_key(kind, top, "refurbished_loss")),
-                   "refurbished_vog": dice(_key(kind, top, "refurbished_vog"))}
+                   "refurbished_vog": dice(_key(kind, top, "refurbished_vog_tuned"))}
             for kind in types
         },
         "noisy_dice": {kind: {f"{lv:.0%}": dice(_key(kind, lv, "noisy")) for lv in levels} for kind in types},
+        "error_size": {kind: {f"{lv:.0%}": error_size(kind, lv) for lv in levels} for kind in types},
         "vog_variants_auroc": {kind: per_variant[_key(kind, mid, "noisy")] for kind in types},
         "detection_level": mid,
         "highest_level": top,
     }  # fmt: skip
-    # Flip-risk as a label-free flag of flip-prone images: Spearman correlation with the actual flip fraction.
+    # Flip-risk as a label-free flag of flip-prone images, within each model (each run without refurbishment).
+    flagging = {name: flip_risk_flagging(r["metrics"]["test"]["per_image"]) for name, r in results.items()
+                if not r["refurbish"]}  # fmt: skip
+    noisy_auroc = [f["auroc"] for name, f in flagging.items() if name != "clean" and f["auroc"] is not None]
+    summary["flip_risk_flagging"] = flagging
+    summary["flip_risk_auroc_noisy_median"] = float(np.median(noisy_auroc)) if noisy_auroc else None
+    summary["flip_prone_threshold"] = FLIP_PRONE_THRESHOLD
+    # Extra: Spearman correlation with the actual flip fraction, pooled over the runs (mixes models and images).
     from scipy.stats import spearmanr
 
     pairs = [(p["flip_risk"], p["flip"]) for r in results.values() if not r["refurbish"]
@@ -253,32 +292,132 @@ def make_figures(record: dict, output_dir: Path) -> list[str]:
     return _figures(output_dir, first, tuple(cfg["types"]), tuple(cfg["levels"]))
 
 
-def _gap_points(s, kind):
+def _gap_points(s, kind, level=None):
     d = s["dice"][kind]
-    return 100 * (d["clean"] - s["noisy_dice"][kind][f"{s['detection_level']:.0%}"])
+    return 100 * (d["clean"] - s["noisy_dice"][kind][f"{level or s['detection_level']:.0%}"])
+
+
+def _detector_claims() -> list[Claim]:
+    names = {"loss": "The per-sample loss", "vog": "VOG as defined (Agarwal et al. 2022)",
+             "vog_tuned": f"The VOG variant chosen on tuning seeds ({VOG_TUNED})", "aum": "Area under the margin",
+             "el2n": "EL2N"}  # fmt: skip
+    out = []
+    for det, name in names.items():
+        for kind, what in (("systematic", "systematic"), (RANDOM, "size-matched random")):
+            out.append(Claim(f"{det}_detects_{'systematic' if kind == 'systematic' else 'random'}",
+                             f"{name} detects {what} errors at 50% (AUROC > 0.8)",
+                             lambda s, k=kind, d=det: s["detection_auroc"][k][d], lambda v: v > 0.8))  # fmt: skip
+    return out
 
 
 # The statements of Islam et al. (2026), checked on one seed's summary.
 CLAIMS = [
-    Claim("random_errors_harmless", "50% random errors cost less than 2 Dice points against clean training",
-          lambda s: _gap_points(s, "random"), lambda v: v < 2.0),
+    Claim("random_errors_harmless", "50% size-matched random errors cost less than 2 Dice points against clean "
+          "training", lambda s: _gap_points(s, RANDOM), lambda v: v < 2.0),
+    Claim("boundary_jitter_harmless", "50% +-1 px boundary jitter costs less than 2 Dice points",
+          lambda s: _gap_points(s, "boundary_jitter"), lambda v: v < 2.0),
+    Claim("moderate_systematic_harmless", "25% systematic errors cost less than 2 Dice points (robust up to "
+          "moderate levels)", lambda s: _gap_points(s, "systematic", 0.25), lambda v: v < 2.0),
     Claim("systematic_errors_harmful", "50% systematic errors cost more than 2 Dice points",
           lambda s: _gap_points(s, "systematic"), lambda v: v > 2.0),
-    Claim("loss_detects_systematic", "The per-sample loss detects systematic errors at 50% (AUROC > 0.8)",
-          lambda s: s["detection_auroc"]["systematic"]["loss"], lambda v: v > 0.8),
-    Claim("vog_detects_systematic", "VOG detects systematic errors at 50% (AUROC > 0.8)",
-          lambda s: s["detection_auroc"]["systematic"]["vog"], lambda v: v > 0.8),
     Claim("refurbishment_helps_systematic", "Loss-driven refurbishment raises test Dice under the highest level "
           "of systematic errors (gain in Dice points > 0)",
           lambda s: 100 * (s["dice"]["systematic"]["refurbished"] - s["dice"]["systematic"]["noisy"]),
           lambda v: v > 0.0),
-    Claim("flip_risk_tracks_flip", "Flip-risk ranks test images by their actual flip fraction (Spearman rho > 0)",
-          lambda s: s["flip_risk_spearman"], lambda v: v > 0.0),
+    *_detector_claims(),
+    Claim("flip_risk_flags_flip_prone_images", f"Within each noisy model, flip-risk flags the test images with more "
+          f"than {FLIP_PRONE_THRESHOLD:.0%} flipped foreground pixels better than chance (median AUROC over the "
+          "noisy runs > 0.5)", lambda s: s["flip_risk_auroc_noisy_median"], lambda v: v > 0.5),
+    Claim("flip_risk_tracks_flip", "Flip-risk ranks test images by their actual flip fraction, pooled over runs "
+          "(Spearman rho > 0)", lambda s: s["flip_risk_spearman"], lambda v: v > 0.0),
 ]  # fmt: skip
 
 
+def _fmt(v, spec=".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
 def render_report(record: dict, figures: list[str]) -> str:
-    """``report.md``: claims, then every table as the median over seeds."""
+    """``report.md``: claims, then every table as the median over seeds (per-seed values where it matters)."""
+    if "error_size" not in record["summary"]:
+        return _render_report_legacy(record, figures)
+    cfg = record["profile_settings"]
+    results = {r["name"]: _view(r) for r in merge_seeds(record["runs"])}
+    summary = record["summary"]
+    per_seed = summary["per_seed"]
+    types, levels = cfg["types"], cfg["levels"]
+
+    def dice(name):
+        return results[name]["metrics"]["test"]["dice_mean"] if name in results else None
+
+    clean = dice("clean")
+    size_rows = [[kind, lv, summary["error_size"][kind][lv]["label_dice_vs_clean"],
+                  summary["error_size"][kind][lv]["relative_area_change"]]
+                 for kind in types for lv in summary["error_size"][kind]]  # fmt: skip
+    dice_rows = [[kind, f"{lv:.0%}", clean, dice(_key(kind, lv, "noisy")), dice(_key(kind, lv, "refurbished_loss")),
+                  dice(_key(kind, lv, "refurbished_vog_tuned"))] for kind in types for lv in levels]  # fmt: skip
+    det_rows, per_variant = _detection_rows(results)
+    level = summary["detection_level"]
+    seed_rows = [[kind, det, summary["detection_auroc"][kind][det],
+                  ", ".join(f"{sd}: {_fmt(v['detection_auroc'][kind][det], '.2f')}" for sd, v in per_seed.items())]
+                 for kind in types for det in DETECTORS]  # fmt: skip
+    flip_rows = []
+    for name, f in summary["flip_risk_flagging"].items():
+        each = ", ".join(f"{sd}: {_fmt(v['flip_risk_flagging'].get(name, {}).get('auroc'), '.2f')}"
+                         for sd, v in per_seed.items())  # fmt: skip
+        flip_rows.append([name, f["auroc"], f["ap"], f["n_flip_prone"], f["n"], each])
+    decomposition_rows = []
+    for name, r in results.items():
+        f = r["metrics"]["test"]["flip"]["global"]
+        decomposition_rows.append([name, f["correct"], f["flip"], f["miss"], r["metrics"]["test"]["flip_risk_mean"]])
+    struct_rows = [[name, *[r["metrics"]["test"]["dice"][s] for s in STRUCTURES], r["metrics"]["test"]["dice_mean"]]
+                   for name, r in results.items()]  # fmt: skip
+    quality_rows = [
+        [name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
+        for name, r in results.items()
+        if (q := r["metrics"].get("detection", {}).get("label_quality"))
+    ]
+    rho_seeds = ", ".join(f"{sd}: {_fmt(v['flip_risk_spearman'])}" for sd, v in per_seed.items())
+    variant_names = sorted({v for d in per_variant.values() for v in d})
+    bundle = cfg["bundle"]
+    det_header = [h for det in DETECTORS for h in (f"{det} AUROC", f"{det} AP")]
+    lines = report_header(record, f"Label errors: detection and refurbishment ({record['profile']} profile)")
+    lines += [
+        f"Clean training test Dice (mean of LV cavity, myocardium, left atrium): {clean:.3f}. "
+        f"Detection and refurbishment after epoch {bundle['detect_epoch']} of {bundle['epochs']}; "
+        f"refurbishment relabels the top 50% of training samples by the detector's score. `vog` is VOG as defined "
+        f"(Agarwal et al. 2022); `vog_tuned` is `{VOG_TUNED}`, chosen on tuning seeds 100 and 101.\n",
+        "## Size of the injected errors (corrupted training labels at 64 px, against their clean labels)\n",
+        markdown_table(["error type", "level", "label Dice vs clean", "relative area change"], size_rows),
+        "\n## Test Dice (clean / noisy / refurbished)\n",
+        markdown_table(["error type", "level", "clean", "noisy", "refurbished (loss)", "refurbished (vog_tuned)"],
+                       dice_rows),
+        "\n## Detection of corrupted training labels\n",
+        markdown_table(["error type", "level", *det_header], det_rows),
+        f"\n### Detection AUROC at {level:.0%} errors, median and per seed\n",
+        markdown_table(["error type", "detector", "median AUROC", "per seed"], seed_rows),
+        "\n### VOG variants and loss variants (AUROC)\n",
+        markdown_table(["variant", *per_variant.keys()],
+                       [[v, *[per_variant[n].get(v) for n in per_variant]] for v in variant_names]),
+        "\n## Label quality of the refurbished samples (Dice of the training label against the clean label)\n",
+        markdown_table(["run", "relabelled", "before", "after"], quality_rows),
+        f"\n## Flip-risk as a per-image flag, within each model (flip-prone: flip fraction > "
+        f"{FLIP_PRONE_THRESHOLD:.0%} of foreground)\n",
+        markdown_table(["run", "AUROC", "AP", "flip-prone images", "images", "AUROC per seed"], flip_rows),
+        f"\nExtra: Spearman correlation of per-image flip-risk with the actual flip fraction, pooled over the runs "
+        f"without refurbishment, per seed: {rho_seeds}\n",
+        "\n## Flip decomposition of test foreground pixels (pooled) and mean flip-risk\n",
+        markdown_table(["run", "correct", "flip", "miss", "flip-risk"], decomposition_rows),
+        "\n## Test Dice per structure\n",
+        markdown_table(["run", *STRUCTURES, "mean"], struct_rows),
+        "\n## Figures\n",
+        *[f"![{Path(n).name}]({n})\n" for n in figures],
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _render_report_legacy(record: dict, figures: list[str]) -> str:
+    """``report.md`` of a results file written before the size-matched arm and AUM/EL2N (its tables as they were)."""
     cfg = record["profile_settings"]
     results = {r["name"]: _view(r) for r in merge_seeds(record["runs"])}
     summary = record["summary"]
@@ -309,7 +448,7 @@ def render_report(record: dict, figures: list[str]) -> str:
     for name, r in results.items():
         d = r["metrics"]["test"]["dice"]
         struct_rows.append([name, *[d[s] for s in STRUCTURES], r["metrics"]["test"]["dice_mean"]])
-    det_rows, per_variant = _detection_rows(results)
+    det_rows, per_variant = _detection_rows(results, LEGACY_DETECTORS)
     quality_rows = []
     for name, r in results.items():
         q = r["metrics"].get("detection", {}).get("label_quality")

@@ -3,8 +3,13 @@
 Error kinds (our definitions; Islam et al. 2026 name random and systematic errors
 without defining them):
 
-- ``random``: each structure is dilated or eroded (direction drawn per sample
-  and structure, radius drawn from ``radius``): zero mean over samples;
+- ``boundary_jitter`` (old name ``random``, still accepted): each structure is dilated or eroded
+  (direction drawn per sample and structure, radius drawn from ``radius``; default +-1 px): zero mean
+  over samples, but a far smaller change than a systematic error;
+- ``random_size_matched``: the same random-direction change with the systematic error's radius range
+  (default 2-6 px), so that its label Dice against the clean label matches the systematic arm's (see the
+  bundle docs for measured values); its mean |area change| is larger, because a dilated structure also takes
+  pixels from its neighbours;
 - ``systematic``: every corrupted sample gets the same direction
   (``direction``) for the chosen ``structures``, radius drawn from ``radius``;
 - ``boundary_shift``: the whole foreground is translated by a random offset of
@@ -37,15 +42,18 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
 
-ERROR_KINDS = ("random", "systematic", "boundary_shift", "label_swap")
+ERROR_KINDS = ("boundary_jitter", "random_size_matched", "systematic", "boundary_shift", "label_swap", "random")
+# Kinds whose direction (dilate or erode) is drawn per structure; "random" is the old name of boundary_jitter.
+RANDOM_DIRECTION_KINDS = ("boundary_jitter", "random_size_matched", "random")
 
 
 def default_error_radius(error_type: str) -> list[int]:
     """``[min, max]`` radius in pixels of the 128 px annotation (1.17 mm per px) for ``error_type``:
-    ``random`` is a +-1 px contour jitter, every other kind 2-6 px (2.3-7 mm)."""
+    ``boundary_jitter`` (and its old name ``random``) is a +-1 px contour jitter, every other kind 2-6 px
+    (2.3-7 mm), so ``random_size_matched`` and ``systematic`` draw the same radii."""
     if error_type not in ERROR_KINDS:
         raise ValueError(f"unknown error type {error_type!r}; expected one of {', '.join(ERROR_KINDS)}")
-    return [1, 1] if error_type == "random" else [2, 6]
+    return [1, 1] if error_type in ("boundary_jitter", "random") else [2, 6]
 
 
 def _ball(radius: int, ndim: int) -> np.ndarray:
@@ -86,8 +94,9 @@ class CorruptLabel(RandomizableTransform):
     """Corrupt a label map of shape ``(C=1, *spatial)`` (or ``(*spatial)``) with one simulated annotation error.
 
     Args:
-        kind: one of ``random``, ``systematic``, ``boundary_shift``, ``label_swap``.
-        structures: label values a morphological error acts on (``random``, ``systematic``).
+        kind: one of :data:`ERROR_KINDS` (``boundary_jitter``, ``random_size_matched``, ``systematic``,
+            ``boundary_shift``, ``label_swap``; ``random`` is the old name of ``boundary_jitter``).
+        structures: label values a morphological error acts on (the random-direction kinds, ``systematic``).
         radius: inclusive ``(min, max)`` radius in pixels drawn uniformly per change (for ``boundary_shift``
             the length of the translation).
         direction: ``dilate`` or ``erode`` for ``systematic`` errors.
@@ -128,11 +137,11 @@ class CorruptLabel(RandomizableTransform):
         if not self._do_transform:
             self._plan = []
             return
-        if self.kind in ("random", "systematic"):
+        if self.kind in (*RANDOM_DIRECTION_KINDS, "systematic"):
             self._plan = []
             for s in self.structures:
                 r = int(self.R.randint(self.radius[0], self.radius[1] + 1))
-                if self.kind == "random":
+                if self.kind in RANDOM_DIRECTION_KINDS:
                     d = "dilate" if self.R.rand() < 0.5 else "erode"
                 else:
                     d = self.direction
@@ -153,7 +162,7 @@ class CorruptLabel(RandomizableTransform):
         out = label.copy()
         if not self._plan:
             return out
-        if self.kind in ("random", "systematic"):
+        if self.kind in (*RANDOM_DIRECTION_KINDS, "systematic"):
             for s, d, r in self._plan:
                 out = dilate_structure(out, s, r) if d == "dilate" else erode_structure(out, s, r)
         elif self.kind == "boundary_shift":
@@ -316,43 +325,6 @@ def corrupt_datalist(
     out["label_errors"] = {"kind": kind, "error_level": float(error_level), "seed": seed, **corrupt_kwargs}
     atomic_write_json(out_path, out)
     return out_path
-
-
-def prepare_label_error_datalist(
-    datalist: str | Path | None,
-    dataset_dir: str | Path | None,
-    cache_dir: str | Path,
-    error_type: str = "random",
-    error_level: float = 0.0,
-    seed: int = 0,
-    phantom: Mapping | None = None,
-    num_classes: int = 4,
-    **corrupt_kwargs: Any,
-) -> Path:
-    """The training datalist of one label-error setting: data source, validation, then error injection.
-
-    With an empty ``datalist`` the embedded echo phantom (``phantom``: :class:`EchoPhantomConfig` fields) is
-    generated under ``cache_dir``; otherwise the user datalist is validated (``common.data.validate_datalist``)
-    before anything else. Returns the path of the corrupted datalist (see :func:`corrupt_datalist`).
-    """
-    if not datalist:
-        from common.data.echo_phantom import EchoPhantomConfig, generate_echo_phantom
-
-        path = generate_echo_phantom(cache_dir, EchoPhantomConfig(**dict(phantom or {})), seed=seed)
-        base = path.parent
-    else:
-        path = Path(datalist)
-        if not path.is_file():
-            raise FileNotFoundError(f"datalist {path} does not exist")
-        base = Path(dataset_dir) if dataset_dir else path.parent
-        from common.data import load_datalist, validate_datalist
-
-        # load_datalist reports invalid JSON naming the file; validation then checks every entry.
-        splits = tuple(k for k in ("training", "validation", "test") if k in load_datalist(path, base))
-        validate_datalist(path, base, num_classes=num_classes, spatial_dims=2, splits=splits)
-    return corrupt_datalist(
-        path, base, cache_dir, kind=error_type, error_level=error_level, seed=seed, **corrupt_kwargs
-    )
 
 
 def load_split(datalist_path: str | Path, split: str) -> list[dict]:

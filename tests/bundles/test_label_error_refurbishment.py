@@ -32,7 +32,12 @@ def _bundle(configs, *args, torchrun=False):
 def test_configs_parse_with_defaults():
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
-    for key, value in {"error_type": "random", "error_level": 0.0, "detector": "loss", "refurbish": False}.items():
+    for key, value in {
+        "error_type": "boundary_jitter",
+        "error_level": 0.0,
+        "detector": "loss",
+        "refurbish": False,
+    }.items():
         assert parser[key] == value
     for key in (
         "epochs",
@@ -123,14 +128,25 @@ def test_handlers_are_component_configs(configs):
     assert targets[:2] == ["common.handlers.EpochReseed", "common.handlers.RefurbishHandler"]
     assert "ValidationHandler" in targets and "common.handlers.ResumableCheckpoint" in targets
     refurbisher = parser["train#handlers"][1]
-    assert refurbisher["detectors"] == {"loss": "@train#loss_detector", "vog": "@train#vog_detector"}
+    assert refurbisher["detectors"] == {
+        "loss": "@train#loss_detector",
+        "vog": "@train#vog_detector",
+        "dynamics": "@train#dynamics_detector",
+    }
     assert parser["train#loss_detector#_target_"] == "common.handlers.SampleLossHandler"
     assert parser["train#vog_detector#_target_"] == "common.handlers.VOGHandler"
+    assert parser["train#dynamics_detector#_target_"] == "common.handlers.TrainingDynamicsHandler"
     # the resume checkpoint holds the detectors' history and the (refurbished) training labels
     resume = next(h for h in parser["train#handlers"] if h["_target_"] == "common.handlers.ResumableCheckpoint")
-    assert {"network", "optimizer", "lr_scheduler", "loss_detector", "vog_detector", "train_labels"} == set(
-        resume["save_dict"]
-    )
+    assert {
+        "network",
+        "optimizer",
+        "lr_scheduler",
+        "loss_detector",
+        "vog_detector",
+        "dynamics_detector",
+        "train_labels",
+    } == set(resume["save_dict"])
     # Nothing refers to a handler by its index (MONAI Label inserts a CheckpointLoader at index 0).
     assert not any("@train#handlers#" in (CONFIGS / c).read_text() for c in configs)
 

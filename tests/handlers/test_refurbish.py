@@ -216,12 +216,18 @@ def test_cached_labels_restore_refurbished_labels_from_a_weights_only_checkpoint
         CachedLabels(fresh).load_state_dict({"s0": torch.zeros(1, 2, 2, dtype=torch.uint8)})
 
 
-def test_label_dice_averages_the_classes_present_in_either_map():
-    from common.handlers.refurbish import _label_dice
+def test_error_size_measures_only_corrupted_samples_by_hand(tmp_path):
+    def item(sid, label_rows, clean_rows, corrupted):
+        label, clean = torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)
+        label[:, :label_rows], clean[:, :clean_rows] = 1, 1
+        return {"image": torch.zeros(1, 4, 4), "label": label, "label_clean": clean, "id": sid, "corrupted": corrupted}
 
-    a = np.array([[1, 1, 2, 0], [0, 0, 0, 3]])
-    b = np.array([[1, 0, 2, 2], [0, 0, 0, 0]])
-    # class 1: 2*1/(2+1) = 2/3; class 2: 2*1/(1+2) = 2/3; class 3 only in a: 0
-    assert _label_dice(a, b, range(1, 4)) == pytest.approx((2 / 3 + 2 / 3 + 0.0) / 3)
-    assert _label_dice(a, b, range(1, 3)) == pytest.approx(2 / 3)
-    assert _label_dice(np.zeros((2, 2), int), np.zeros((2, 2), int), range(1, 4)) == 1.0
+    # s0: 4 of 8 clean pixels kept -> Dice 2*4/(4+8) = 2/3, area change 4/8; s1: 8 labelled over 4 clean ->
+    # Dice 2/3, area change 4/4; s2 differs from its clean label but is not flagged corrupted: left out.
+    ds = CacheDataset([item("s0", 1, 2, 1), item("s1", 2, 1, 1), item("s2", 4, 1, 0)], transform=None, progress=False)
+    result = RefurbishHandler({"loss": FixedScores({"s0": 1.0, "s1": 0.5, "s2": 0.0})}, ds, ThresholdNet(), epoch=1,
+                              refurbish=False, output_dir=tmp_path).run()  # fmt: skip
+    size = result["error_size"]
+    assert size["num_corrupted"] == 2
+    assert size["label_dice_vs_clean"] == pytest.approx(2 / 3)
+    assert size["relative_area_change"] == pytest.approx((0.5 + 1.0) / 2)

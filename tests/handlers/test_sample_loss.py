@@ -1,5 +1,6 @@
 """Per-sample loss recording from a trainer's output."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -126,3 +127,42 @@ def test_distributed_ranks_share_every_epochs_losses(tmp_path):
     for r in ranks:
         assert r["scores"] == pytest.approx(expected)
     assert ranks[0]["state"] == ranks[1]["state"]  # rank 0's resume checkpoint holds the whole history
+
+
+def test_per_sample_dynamics_by_hand():
+    from common.handlers.sample_loss import per_sample_dynamics
+
+    # one sample, two pixels, three classes. Pixel 0: logits (0, 0, 0), label 0 -> margin 0, softmax 1/3 each,
+    # error (-2/3, 1/3, 1/3), norm sqrt(6)/3. Pixel 1: logits (log 3, 0, 0), label 1 -> margin 0 - log 3,
+    # softmax (3/5, 1/5, 1/5), error (3/5, -4/5, 1/5), norm sqrt(26)/5.
+    logits = torch.tensor([[0.0, math.log(3)], [0.0, 0.0], [0.0, 0.0]]).reshape(1, 3, 1, 2)
+    label = torch.tensor([0, 1]).reshape(1, 1, 1, 2)
+    out = per_sample_dynamics(logits, label)
+    assert out["margin"].item() == pytest.approx(-math.log(3) / 2, rel=1e-5)
+    assert out["el2n"].item() == pytest.approx((math.sqrt(6) / 3 + math.sqrt(26) / 5) / 2, rel=1e-5)
+    # the assigned class is the label, not the prediction: relabelling pixel 1 as class 0 gives margin +log 3
+    relabelled = per_sample_dynamics(logits, torch.tensor([0, 0]).reshape(1, 1, 1, 2))
+    assert relabelled["margin"].item() == pytest.approx(math.log(3) / 2, rel=1e-5)
+
+
+def test_training_dynamics_aum_over_all_epochs_el2n_over_the_window():
+    from common.handlers.sample_loss import TrainingDynamicsHandler
+
+    # the fake loss_fn below stands in for the logits: margins a 1, 2, 6 and b -1, -2, 0; EL2N a .1 .2 .3, b .5 .4 .3
+    margins = {1: [1.0, -1.0], 2: [2.0, -2.0], 3: [6.0, 0.0]}
+    el2n = {1: [0.1, 0.5], 2: [0.2, 0.4], 3: [0.3, 0.3]}
+    handler = TrainingDynamicsHandler(el2n_window=2)
+    handler.loss_fn = lambda p, lab: {"margin": p[:, 0, 0, 0], "el2n": p[:, 1, 0, 0]}
+    for epoch in margins:
+        pred = torch.tensor([margins[epoch], el2n[epoch]]).T.reshape(2, 2, 1, 1)
+        handler(_engine(epoch, ["a", "b"], pred, torch.zeros(2, 1, 1, 1), decollated=False))
+    assert handler.area_under_margin() == pytest.approx({"a": 3.0, "b": -1.0})
+    scores = handler.all_scores()
+    assert scores["aum"] == pytest.approx({"a": -3.0, "b": 1.0})  # negated: high is suspicious
+    assert scores["el2n"] == pytest.approx({"a": 0.25, "b": 0.35})
+    early = handler.all_scores(upto_epoch=2)
+    assert early["aum"] == pytest.approx({"a": -1.5, "b": 1.5})
+    assert early["el2n"] == pytest.approx({"a": 0.15, "b": 0.45})
+    restored = TrainingDynamicsHandler(el2n_window=2)
+    restored.load_state_dict(handler.state_dict())
+    assert all(restored.all_scores()[k] == pytest.approx(scores[k]) for k in ("aum", "el2n"))

@@ -1,19 +1,25 @@
-"""Smoke study of label_error_refurbishment: results.json summary, report.md and figures."""
+"""Study of label_error_refurbishment: grid, results.json summary and claims, report.md and figures."""
 
 import json
 
 import pytest
 
-from common.study.label_error_refurbishment import PROFILES, _settings, run_study
+from common.study.label_error_refurbishment import DETECTORS, PROFILES, VOG_TUNED, _settings, build, run_study
 
 
-def test_quick_grid_covers_types_levels_and_both_detectors():
+def test_quick_grid_covers_types_levels_and_every_detector():
     runs = _settings("quick")
     names = {r["name"] for r in runs}
-    assert "clean" in names and "systematic_75_refurbished_vog" in names
+    assert "clean" in names and "systematic_75_refurbished_vog_tuned" in names
+    assert {"boundary_jitter", "random_size_matched", "systematic"} <= set(PROFILES["quick"]["types"])
     for kind in PROFILES["quick"]["types"]:
         for lv in (25, 50, 75):
             assert {f"{kind}_{lv}_noisy", f"{kind}_{lv}_refurbished_loss"} <= names
+    # the VOG-driven refurbishment uses the variant chosen on tuning seeds, not the defined VOG
+    study = build("quick", (100,))
+    overrides = {r.name: r.overrides for r in study.runs}
+    assert overrides["systematic_75_refurbished_vog_tuned"]["detector"] == VOG_TUNED
+    assert overrides["clean"]["error_level"] == 0.0 and overrides["clean"]["error_type"] == "boundary_jitter"
 
 
 @pytest.mark.slow
@@ -23,38 +29,64 @@ def test_smoke_study(tmp_path):
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
     auroc = summary["detection_auroc"]["systematic"]
-    assert set(auroc) == {"loss", "vog"} and all(v is None or 0.0 <= v <= 1.0 for v in auroc.values())
+    assert set(auroc) == set(DETECTORS) and all(v is None or 0.0 <= v <= 1.0 for v in auroc.values())
     assert set(summary["dice"]["systematic"]) >= {"clean", "noisy", "refurbished"}
     assert all(0.0 <= summary["dice"]["systematic"][k] <= 1.0 for k in ("clean", "noisy", "refurbished"))
+    size = summary["error_size"]["systematic"]["50%"]
+    assert 0.3 < size["label_dice_vs_clean"] < 0.95 and size["relative_area_change"] > 0.05
+    assert set(summary["flip_risk_flagging"]) == {"clean", "systematic_50_noisy"}
     assert results["environment"]["seed"] == 0 and "common.study" in results["command"]
     text = report.read_text()
-    assert "Test Dice" in text and "AUROC" in text and results["command"] in text
+    assert "Test Dice" in text and "AUROC" in text and results["command"] in text and "label Dice vs clean" in text
     for png in ("dice_vs_error_level.png", "roc_curves.png", "flip_risk_vs_flip.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def _hand_runs():
-    """One seed's runs, every number different so a swap shows: random and systematic at 50% and 75%."""
-    from common.study.label_error_refurbishment import _settings
+# One seed's runs, every number different so a swap shows.
+DICE = {"clean": 0.90, "random_size_matched_25_noisy": 0.895, "random_size_matched_50_noisy": 0.89,
+        "random_size_matched_75_noisy": 0.88, "random_size_matched_75_refurbished_loss": 0.87,
+        "boundary_jitter_50_noisy": 0.899, "boundary_jitter_75_noisy": 0.897, "boundary_jitter_25_noisy": 0.898,
+        "systematic_25_noisy": 0.885, "systematic_50_noisy": 0.80, "systematic_75_noisy": 0.70,
+        "systematic_75_refurbished_loss": 0.76, "systematic_75_refurbished_vog_tuned": 0.73}  # fmt: skip
+AUROC = {"random_size_matched": {"loss": 0.55, "vog": 0.45, VOG_TUNED: 0.5, "aum": 0.61, "el2n": 0.62},
+         "boundary_jitter": {"loss": 0.51, "vog": 0.49, VOG_TUNED: 0.52, "aum": 0.53, "el2n": 0.54},
+         "systematic": {"loss": 0.95, "vog": 0.35, VOG_TUNED: 0.85, "aum": 0.91, "el2n": 0.79}}  # fmt: skip
+SIZE = {"random_size_matched": (0.66, 0.6), "boundary_jitter": (0.9, 0.2), "systematic": (0.67, 0.4)}
+# (flip_risk, flip) per test image: one model where risk orders flip-prone images first, one where it does not
+RANKED = ((0.1, 0.0), (0.3, 0.2), (0.2, 0.1), (0.05, 0.01), (0.4, None))
+REVERSED = ((0.3, 0.0), (0.1, 0.2), (0.2, 0.1), (0.25, 0.01))
 
-    dice = {"clean": 0.90, "random_50_noisy": 0.89, "random_75_noisy": 0.88, "random_75_refurbished_loss": 0.87,
-            "systematic_50_noisy": 0.80, "systematic_75_noisy": 0.70, "systematic_75_refurbished_loss": 0.76,
-            "systematic_75_refurbished_vog": 0.73, "random_50_refurbished_loss": 0.86,
-            "systematic_50_refurbished_loss": 0.79}  # fmt: skip
-    auroc = {"random": {"loss": 0.55, "vog": 0.45, "vog_all_raw_image": 0.4},
-             "systematic": {"loss": 0.95, "vog": 0.65, "vog_all_raw_image": 0.6}}  # fmt: skip
+
+def _hand_runs():
     runs = []
     for r in _settings("quick"):
-        if r["name"] not in dice:
+        if r["name"] not in DICE:
             continue
-        per_image = [{"flip_risk": x, "flip": y} for x, y in ((0.1, 0.0), (0.3, 0.2), (0.2, 0.1))]
-        extra = {"test": {"dice_mean": dice[r["name"]]}}
+        images = REVERSED if r["name"] == "systematic_50_noisy" else RANKED
+        per_image = [{"flip_risk": x, "flip": y} for x, y in images]
+        extra = {"test": {"dice_mean": DICE[r["name"]]}}
         if r["error_level"] > 0:
             kind = r["error_type"]
-            extra["detection"] = {"metrics": {k: {"auroc": v, "ap": v / 2} for k, v in auroc[kind].items()}}
+            dice, area = SIZE[kind]
+            extra["detection"] = {
+                "metrics": {k: {"auroc": v, "ap": v / 2} for k, v in AUROC[kind].items()},
+                "error_size": {"label_dice_vs_clean": dice * (1 - r["error_level"] / 10), "relative_area_change": area},
+            }
         metrics = {"settings": {}, "metrics": {}, "per_sample": per_image, "extra": extra}
         runs.append({**r, "seed": 0, "metrics": metrics})
     return runs
+
+
+def test_flip_risk_flagging_by_hand():
+    from common.study.label_error_refurbishment import flip_risk_flagging
+
+    ranked = flip_risk_flagging([{"flip_risk": x, "flip": y} for x, y in RANKED])
+    # flip-prone (flip > 0.05): the images with risk 0.3 and 0.2; the others 0.1 and 0.05; the last has no foreground
+    assert ranked == {"auroc": 1.0, "ap": 1.0, "n": 4, "n_flip_prone": 2}
+    reversed_ = flip_risk_flagging([{"flip_risk": x, "flip": y} for x, y in REVERSED])
+    # prone risks 0.1, 0.2 against 0.3, 0.25: no pair ordered right -> AUROC 0; AP: prone found at ranks 3 and 4
+    assert reversed_["auroc"] == 0.0 and reversed_["ap"] == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert flip_risk_flagging([{"flip_risk": 0.2, "flip": 0.3}], threshold=0.5)["auroc"] is None
 
 
 def test_summary_from_hand_made_runs():
@@ -64,14 +96,49 @@ def test_summary_from_hand_made_runs():
     s = summarize(_hand_runs())
     assert s["detection_level"] == 0.5 and s["highest_level"] == 0.75
     assert s["dice"]["systematic"] == {"clean": 0.90, "noisy": 0.70, "refurbished": 0.76, "refurbished_vog": 0.73}
-    assert s["dice"]["random"] == {"clean": 0.90, "noisy": 0.88, "refurbished": 0.87, "refurbished_vog": None}
-    assert s["noisy_dice"]["systematic"] == {"50%": 0.80, "75%": 0.70}
-    assert s["detection_auroc"]["systematic"] == {"loss": 0.95, "vog": 0.65}
-    assert s["detection_ap"]["random"] == {"loss": 0.275, "vog": 0.225}
-    assert s["vog_variants_auroc"]["systematic"]["vog_all_raw_image"] == 0.6
-    assert s["flip_risk_spearman"] == pytest.approx(1.0)  # risk order 0.1 < 0.2 < 0.3 matches flip order
+    assert s["dice"]["random_size_matched"] == {"clean": 0.90, "noisy": 0.88, "refurbished": 0.87,
+                                                "refurbished_vog": None}  # fmt: skip
+    assert s["noisy_dice"]["systematic"] == {"25%": 0.885, "50%": 0.80, "75%": 0.70}
+    assert s["detection_auroc"]["systematic"] == {"loss": 0.95, "vog": 0.35, "vog_tuned": 0.85, "aum": 0.91,
+                                                  "el2n": 0.79}  # fmt: skip
+    assert s["detection_ap"]["random_size_matched"]["aum"] == pytest.approx(0.305)
+    assert s["error_size"]["systematic"]["50%"] == pytest.approx(
+        {"label_dice_vs_clean": 0.67 * 0.95, "relative_area_change": 0.4}
+    )
+    assert s["vog_variants_auroc"]["systematic"]["vog"] == 0.35
+    assert s["flip_risk_flagging"]["systematic_50_noisy"]["auroc"] == 0.0
+    assert s["flip_risk_flagging"]["clean"]["auroc"] == 1.0
+    # 9 noisy runs: one at AUROC 0, eight at 1 -> median 1 (the clean run is not a noisy run)
+    assert s["flip_risk_auroc_noisy_median"] == 1.0
     claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": s})}
     assert claims["random_errors_harmless"]["median"] == pytest.approx(1.0)  # 0.90 - 0.89, in points
+    assert claims["boundary_jitter_harmless"]["median"] == pytest.approx(0.1)
+    assert claims["moderate_systematic_harmless"]["median"] == pytest.approx(1.5)
     assert claims["systematic_errors_harmful"]["median"] == pytest.approx(10.0)
     assert claims["refurbishment_helps_systematic"]["median"] == pytest.approx(6.0)  # 0.76 - 0.70
-    assert claims["loss_detects_systematic"]["holds_in"] == 1 and claims["vog_detects_systematic"]["holds_in"] == 0
+    held = {k: c["holds_in"] for k, c in claims.items() if "_detects_" in k}
+    assert held == {"loss_detects_systematic": 1, "loss_detects_random": 0, "vog_detects_systematic": 0,
+                    "vog_detects_random": 0, "vog_tuned_detects_systematic": 1, "vog_tuned_detects_random": 0,
+                    "aum_detects_systematic": 1, "aum_detects_random": 0, "el2n_detects_systematic": 0,
+                    "el2n_detects_random": 0}  # fmt: skip
+    assert claims["aum_detects_random"]["median"] == 0.61
+    assert claims["flip_risk_flags_flip_prone_images"]["holds_in"] == 1
+
+
+def test_report_renders_new_and_old_results_files():
+    from common.study.engine import evaluate_claims, median_over_seeds
+    from common.study.label_error_refurbishment import CLAIMS, render_report, summarize
+
+    runs = _hand_runs()
+    for r in runs:
+        r["metrics"]["extra"]["test"].update({"dice": {"lv_cavity": 0.9, "myocardium": 0.8, "left_atrium": 0.7},
+                                             "flip": {"global": {"correct": 0.9, "flip": 0.05, "miss": 0.05}},
+                                             "flip_risk_mean": 0.2})  # fmt: skip
+    s = summarize(runs)
+    record = {"profile": "quick", "seeds": [0], "runs": runs, "summary": {**median_over_seeds({"0": s}),
+              "per_seed": {"0": s}}, "claims": evaluate_claims(CLAIMS, {"0": s}),
+              "profile_settings": {**PROFILES["quick"], "types": tuple(SIZE)}, "command": "python -m common.study", "seconds": 1.0, "run_seconds": 2.0,
+              "code_fingerprint": "0123456789abcdef"}  # fmt: skip
+    text = render_report(record, [])
+    assert "| random_size_matched | 50% | 0.627 | 0.600 |" in text
+    assert "| systematic | vog_tuned | 0.850 | 0: 0.85 |" in text

@@ -161,7 +161,7 @@ def test_corrupt_datalist_exact_fraction_flags_and_reuse(tmp_path):
 
 def test_prepare_validates_user_datalist_before_work(tmp_path):
     from common.data import DatalistError
-    from common.transforms.label_errors import prepare_label_error_datalist
+    from common.data.label_errors import prepare_label_error_datalist
 
     src = _write_datalist(tmp_path, n=2)
     bad = np.full((32, 32), 7, np.uint8)
@@ -177,7 +177,46 @@ def test_prepare_validates_user_datalist_before_work(tmp_path):
 def test_default_error_radius_per_kind():
     from common.transforms.label_errors import default_error_radius
 
-    assert default_error_radius("random") == [1, 1]
+    assert default_error_radius("random") == default_error_radius("boundary_jitter") == [1, 1]
+    assert default_error_radius("random_size_matched") == default_error_radius("systematic") == [2, 6]
     assert default_error_radius("systematic") == default_error_radius("label_swap") == [2, 6]
     with pytest.raises(ValueError, match="unknown error type 'noise'"):
         default_error_radius("noise")
+
+
+def _mean_label_dice(kind: str, labels: list) -> float:
+    from common.metrics import label_dice
+    from common.transforms.label_errors import default_error_radius
+
+    values = []
+    for i, clean in enumerate(labels):
+        corrupt = CorruptLabel(kind=kind, radius=default_error_radius(kind)).set_random_state(seed=i)
+        values.append(label_dice(corrupt(clean), clean, [1, 2, 3]))
+    return float(np.mean(values))
+
+
+def test_size_matched_random_errors_match_systematic_label_dice_on_phantoms():
+    from common.data.echo_phantom import echo_phantom_sample
+
+    rng = np.random.default_rng(11)
+    labels = [echo_phantom_sample(rng, 128)[1].astype(np.int64) for _ in range(12)]
+    systematic = _mean_label_dice("systematic", labels)
+    matched = _mean_label_dice("random_size_matched", labels)
+    jitter = _mean_label_dice("boundary_jitter", labels)
+    assert 0.5 < systematic < 0.85  # a real change, far from the clean label
+    assert abs(matched - systematic) < 0.05
+    assert jitter > systematic + 0.15 and jitter > matched + 0.15
+    assert _mean_label_dice("random", labels) == pytest.approx(jitter)  # the old name is the jitter
+
+
+def test_random_direction_kinds_draw_both_directions_and_systematic_only_one():
+    directions = {}
+    for kind in ("random_size_matched", "boundary_jitter", "systematic"):
+        t = CorruptLabel(kind=kind).set_random_state(seed=0)
+        seen = set()
+        for _ in range(10):
+            t.randomize(2)
+            seen |= {d for _, d, _ in t._plan}
+        directions[kind] = seen
+    assert directions["random_size_matched"] == directions["boundary_jitter"] == {"dilate", "erode"}
+    assert directions["systematic"] == {"erode"}

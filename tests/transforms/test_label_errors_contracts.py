@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from common.data import DatalistError
+from common.data.label_errors import prepare_label_error_datalist
 from common.transforms.label_errors import (
     CorruptLabel,
     RandCorruptLabeld,
     load_split,
-    prepare_label_error_datalist,
     shift_labels,
 )
 from tests.transforms.test_label_errors import _label, _write_datalist
@@ -258,7 +258,7 @@ def test_random_radii_cover_the_inclusive_range():
 def test_corrupt_label_argument_messages():
     with pytest.raises(
         ValueError,
-        match=r"^unknown label error kind 'x'; choose one of random, systematic, boundary_shift, label_swap$",
+        match=r"^unknown label error kind 'x'; choose one of boundary_jitter, random_size_matched, systematic, boundary_shift, label_swap, random$",
     ):
         CorruptLabel(kind="x")
     for radius in ((1, 2, 3), (-1, 2), (3, 2)):
@@ -315,7 +315,8 @@ def test_default_error_radius_message():
     from common.transforms.label_errors import default_error_radius
 
     with pytest.raises(
-        ValueError, match=r"^unknown error type 'x'; expected one of random, systematic, boundary_shift, label_swap$"
+        ValueError,
+        match=r"^unknown error type 'x'; expected one of boundary_jitter, random_size_matched, systematic, boundary_shift, label_swap, random$",
     ):
         default_error_radius("x")
 
