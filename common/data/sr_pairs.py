@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, DEGRADATION_KINDS
+from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, DEGRADATION_KINDS, PHASES, split_kind
 
 COMBINED = "combined"
 COMBINED_KINDS: tuple[str, ...] = CLASSIC_DEGRADATION_KINDS
@@ -39,10 +39,17 @@ def assign_degradations(entries: Sequence[dict], degradation: str) -> list[dict]
 
 
 def expand_test_degradations(entries: Sequence[dict], degradations: Sequence[str]) -> list[dict]:
-    """Every entry once per kind (kind-major order), with ``"degradation"`` set."""
-    unknown = [k for k in degradations if k not in DEGRADATION_KINDS]
+    """Every entry once per kind (kind-major order), with ``"degradation"`` set.
+
+    A kind may name its sampling phase after ``@`` (``"gaussian@legacy"``): those test images are degraded on that
+    grid and scored under that name (the misregistration evaluation).
+    """
+    unknown = [k for k in degradations if not _is_kind(k)]
     if unknown or not degradations:
-        raise ValueError(f"test_degradations must be kinds of {DEGRADATION_KINDS}, got {list(degradations)}")
+        raise ValueError(
+            f"test_degradations must be kinds of {DEGRADATION_KINDS} (optionally '<kind>@<phase>', phase one of "
+            f"{PHASES}), got {list(degradations)}"
+        )
     return [{**e, "degradation": k} for k in degradations for e in entries]
 
 
@@ -104,6 +111,14 @@ def sr_pair_datalist(
         "validation": assign_degradations(resolved["validation"], train_degradation),
         "test": expand_test_degradations(test, test_degradations),
     }
+
+
+def _is_kind(name: Any) -> bool:
+    try:
+        split_kind(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _has_split(datalist: Any, split: str) -> bool:

@@ -29,6 +29,12 @@ def test_test_set_is_every_image_once_per_kind():
     ]
     with pytest.raises(ValueError, match="test_degradations"):
         expand_test_degradations(entries, ["gaussian", "nearest"])
+    # a kind may name its sampling phase (the misregistration evaluation); unknown phases are refused
+    legacy = expand_test_degradations(entries, ["gaussian@legacy"])
+    assert [e["degradation"] for e in legacy] == ["gaussian@legacy"] * 2
+    for bad in ("gaussian@corner", "nearest@legacy"):
+        with pytest.raises(ValueError, match="test_degradations"):
+            expand_test_degradations(entries, [bad])
 
 
 def test_user_datalist_without_test_split_uses_validation(tmp_path):
