@@ -66,6 +66,12 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     assert 10 < summary["psnr"]["bicubic"]["bicubic"] < 60
     assert 0 < summary["ssim"]["combined"]["mean"] <= 1
     assert "own_degradation_best_columns" in summary["checks"]
+    mis = summary["misregistration"]  # the centred models on the legacy grid, and a model trained on it
+    assert set(mis["test_on_legacy"]) == {"bicubic", "combined", "bicubic_interpolation"}
+    assert set(mis["test_on_legacy"]["bicubic"]) == {"gaussian", "hann", "hamming", "mean", "median"}
+    trained = mis["trained_on_legacy"]["gaussian"]
+    assert trained["psnr_legacy"]["bicubic"] == trained["psnr_centred"]["bicubic"]  # bicubic: one grid
+    assert trained["psnr_legacy"]["gaussian"] != trained["psnr_centred"]["gaussian"]
     assert summary["seeds"] == [0] and summary["per_seed"]["0"]["psnr"] == summary["psnr"]
     assert {c["id"] for c in results["claims"]} == {
         "own_degradation_best",
@@ -101,7 +107,12 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         train = overrides["train_degradation"]
         bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")] + overrides["seed"] - 4
         psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
-        per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in TEST_KINDS} for m in METRICS}
+        legacy_model = overrides.get("phase") == "legacy"
+        for k in overrides.get("test_degradations", ()):  # the other grid: 1.5 dB off, or 2 dB for legacy models
+            if "@" in k:
+                assert k.endswith("@centred" if legacy_model else "@legacy"), k
+                psnr[k] = psnr[k.split("@")[0]] - (2.0 if legacy_model else 1.5)
+        per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in psnr} for m in METRICS}
         samples = [
             {"id": f"{k}_{i}", "kind": k, "hfen": 0.1 * (i + 1), "bicubic_hfen": 0.3}
             for k in TEST_KINDS
@@ -120,15 +131,24 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert summary["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0  # median of 34, 36, 35
     assert summary["per_seed"]["3"]["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 34.0
     assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
-    assert len(results["runs"]) == 7 * 5 * 3
+    assert len(results["runs"]) == (7 * 5 + 5) * 3  # + the five models trained on the legacy grid
+    mis = summary["misregistration"]
+    assert set(mis["test_on_legacy"]) == {*TEST_KINDS, "combined", "bicubic_interpolation"}
+    assert mis["test_on_legacy"]["bicubic"]["gaussian"] == 1.5 and "bicubic" not in mis["test_on_legacy"]["mean"]
+    legacy_gauss = mis["trained_on_legacy"]["gaussian"]
+    assert legacy_gauss["psnr_legacy"]["gaussian"] == 34.0 and legacy_gauss["psnr_centred"]["gaussian"] == 32.0
+    assert legacy_gauss["psnr_legacy"]["bicubic"] == legacy_gauss["psnr_centred"]["bicubic"] == 28.0
+    assert legacy_gauss["drop"]["hann"] == 2.0 and "bicubic" not in legacy_gauss["drop"]
+    assert summary["psnr"]["gaussian"].keys() == set(TEST_KINDS)  # the legacy columns stay out of Table I
     assert summary["checks"]["own_degradation_best_columns"] == 6
     assert results["environment"]["seed"] == 3 and results["seeds"] == [3, 5, 4]
     assert results["command"].endswith("--profile full --output " + str(tmp_path) + " --seeds 3 5 4")
     assert set(results["git"]) == {"commit", "dirty"} and len(results["code_fingerprint"]) == 16
     own = next(c for c in results["claims"] if c["id"] == "own_degradation_best")
-    assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 1.0
+    assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 6.0  # columns of 6
     text = report.read_text()
     assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text
+    assert "tested on the legacy grid" in text and "| Gaussian (legacy grid) | legacy test grid | 34.00 |" in text
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished setting was run again")
