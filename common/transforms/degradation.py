@@ -46,6 +46,10 @@ Kinds:
   (a = 0.5 Hann, 0.54 Hamming) at the voxel offsets x, normalised to sum 1 (legacy: the symmetric window of
   length 2s + 1, whose Hann end taps are 0; centred with s even: 2s taps at the half-integer offsets).
 - ``kspace_truncation``: keep the central ``n // s`` frequencies of every axis (Gibbs ringing); real part.
+- ``kspace_hann`` / ``kspace_hamming``: as ``kspace_truncation``, with the kept band of every axis apodised by
+  the periodic window of its m = n // s lines centred on DC, ``w(f) = a + (1 - a) cos(2 pi f / m)`` for line
+  offsets ``f = -m//2 .. (m-1)//2`` (a = 0.5 Hann: 0 at the Nyquist line; a = 0.54 Hamming: 0.08), applied
+  separably (the product of the axes' windows); w(0) = 1 keeps the mean. Less ringing, more blur; real part.
 - ``partial_fourier``: as ``kspace_truncation``, then along ``phase_axis`` only the first ``partial_fourier_fraction``
   of the kept lines (lowest-frequency end included) are kept, the rest zero-filled; magnitude image.
 - ``undersample``: as ``kspace_truncation``, then Cartesian equispaced undersampling of the kept lines along
@@ -71,7 +75,15 @@ from monai.transforms import MapTransform, RandomizableTransform, RandRicianNois
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
 CLASSIC_DEGRADATION_KINDS: tuple[str, ...] = ("bicubic", "gaussian", "mean", "median", "hann", "hamming")
-KSPACE_DEGRADATION_KINDS: tuple[str, ...] = ("kspace_truncation", "partial_fourier", "undersample")
+KSPACE_DEGRADATION_KINDS: tuple[str, ...] = (
+    "kspace_truncation",
+    "kspace_hann",
+    "kspace_hamming",
+    "partial_fourier",
+    "undersample",
+)
+# k-space apodisation windows: w(f) = a + (1 - a) cos(2 pi f / m) over the kept band of m lines
+_KSPACE_WINDOWS = {"kspace_hann": 0.5, "kspace_hamming": 0.54}
 DEGRADATION_KINDS: tuple[str, ...] = CLASSIC_DEGRADATION_KINDS + KSPACE_DEGRADATION_KINDS
 
 _SEPARABLE_KINDS = ("gaussian", "mean", "hann", "hamming")
@@ -231,6 +243,9 @@ def _kspace_decimate(
         m = n // scale
         freqs = torch.fft.fftfreq(m, d=1.0 / m, dtype=torch.float64).round().long()  # FFT order, -m//2 .. (m-1)//2
         line = torch.exp(2j * math.pi * freqs.double() * shift / n)
+        if kind in _KSPACE_WINDOWS:
+            a = _KSPACE_WINDOWS[kind]
+            line = line * (a + (1.0 - a) * torch.cos(2.0 * math.pi * freqs.double() / m))
         if axis == phase_axis and kind == "partial_fourier":
             line = line * ((freqs + m // 2) < math.ceil(partial_fourier_fraction * m))
         elif axis == phase_axis and kind == "undersample":
@@ -242,7 +257,7 @@ def _kspace_decimate(
         shape[axis + 1] = m
         spectrum = spectrum * line.to(spectrum.dtype).reshape(shape)
         image = torch.fft.ifft(spectrum, dim=axis + 1, norm="forward")
-    image = image.real if kind == "kspace_truncation" else image.abs()
+    image = image.abs() if kind in ("partial_fourier", "undersample") else image.real
     return image.to(x.dtype)
 
 

@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from common.transforms import DEGRADATION_KINDS, Degrade, Degraded, RandDegrade, RandDegraded
-from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, degradation_taps
+from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, KSPACE_DEGRADATION_KINDS, degradation_taps
 
 
 def _random_image(shape, seed=0):
@@ -251,7 +251,7 @@ def _centre_probe(kind, spatial):
     truncation returns the cosine at c, whose phase gives c.
     """
     y = np.arange(spatial[0], dtype=np.float64)[:, None] * np.ones(spatial[1])
-    if kind in ("kspace_truncation", "partial_fourier", "undersample"):
+    if kind in KSPACE_DEGRADATION_KINDS:
         return 3.0 + np.cos(2 * np.pi * 2 * y / spatial[0] + 0.3)
     return y
 
@@ -265,7 +265,9 @@ def test_every_kind_samples_at_the_block_centres_and_its_affine_says_so(kind, sc
     probe = _centre_probe(kind, spatial)
     affine = torch.tensor([[0.7, 0.0, 5.0], [0.0, 1.3, -2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     interior = slice(3, -3)
-    kspace = kind in ("kspace_truncation", "partial_fourier", "undersample")
+    kspace = kind in KSPACE_DEGRADATION_KINDS
+    a = {"kspace_hann": 0.5, "kspace_hamming": 0.54}.get(kind, 1.0)
+    gain = a + (1 - a) * np.cos(2 * np.pi * 2 / 12)  # the apodisation window at line 2 of the 12 kept lines
     for phase in ("centred", "legacy"):
         out = Degrade(kind, scale, phase=phase, phase_axis=1)(MetaTensor(torch.from_numpy(probe)[None], affine=affine))
         legacy_shift = (scale - 1) / 2 if kind == "bicubic" else scale // 2
@@ -273,7 +275,7 @@ def test_every_kind_samples_at_the_block_centres_and_its_affine_says_so(kind, sc
             legacy_shift = scale // 2 - 0.5  # even window (s + 1) centred half a voxel before s // 2
         shift = (scale - 1) / 2 if phase == "centred" else legacy_shift
         centres = shift + scale * np.arange(out.shape[1])
-        expected = 3.0 + np.cos(2 * np.pi * 2 * centres / spatial[0] + 0.3) if kspace else centres
+        expected = 3.0 + gain * np.cos(2 * np.pi * 2 * centres / spatial[0] + 0.3) if kspace else centres
         if kind == "median" and scale % 2 and phase == "legacy":
             expected = centres + 0.5  # the legacy upper median of an even window is not symmetric on a ramp
         got = out[0, :, out.shape[2] // 2].numpy()
@@ -309,3 +311,14 @@ def test_impulse_response_is_symmetric_about_the_block_centre(kind, scale):
     legacy_centroid = sum(j * w for j, w in legacy.items())
     expected = scale // 2 + 2 * scale - (0.5 if kind == "mean" and scale % 2 else 0.0)
     assert legacy_centroid == pytest.approx(expected, abs=1e-12)
+
+
+def test_apodised_kspace_kinds_ring_less_than_truncation():
+    """A step edge: truncation overshoots (Gibbs; 1 % of the step at the LR sample positions), the Hann / Hamming
+    windows a tenth of that or less, and the result stays symmetric about the step's mid-level."""
+    step = torch.zeros(1, 128, 8, dtype=torch.float64)
+    step[0, 32:96] = 1.0
+    overshoot = {k: Degrade(k, 2)(step).max().item() - 1.0 for k in ("kspace_truncation", "kspace_hann", "kspace_hamming")}
+    assert overshoot["kspace_truncation"] > 0.005
+    assert 0 < overshoot["kspace_hann"] < overshoot["kspace_truncation"] / 5
+    assert 0 < overshoot["kspace_hamming"] < overshoot["kspace_truncation"] / 5

@@ -56,6 +56,11 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
         m = n // s
         f = np.fft.fftfreq(m, 1.0 / m).round().astype(int)  # -m//2 .. (m-1)//2 in FFT order
         weight = np.exp(2j * np.pi * f * shift / n)  # phase ramp: output voxel k at input voxel shift + k s
+        if kind in ("kspace_hann", "kspace_hamming") and m % 2 == 0:  # NumPy's periodic window, DC at its peak
+            window = (np.hanning if kind == "kspace_hann" else np.hamming)(m + 1)[:-1]
+            weight = weight * np.fft.ifftshift(window)[f % m]
+        elif kind in ("kspace_hann", "kspace_hamming"):  # odd band: the formula of the docstring
+            weight = weight * _odd_window(kind, m)[f % m]
         if axis == phase_axis and kind == "partial_fourier":
             weight = weight * (f + m // 2 < math.ceil(fraction * m))  # the lowest-frequency lines first
         if axis == phase_axis and kind == "undersample":
@@ -67,7 +72,14 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
         shape[axis] = m
         spectrum = spectrum * weight.reshape(shape)
     image = np.fft.ifftn(spectrum, norm="forward")
-    return image.real if kind == "kspace_truncation" else np.abs(image)
+    return np.abs(image) if kind in ("partial_fourier", "undersample") else image.real
+
+
+def _odd_window(kind, m):
+    """The periodic window of odd length m centred on DC, in FFT order (index f % m for offset f)."""
+    a = 0.5 if kind == "kspace_hann" else 0.54
+    f = np.fft.fftfreq(m, 1.0 / m)
+    return a + (1 - a) * np.cos(2 * np.pi * f / m)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +87,10 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
     [
         ("kspace_truncation", (14, 11), 2, {}),
         ("kspace_truncation", (9, 12, 7), 3, {}),
+        ("kspace_hann", (16, 12), 2, {}),
+        ("kspace_hann", (14, 11), 2, {}),  # m = 7, 5: odd bands
+        ("kspace_hamming", (24, 20), 4, {}),
+        ("kspace_hamming", (9, 12, 8), 3, {}),
         ("partial_fourier", (42, 20), 2, {}),
         ("partial_fourier", (20, 42), 2, {"phase_axis": 1, "partial_fourier_fraction": 0.75}),
         ("partial_fourier", (12, 18, 9), 3, {"phase_axis": 2, "partial_fourier_fraction": 0.9}),
