@@ -5,7 +5,8 @@ MNI T1 slices), validates it before any training, and adds a ``"degradation"`` k
 
 - ``training`` / ``validation``: the training degradation; for ``combined``, entry i gets
   ``COMBINED_KINDS[i % 6]``, so the combined set has the same size as a single-degradation set and an equal
-  share (within one image) of each of the six classic kinds, fixed for the whole training;
+  share (within one image) of each of the six classic kinds, fixed for the whole training (``combined_kspace``:
+  the same over the k-space kinds);
 - ``test``: every test image once per kind in ``test_degradations`` (deterministic, so every model is
   evaluated on the same low-resolution inputs). A datalist without a ``test`` split uses ``validation``.
 
@@ -22,19 +23,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, DEGRADATION_KINDS, PHASES, split_kind
+from common.transforms.degradation import (
+    CLASSIC_DEGRADATION_KINDS,
+    DEGRADATION_KINDS,
+    KSPACE_DEGRADATION_KINDS,
+    PHASES,
+    split_kind,
+)
 
 COMBINED = "combined"
 COMBINED_KINDS: tuple[str, ...] = CLASSIC_DEGRADATION_KINDS
-TRAIN_DEGRADATIONS: tuple[str, ...] = (*DEGRADATION_KINDS, COMBINED)
+COMBINED_KSPACE = "combined_kspace"
+# the mixed training sets: name -> the kinds assigned round-robin
+COMBINED_SETS: dict[str, tuple[str, ...]] = {COMBINED: COMBINED_KINDS, COMBINED_KSPACE: KSPACE_DEGRADATION_KINDS}
+TRAIN_DEGRADATIONS: tuple[str, ...] = (*DEGRADATION_KINDS, *COMBINED_SETS)
 
 
 def assign_degradations(entries: Sequence[dict], degradation: str) -> list[dict]:
-    """Copies of ``entries`` with ``"degradation"`` set: one kind, or ``combined`` round-robin over the six."""
+    """Copies of ``entries`` with ``"degradation"`` set: one kind, or a mixed set round-robin over its kinds
+    (``combined``: the six classic kinds; ``combined_kspace``: the k-space kinds)."""
     if degradation not in TRAIN_DEGRADATIONS:
         raise ValueError(f"unknown training degradation {degradation!r}; expected one of {TRAIN_DEGRADATIONS}")
-    if degradation == COMBINED:
-        return [{**e, "degradation": COMBINED_KINDS[i % len(COMBINED_KINDS)]} for i, e in enumerate(entries)]
+    if degradation in COMBINED_SETS:
+        kinds = COMBINED_SETS[degradation]
+        return [{**e, "degradation": kinds[i % len(kinds)]} for i, e in enumerate(entries)]
     return [{**e, "degradation": degradation} for e in entries]
 
 

@@ -31,16 +31,22 @@ TRAIN_SETS = (*TEST_KINDS, "combined")
 LEGACY_KINDS = ("gaussian", "hann", "hamming", "mean", "median")
 LEGACY_TESTS = tuple(f"{k}@legacy" for k in LEGACY_KINDS)  # for models trained on the centred grid
 CENTRED_TESTS = tuple(f"{k}@centred" for k in LEGACY_KINDS)  # for models trained on the legacy grid
+# the second matrix: MRI-physics (k-space) kinds, and the model trained on their mix
+KSPACE_KINDS = ("kspace_truncation", "kspace_hann", "kspace_hamming", "partial_fourier", "undersample")
+KSPACE_TRAIN_SETS = (*KSPACE_KINDS, "combined_kspace")
 METRICS = ("psnr", "ssim", "nrmse", "hfen")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "nrmse": False, "hfen": False}
 LABELS = {"gaussian": "Gaussian", "hann": "Hanning", "hamming": "Hamming", "bicubic": "Bicubic", "mean": "Mean"}
 LABELS |= {"median": "Median", "combined": "Combine", "bicubic_interpolation": "Bicubic interpolation (no network)"}
+LABELS |= {"kspace_truncation": "Truncation", "kspace_hann": "Trunc. + Hann", "kspace_hamming": "Trunc. + Hamming"}
+LABELS |= {"partial_fourier": "Partial Fourier", "undersample": "Undersampled", "combined_kspace": "Combine (k-space)"}
 
 # Bundle overrides per profile (every key is a top-level id of train.yaml); ``jobs`` runs in parallel.
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "train_sets": ("bicubic", "combined"),
         "legacy_train_sets": ("gaussian",),
+        "kspace": {"train_sets": ("kspace_truncation", "combined_kspace"), "bundle": {}},
         "jobs": 2,
         "bundle": {
             "model": "srcnn",
@@ -57,6 +63,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "train_sets": TRAIN_SETS,
         "legacy_train_sets": ("gaussian",),
+        # the k-space matrix: a smaller network (bundle overrides on top of the profile's)
+        "kspace": {"train_sets": KSPACE_TRAIN_SETS, "bundle": {"width": 0.25, "epochs": 20, "val_interval": 20}},
         "jobs": 2,
         "bundle": {
             "model": "srcnn",
@@ -73,6 +81,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {
         "train_sets": TRAIN_SETS,
         "legacy_train_sets": LEGACY_KINDS,
+        "kspace": {"train_sets": KSPACE_TRAIN_SETS, "bundle": {}},
         "jobs": 1,
         "losses": ("l1", "ssim"),
         "architectures": ("srcnn", "rrdbnet"),
@@ -145,34 +154,39 @@ def misregistration(table1: list[dict[str, Any]], legacy: list[dict[str, Any]]) 
     return out
 
 
-def table_checks(psnr: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The paper's Table I findings, checked on a PSNR matrix (rows: training sets; columns: test kinds)."""
-    singles = [t for t in TEST_KINDS if t in psnr]
-    cols = [k for k in TEST_KINDS if k in next(iter(psnr.values()))]
-    best = {k: max(singles + (["combined"] if "combined" in psnr else []), key=lambda t: psnr[t][k]) for k in cols}
+def table_checks(
+    psnr: dict[str, dict[str, float]], kinds: tuple[str, ...] = TEST_KINDS, combined: str = "combined"
+) -> dict[str, Any]:
+    """The paper's Table I findings, checked on a PSNR matrix (rows: training sets; columns: test ``kinds``;
+    ``combined``: the row of the model trained on their mix)."""
+    singles = [t for t in kinds if t in psnr]
+    cols = [k for k in kinds if k in next(iter(psnr.values()))]
+    best = {k: max(singles + ([combined] if combined in psnr else []), key=lambda t: psnr[t][k]) for k in cols}
     own_best = [k for k in cols if k in psnr and best[k] == k]
-    worst = {t: min(psnr[t][k] for k in cols) for t in [*singles, "combined"] if t in psnr}
+    worst = {t: min(psnr[t][k] for k in cols) for t in [*singles, combined] if t in psnr}
     checks: dict[str, Any] = {
         "best_model_per_test_set": best,
         "own_degradation_best_columns": len(own_best),
         "columns_with_own_model": len([k for k in cols if k in psnr]),
         "worst_psnr_per_training_set": worst,
     }
-    if "combined" in psnr and singles:
-        checks["combined_worst_above_every_single_worst"] = all(worst["combined"] > worst[t] for t in singles)
+    if combined in psnr and singles:
+        checks["combined_worst_above_every_single_worst"] = all(worst[combined] > worst[t] for t in singles)
     if "bicubic_interpolation" in psnr:
         base = psnr["bicubic_interpolation"]
         checks["beats_bicubic_on_own_degradation"] = {t: psnr[t][t] > base[t] for t in singles if t in base}
     return checks
 
 
-def _matrix_rows(matrix: dict[str, dict[str, float]], metric: str) -> list[list[Any]]:
+def _matrix_rows(
+    matrix: dict[str, dict[str, float]], metric: str, kinds: tuple[str, ...] = TEST_KINDS
+) -> list[list[Any]]:
     rows = []
     higher = HIGHER_IS_BETTER[metric]
     models = [t for t in matrix if t != "bicubic_interpolation"]
     for train in list(matrix):
         row: list[Any] = [LABELS.get(train, train)]
-        for k in TEST_KINDS:
+        for k in kinds:
             v = matrix[train].get(k)
             if v is None:
                 row.append(None)
@@ -185,27 +199,35 @@ def _matrix_rows(matrix: dict[str, dict[str, float]], metric: str) -> list[list[
     return rows
 
 
-def _matrix_tables(mats: dict[str, dict[str, dict[str, float]]], title: str) -> str:
+def _matrix_tables(
+    mats: dict[str, dict[str, dict[str, float]]], title: str, kinds: tuple[str, ...] = TEST_KINDS
+) -> str:
     text = ""
-    headers = ["Training set", *(LABELS[k] for k in TEST_KINDS)]
+    headers = ["Training set", *(LABELS[k] for k in kinds)]
     for m in METRICS:
         arrow = "higher" if HIGHER_IS_BETTER[m] else "lower"
         text += f"\n#### {title}: average {m.upper()} ({arrow} is better; best model per column in bold)\n\n"
-        text += markdown_table(headers, _matrix_rows(mats[m], m))
+        text += markdown_table(headers, _matrix_rows(mats[m], m, kinds))
     return text
 
 
-def _heatmaps(mats: dict[str, dict[str, dict[str, float]]], output_dir: Path, prefix: str) -> list[str]:
+def _heatmaps(
+    mats: dict[str, dict[str, dict[str, float]]],
+    output_dir: Path,
+    prefix: str,
+    kinds: tuple[str, ...] = TEST_KINDS,
+    metrics: tuple[str, ...] = METRICS,
+) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
     names = []
-    for m in METRICS:
+    for m in metrics:
         rows = list(mats[m])
-        data = np.array([[mats[m][r].get(k, np.nan) for k in TEST_KINDS] for r in rows])
+        data = np.array([[mats[m][r].get(k, np.nan) for k in kinds] for r in rows])
         fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.8))
         im = ax.imshow(data, cmap="viridis" if HIGHER_IS_BETTER[m] else "viridis_r", aspect="auto")
-        ax.set_xticks(range(len(TEST_KINDS)), [LABELS[k] for k in TEST_KINDS], rotation=30, ha="right")
+        ax.set_xticks(range(len(kinds)), [LABELS[k] for k in kinds], rotation=30, ha="right")
         ax.set_yticks(range(len(rows)), [LABELS.get(r, r).replace(" (no network)", "") for r in rows])
         lo, hi = np.nanmin(data), np.nanmax(data)
         for i in range(data.shape[0]):
@@ -294,6 +316,14 @@ def build(profile: str, seeds) -> Study:
                 {"grid": f"loss_{loss}", "train_degradation": t})
             for t in cfg["train_sets"]
         ]  # fmt: skip
+    kspace = cfg.get("kspace")
+    if kspace:
+        runs += [
+            Run(f"{base['model']}_mse_{t}", {**base, **kspace["bundle"], "train_degradation": t,
+                                             "test_degradations": list(KSPACE_KINDS)},
+                {"grid": "kspace", "train_degradation": t})
+            for t in kspace["train_sets"]
+        ]  # fmt: skip
     for arch in cfg.get("architectures", ()):
         runs += [
             Run(f"{arch}_mse_{t}", {**base, "train_degradation": t, "model": arch},
@@ -314,7 +344,7 @@ def prepare_data(overrides: dict) -> None:
 
 def progress(metrics: dict) -> str:
     m = metrics["metrics"]
-    return "PSNR " + " ".join(f"{k}={m[f'psnr_{k}']:.2f}" for k in TEST_KINDS if f"psnr_{k}" in m)
+    return "PSNR " + " ".join(f"{k}={m[f'psnr_{k}']:.2f}" for k in TEST_KINDS + KSPACE_KINDS if f"psnr_{k}" in m)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,6 +357,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {m: table1[m] for m in METRICS}
     summary["checks"] = table_checks(table1["psnr"])
     summary["misregistration"] = misregistration(grids["table1"], grids.get("legacy", []))
+    if grids.get("kspace"):
+        kspace = matrices(grids["kspace"], kinds=KSPACE_KINDS)
+        summary["kspace"] = {m: kspace[m] for m in METRICS}
+        summary["kspace"]["checks"] = table_checks(kspace["psnr"], KSPACE_KINDS, "combined_kspace")
     losses = sorted(g[len("loss_") :] for g in grids if g.startswith("loss_"))
     if losses:
         summary["loss_grid"] = {loss: matrices(grids[f"loss_{loss}"], False) for loss in losses}
@@ -345,6 +379,8 @@ def make_figures(record: dict[str, Any], output_dir: Path) -> list[str]:
     figures = _heatmaps({m: record["summary"][m] for m in METRICS}, output_dir, "")
     first = [r for r in record["runs"] if r["seed"] == record["seeds"][0] and r["grid"] == "table1"]
     figures.append(_hfen_boxplots(first, output_dir))
+    if record["summary"].get("kspace"):
+        figures += _heatmaps(record["summary"]["kspace"], output_dir, "kspace_", KSPACE_KINDS, ("psnr",))
     return figures
 
 
@@ -353,52 +389,56 @@ def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
     return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
 
 
-def _own_best_columns(s):
-    return s["checks"]["own_degradation_best_columns"]
+def _checks(s, part):
+    return s["checks"] if part == "classic" else s["kspace"]["checks"]
 
 
-def _most_columns(v):
-    return v > len(TEST_KINDS) / 2
+def _own_best_columns(part):
+    return lambda s: _checks(s, part)["own_degradation_best_columns"]
 
 
-def _combined_margin(s):
-    worst = s["checks"]["worst_psnr_per_training_set"]
-    return worst["combined"] - max(v for t, v in worst.items() if t != "combined")
+def _combined_margin(part, combined):
+    def value(s):
+        worst = _checks(s, part)["worst_psnr_per_training_set"]
+        return worst[combined] - max(v for t, v in worst.items() if t != combined)
+
+    return value
 
 
-def _beats_bicubic_fraction(s):
-    beats = s["checks"]["beats_bicubic_on_own_degradation"]
-    return sum(beats.values()) / len(beats)
+def _beats_bicubic_fraction(part):
+    def value(s):
+        beats = _checks(s, part)["beats_bicubic_on_own_degradation"]
+        return sum(beats.values()) / len(beats)
+
+    return value
 
 
-# The statements of Shrestha, Wang and Nakarmi (2023), checked on one seed's PSNR matrix.
+# The statements of Shrestha, Wang and Nakarmi (2023), checked on one seed's PSNR matrix: the six classic kinds,
+# and the same three on the k-space matrix (claims without that matrix in a profile read as missing).
 CLAIMS = [
     Claim("own_degradation_best", "Most test degradations are best restored by the model trained on them "
-          "(columns of 6 where the matched model has the highest PSNR; holds when > 3)", _own_best_columns,
-          _most_columns),
+          "(columns of 6 where the matched model has the highest PSNR; holds when > 3)", _own_best_columns("classic"),
+          lambda v: v > len(TEST_KINDS) / 2),
     Claim("combined_most_robust", "The model trained on the mix has the highest worst-case PSNR "
-          "(margin over the best single model's worst case > 0 dB)", _combined_margin, lambda v: v > 0.0),
+          "(margin over the best single model's worst case > 0 dB)", _combined_margin("classic", "combined"),
+          lambda v: v > 0.0),
     Claim("beats_bicubic_on_own", "Every single-degradation model beats bicubic interpolation on its own "
-          "degradation (fraction = 1)", _beats_bicubic_fraction, lambda v: v == 1.0),
+          "degradation (fraction = 1)", _beats_bicubic_fraction("classic"), lambda v: v == 1.0),
+    Claim("kspace_own_degradation_best", "k-space kinds: most are best restored by the model trained on them "
+          "(columns of 5; holds when > 2.5)", _own_best_columns("kspace"), lambda v: v > len(KSPACE_KINDS) / 2),
+    Claim("kspace_combined_most_robust", "k-space kinds: the model trained on their mix has the highest "
+          "worst-case PSNR (margin, dB, > 0)", _combined_margin("kspace", "combined_kspace"), lambda v: v > 0.0),
+    Claim("kspace_beats_bicubic_on_own", "k-space kinds: every single-kind model beats bicubic interpolation on "
+          "its own kind (fraction = 1)", _beats_bicubic_fraction("kspace"), lambda v: v == 1.0),
 ]  # fmt: skip
 
 
-def render_report(record: dict[str, Any], figures: list[str]) -> str:
-    """``report.md``: claims, Table I (median over seeds), the checks per seed, Tables II and III."""
-    s = record["profile_settings"]["bundle"]
-    summary = record["summary"]
-    lines = report_header(record, f"Super-resolution degradation bias ({record['profile']} profile)")
-    text = "\n".join(lines) + "\n"
-    text += (
-        f"Model `{s['model']}` (width {s['width']}), MSE loss, scale 2, {s['epochs']} epochs, HR patches "
-        f"{s['patch_size']} px, embedded MNI T1 slices {s['num_slices']} (train/val/test).\n"
-    )
-    text += "Rows: training set; columns: test degradation. The last row up-samples the same inputs bicubically.\n"
-    text += _matrix_tables({m: summary[m] for m in METRICS}, "Table I")
-    text += "\n### Findings per seed\n\n"
+def _findings_table(summary: dict[str, Any], part: str) -> str:
     rows = []
     for seed, one in summary["per_seed"].items():
-        checks = one["checks"]
+        if part != "classic" and not one.get("kspace"):
+            continue
+        checks = _checks(one, part)
         worst = checks["worst_psnr_per_training_set"]
         beats = checks.get("beats_bicubic_on_own_degradation", {})
         rows.append(
@@ -410,11 +450,36 @@ def render_report(record: dict[str, Any], figures: list[str]) -> str:
                 f"{sum(beats.values())} of {len(beats)}",
             ]
         )
-    text += markdown_table(
+    return markdown_table(
         ["seed", "own model best (columns)", "worst PSNR per training set", "combined worst above all",
          "beat bicubic on own"], rows
     )  # fmt: skip
+
+
+def render_report(record: dict[str, Any], figures: list[str]) -> str:
+    """``report.md``: claims, Table I (median over seeds), the checks per seed, the misregistration tables, the
+    k-space matrix, Tables II and III (sections a results file lacks are left out)."""
+    s = record["profile_settings"]["bundle"]
+    summary = record["summary"]
+    lines = report_header(record, f"Super-resolution degradation bias ({record['profile']} profile)")
+    text = "\n".join(lines) + "\n"
+    text += (
+        f"Model `{s['model']}` (width {s['width']}), MSE loss, scale 2, {s['epochs']} epochs, HR patches "
+        f"{s['patch_size']} px, embedded MNI T1 slices {s['num_slices']} (train/val/test).\n"
+    )
+    text += "Rows: training set; columns: test degradation. The last row up-samples the same inputs bicubically.\n"
+    text += _matrix_tables({m: summary[m] for m in METRICS}, "Table I")
+    text += "\n### Findings per seed\n\n" + _findings_table(summary, "classic")
     text += _misregistration_section(summary)
+    if summary.get("kspace"):
+        kspace_bundle = {**s, **(record["profile_settings"].get("kspace") or {}).get("bundle", {})}
+        text += (
+            f"\n### Second matrix: k-space (MRI-physics) kinds\n\nModel `{kspace_bundle['model']}` "
+            f"(width {kspace_bundle['width']}), {kspace_bundle['epochs']} epochs, otherwise as above; "
+            "`Combine (k-space)` is trained on an equal mix of the five kinds.\n"
+        )
+        text += _matrix_tables({m: summary["kspace"][m] for m in METRICS}, "k-space", KSPACE_KINDS)
+        text += "\n#### k-space findings per seed\n\n" + _findings_table(summary, "kspace")
     for key, title in (("loss_grid", "Table II (loss)"), ("architecture_grid", "Table III (architecture)")):
         for name, mats in summary.get(key, {}).items():
             text += f"\n### {title}: {name}, average PSNR\n\n"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from common.study.sr_degradation_bias import METRICS, TEST_KINDS, matrices, run_study, table_checks
+from common.study.sr_degradation_bias import KSPACE_KINDS, METRICS, TEST_KINDS, matrices, run_study, table_checks
 
 
 def _biased_matrix() -> dict[str, dict[str, float]]:
@@ -77,7 +77,12 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
         "own_degradation_best",
         "combined_most_robust",
         "beats_bicubic_on_own",
+        "kspace_own_degradation_best",
+        "kspace_combined_most_robust",
+        "kspace_beats_bicubic_on_own",
     }
+    assert set(summary["kspace"]["psnr"]) == {"kspace_truncation", "combined_kspace", "bicubic_interpolation"}
+    assert set(summary["kspace"]["psnr"]["combined_kspace"]) == set(KSPACE_KINDS)
     assert results["environment"]["seed"] == 0
     assert results["command"].startswith("python -m common.study sr_degradation_bias --profile smoke")
     assert all(r["metrics"]["_run"]["command"] for r in results["runs"])
@@ -106,7 +111,10 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         assert configs == ["train.yaml", "evaluate.yaml"] and overrides["train_first"] is True
         train = overrides["train_degradation"]
         bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")] + overrides["seed"] - 4
-        psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
+        plain_kinds = [k for k in overrides.get("test_degradations", TEST_KINDS) if "@" not in k]
+        psnr = {k: (34.0 if k == train else 28.0) + bonus for k in plain_kinds}
+        if train == "combined_kspace":
+            psnr = {k: 31.0 + bonus for k in plain_kinds}
         legacy_model = overrides.get("phase") == "legacy"
         for k in overrides.get("test_degradations", ()):  # the other grid: 1.5 dB off, or 2 dB for legacy models
             if "@" in k:
@@ -115,7 +123,7 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in psnr} for m in METRICS}
         samples = [
             {"id": f"{k}_{i}", "kind": k, "hfen": 0.1 * (i + 1), "bicubic_hfen": 0.3}
-            for k in TEST_KINDS
+            for k in plain_kinds
             for i in (0, 1)
         ]
         extra = {"mean": per, "bicubic_interpolation": per}
@@ -131,7 +139,15 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert summary["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0  # median of 34, 36, 35
     assert summary["per_seed"]["3"]["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 34.0
     assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
-    assert len(results["runs"]) == (7 * 5 + 5) * 3  # + the five models trained on the legacy grid
+    assert len(results["runs"]) == (7 * 5 + 5 + 6) * 3  # + five models on the legacy grid, six on k-space kinds
+    kspace = summary["kspace"]
+    assert set(kspace["psnr"]) == {*KSPACE_KINDS, "combined_kspace", "bicubic_interpolation"}
+    assert kspace["psnr"]["partial_fourier"]["partial_fourier"] == 34.0
+    assert kspace["checks"]["own_degradation_best_columns"] == 5
+    assert kspace["checks"]["combined_worst_above_every_single_worst"] is True
+    by_id = {c["id"]: c for c in results["claims"]}
+    assert by_id["kspace_own_degradation_best"]["median"] == 5.0 and by_id["kspace_own_degradation_best"]["holds_in"] == 3
+    assert by_id["kspace_combined_most_robust"]["median"] == 3.0  # 31 - 28
     mis = summary["misregistration"]
     assert set(mis["test_on_legacy"]) == {*TEST_KINDS, "combined", "bicubic_interpolation"}
     assert mis["test_on_legacy"]["bicubic"]["gaussian"] == 1.5 and "bicubic" not in mis["test_on_legacy"]["mean"]
