@@ -43,7 +43,9 @@ class SRQualityMetric(CumulativeIterationMetric):
         self.data_range = float(data_range)
         self.clip = clip
         self._psnr = PSNRMetric(max_val=self.data_range)
-        self._ssim = SSIMMetric(spatial_dims=2, data_range=self.data_range, win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03)
+        self._ssim = SSIMMetric(
+            spatial_dims=2, data_range=self.data_range, win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03
+        )
         self._groups: list[str] = []
 
     def reset(self) -> None:

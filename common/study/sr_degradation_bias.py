@@ -149,7 +149,11 @@ def misregistration(table1: list[dict[str, Any]], legacy: list[dict[str, Any]]) 
         out["trained_on_legacy"][r["overrides"]["train_degradation"]] = {
             "psnr_legacy": on_legacy,
             "psnr_centred": centred,
-            "drop": {k: on_legacy[k] - centred[k] for k in LEGACY_KINDS if on_legacy[k] is not None and centred[k] is not None},
+            "drop": {
+                k: on_legacy[k] - centred[k]
+                for k in LEGACY_KINDS
+                if on_legacy[k] is not None and centred[k] is not None
+            },
         }
     return out
 

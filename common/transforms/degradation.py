@@ -105,7 +105,7 @@ def split_kind(name: str) -> tuple[str, str | None]:
     return kind, None
 
 
-def _window_start(kind: str, scale: int, length: int, phase: str) -> int:
+def _window_start(scale: int, length: int, phase: str) -> int:
     """Input index of the first tap (window) of output voxel 0."""
     if phase == "centred":
         return int(round((scale - 1) / 2.0 - (length - 1) / 2.0))
@@ -189,7 +189,7 @@ def _median_decimate(x: torch.Tensor, scale: int, phase: str) -> torch.Tensor:
     """Median over cubic windows (s + 2 centred, s + 1 legacy) evaluated only at the kept samples; x is (C, *spatial)."""
     n_spatial = x.ndim - 1
     length = scale + 2 if phase == "centred" else scale + 1
-    start = _window_start("median", scale, length, phase)
+    start = _window_start(scale, length, phase)
     left = max(0, -start)
     padded = x
     for dim in range(1, n_spatial + 1):
@@ -286,7 +286,7 @@ def degrade(
     x = img[(slice(None),) + tuple(slice(0, (n // scale) * scale) for n in img.shape[1:])].contiguous()
     if kind in _SEPARABLE_KINDS:
         taps = degradation_taps(kind, scale, phase)
-        start = _window_start(kind, scale, taps.numel(), phase)
+        start = _window_start(scale, taps.numel(), phase)
         out = x
         for axis in range(1, n_spatial + 1):
             out = _filter_decimate_axis(out, taps, axis, scale, start)
@@ -296,9 +296,7 @@ def degrade(
     if kind == "bicubic":
         return _bicubic_decimate(x, scale)
     shift = (scale - 1) / 2.0 if phase == "centred" else float(scale // 2)
-    return _kspace_decimate(
-        x, scale, kind, phase_axis, partial_fourier_fraction, acceleration, center_fraction, shift
-    )
+    return _kspace_decimate(x, scale, kind, phase_axis, partial_fourier_fraction, acceleration, center_fraction, shift)
 
 
 class Degrade(Transform):

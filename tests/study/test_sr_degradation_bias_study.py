@@ -146,7 +146,9 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert kspace["checks"]["own_degradation_best_columns"] == 5
     assert kspace["checks"]["combined_worst_above_every_single_worst"] is True
     by_id = {c["id"]: c for c in results["claims"]}
-    assert by_id["kspace_own_degradation_best"]["median"] == 5.0 and by_id["kspace_own_degradation_best"]["holds_in"] == 3
+    assert (
+        by_id["kspace_own_degradation_best"]["median"] == 5.0 and by_id["kspace_own_degradation_best"]["holds_in"] == 3
+    )
     assert by_id["kspace_combined_most_robust"]["median"] == 3.0  # 31 - 28
     mis = summary["misregistration"]
     assert set(mis["test_on_legacy"]) == {*TEST_KINDS, "combined", "bicubic_interpolation"}

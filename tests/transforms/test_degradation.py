@@ -86,7 +86,9 @@ def test_taps_by_hand():
     np.testing.assert_allclose(degradation_taps("gaussian", 2, "legacy").numpy(), gauss / gauss.sum(), atol=1e-12)
     # centred, s = 2: Hann 0.5 + 0.5 cos(pi x / 2) at x = -1.5 .. 1.5 = [1 - c, 1 + c, 1 + c, 1 - c] / 2, c = cos(pi/4)
     c = np.cos(np.pi / 4)
-    np.testing.assert_allclose(degradation_taps("hann", 2).numpy(), np.array([1 - c, 1 + c, 1 + c, 1 - c]) / 4, atol=1e-15)
+    np.testing.assert_allclose(
+        degradation_taps("hann", 2).numpy(), np.array([1 - c, 1 + c, 1 + c, 1 - c]) / 4, atol=1e-15
+    )
     np.testing.assert_allclose(degradation_taps("mean", 2).numpy(), [1 / 6, 1 / 3, 1 / 3, 1 / 6], atol=1e-15)
     np.testing.assert_allclose(degradation_taps("mean", 3).numpy(), [1 / 8, 1 / 4, 1 / 4, 1 / 4, 1 / 8], atol=1e-15)
     gauss = np.exp(-(np.arange(-3.5, 4) ** 2) / 2.0)  # 8 taps at the half-integer offsets
@@ -318,7 +320,9 @@ def test_apodised_kspace_kinds_ring_less_than_truncation():
     windows a tenth of that or less, and the result stays symmetric about the step's mid-level."""
     step = torch.zeros(1, 128, 8, dtype=torch.float64)
     step[0, 32:96] = 1.0
-    overshoot = {k: Degrade(k, 2)(step).max().item() - 1.0 for k in ("kspace_truncation", "kspace_hann", "kspace_hamming")}
+    overshoot = {
+        k: Degrade(k, 2)(step).max().item() - 1.0 for k in ("kspace_truncation", "kspace_hann", "kspace_hamming")
+    }
     assert overshoot["kspace_truncation"] > 0.005
     assert 0 < overshoot["kspace_hann"] < overshoot["kspace_truncation"] / 5
     assert 0 < overshoot["kspace_hamming"] < overshoot["kspace_truncation"] / 5
