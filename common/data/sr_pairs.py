@@ -125,6 +125,48 @@ def sr_pair_datalist(
     }
 
 
+def fit_grey_matter_segmenter(
+    training: Sequence[dict], cache_dir: str | os.PathLike | None = None, image_key: str = "image"
+) -> tuple[float, float]:
+    """Fit the downstream grey-matter segmenter on the high-resolution *training* images only.
+
+    Each image is min-max scaled to [0, 1] (as the bundle's ``ScaleIntensityd``) and the thresholds of
+    :func:`common.metrics.tissue_area.fit_tissue_thresholds` are fitted on all of them. With ``cache_dir`` the
+    result is cached in ``grey_matter_segmenter_<hash of the image paths>.json`` (one per split, hence per seed).
+
+    Returns ``(t_csf_gm, t_gm_wm)``.
+    """
+    import hashlib
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from common.io import atomic_write_json
+    from common.metrics.tissue_area import fit_tissue_thresholds
+
+    paths = [str(e[image_key]) for e in training]
+    if not paths:
+        raise ValueError("fit_grey_matter_segmenter: no training images")
+    cache = None
+    if cache_dir:
+        digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
+        cache = Path(cache_dir) / f"grey_matter_segmenter_{digest}.json"
+        if cache.exists():
+            return tuple(json.loads(cache.read_text())["thresholds"])  # type: ignore[return-value]
+
+    def scaled(path: str) -> np.ndarray:
+        x = np.asarray(nib.load(path).get_fdata(dtype=np.float32), dtype=np.float64)
+        lo, hi = x.min(), x.max()
+        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+    thresholds = fit_tissue_thresholds(scaled(p) for p in paths)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache, {"thresholds": list(thresholds), "images": paths})
+    return thresholds
+
+
 def _is_kind(name: Any) -> bool:
     try:
         split_kind(name)

@@ -17,7 +17,7 @@ scalars ``<tag_prefix>/<metric>/<kind>`` and to :attr:`results`, a metrics recor
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from monai.data import MetaTensor
 
 from common.metrics.record import metrics_record, write_metrics_record
 from common.metrics.sr_quality import SR_METRIC_NAMES, SRQualityMetric
+from common.metrics.tissue_area import GreyMatterAreaMetric
 from common.networks.sr import interpolate_up
 
 METRIC_NAMES = SR_METRIC_NAMES
@@ -66,6 +67,11 @@ class SRMetricsByDegradation:
         tag_prefix: TensorBoard tag prefix.
         global_step_transform: engine -> step for the scalars (default: the engine's epoch).
         baseline: also score bicubic interpolation of the input.
+        grey_matter_thresholds: ``(t_csf_gm, t_gm_wm)`` of the fixed downstream segmenter
+            (:func:`common.data.sr_pairs.fit_grey_matter_segmenter`, fitted on training images): when given, every
+            (clipped) SR output and its target are segmented and ``extra["downstream"]`` (and
+            ``extra["downstream_bicubic_interpolation"]``) hold the median grey-matter area bias and Dice per kind
+            (:class:`common.metrics.tissue_area.GreyMatterAreaMetric`).
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class SRMetricsByDegradation:
         tag_prefix: str = "test",
         global_step_transform: Any = None,
         baseline: bool = True,
+        grey_matter_thresholds: Sequence[float] | None = None,
     ) -> None:
         self.scale = int(scale)
         self.group_key = group_key
@@ -89,6 +96,12 @@ class SRMetricsByDegradation:
         self.baseline = baseline
         self.network_metric = SRQualityMetric(data_range=1.0)
         self.bicubic_metric = SRQualityMetric(data_range=1.0)
+        self.downstream = None
+        if grey_matter_thresholds is not None:
+            self.downstream = {
+                "network": GreyMatterAreaMetric(grey_matter_thresholds),
+                "bicubic": GreyMatterAreaMetric(grey_matter_thresholds),
+            }
         self.results: dict[str, Any] = {}
 
     def attach(self, engine: Engine) -> None:
@@ -99,21 +112,32 @@ class SRMetricsByDegradation:
     def reset(self) -> None:
         self.network_metric.reset()
         self.bicubic_metric.reset()
+        for metric in (self.downstream or {}).values():
+            metric.reset()
 
     def iteration_completed(self, engine: Engine) -> None:
         for item, out in _items(engine.state.batch, engine.state.output):
             kind = item[self.group_key]
             kind = kind if isinstance(kind, str) else str(kind[0] if isinstance(kind, (list, tuple)) else kind)
             target = _plain(out.get("label", item.get("label")))[None]
-            self.network_metric(_plain(out["pred"])[None], target, groups=[kind])
+            pred = _plain(out["pred"])[None]
+            self.network_metric(pred, target, groups=[kind])
+            if self.downstream:
+                self.downstream["network"](pred.clamp(0.0, 1.0), target, groups=[kind])
             if self.baseline:
                 up = interpolate_up(_plain(out.get("image", item.get("image")))[None], self.scale)
                 self.bicubic_metric(up, target, groups=[kind])
+                if self.downstream:
+                    self.downstream["bicubic"](up.clamp(0.0, 1.0), target, groups=[kind])
 
     def epoch_completed(self, engine: Engine) -> None:
         extra: dict[str, Any] = {"mean": self.network_metric.aggregate(), "num_images": self.network_metric.counts()}
         if self.baseline:
             extra["bicubic_interpolation"] = self.bicubic_metric.aggregate()
+        if self.downstream:
+            extra["downstream"] = self.downstream["network"].aggregate()
+            if self.baseline:
+                extra["downstream_bicubic_interpolation"] = self.downstream["bicubic"].aggregate()
         flat = {}
         step = self.global_step_transform(engine)
         for source, prefix in (("mean", ""), ("bicubic_interpolation", "bicubic_")):

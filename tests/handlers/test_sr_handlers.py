@@ -105,3 +105,23 @@ def test_image_panels_one_per_degradation():
 def test_sr_panel_pads_an_odd_sized_target():
     panel = sr_panel(torch.rand(1, 5, 5), torch.rand(1, 10, 10), torch.rand(1, 11, 11), 2)
     assert panel.shape == (1, 11, 44)
+
+
+def test_downstream_grey_matter_effect_per_kind():
+    """A perfect prediction: area bias 0 and Dice 1; a prediction 0.2 too bright moves grey into white matter."""
+    from common.metrics.tissue_area import segment_grey_matter
+
+    exact, bright = _item("gaussian", 0.0, 5), _item("mean", 0.2, 6)
+    batches = [[exact, bright]]
+    engine = _engine(batches)
+    handler = SRMetricsByDegradation(scale=2, grey_matter_thresholds=(0.35, 0.55))
+    handler.attach(engine)
+    engine.run(batches, max_epochs=1)
+    down = handler.results["extra"]["downstream"]
+    assert down["gm_area_bias"]["gaussian"] == 0.0 and down["gm_dice"]["gaussian"] == 1.0
+    true_area = int(segment_grey_matter(bright["label"], (0.35, 0.55)).sum())
+    pred_area = int(segment_grey_matter(bright["pred"].clamp(0, 1), (0.35, 0.55)).sum())
+    assert down["gm_area_bias"]["mean"] == pytest.approx((pred_area - true_area) / true_area)
+    assert down["gm_area_bias"]["mean"] < 0
+    assert set(handler.results["extra"]["downstream_bicubic_interpolation"]["gm_dice"]) == {"gaussian", "mean"}
+    assert "downstream" not in SRMetricsByDegradation().results.get("extra", {})
