@@ -120,6 +120,24 @@ def matrices(
     return out
 
 
+def downstream(runs: list[dict[str, Any]], kinds: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{"gm_area_bias" | "gm_dice": {train_set: {test_kind: median over test slices}}}`` plus the
+    ``bicubic_interpolation`` row; empty when the runs did not segment their outputs."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in runs:
+        extra = r["metrics"]["extra"]
+        if "downstream" not in extra:
+            continue
+        for name, per_kind in extra["downstream"].items():
+            out.setdefault(name, {})[r["overrides"]["train_degradation"]] = {
+                k: v for k, v in per_kind.items() if k in kinds
+            }
+    if out and "downstream_bicubic_interpolation" in runs[0]["metrics"]["extra"]:
+        for name, per_kind in runs[0]["metrics"]["extra"]["downstream_bicubic_interpolation"].items():
+            out[name]["bicubic_interpolation"] = {k: v for k, v in per_kind.items() if k in kinds}
+    return out
+
+
 def misregistration(table1: list[dict[str, Any]], legacy: list[dict[str, Any]]) -> dict[str, Any]:
     """PSNR (dB) lost to the legacy grid's half-pixel shift, from centred-trained runs tested on ``<kind>@legacy``
     (``test_on_legacy``) and from legacy-trained runs tested on the centred grid (``trained_on_legacy``).
@@ -361,10 +379,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {m: table1[m] for m in METRICS}
     summary["checks"] = table_checks(table1["psnr"])
     summary["misregistration"] = misregistration(grids["table1"], grids.get("legacy", []))
+    summary["downstream"] = downstream(grids["table1"], TEST_KINDS)
     if grids.get("kspace"):
         kspace = matrices(grids["kspace"], kinds=KSPACE_KINDS)
         summary["kspace"] = {m: kspace[m] for m in METRICS}
         summary["kspace"]["checks"] = table_checks(kspace["psnr"], KSPACE_KINDS, "combined_kspace")
+        summary["kspace"]["downstream"] = downstream(grids["kspace"], KSPACE_KINDS)
     losses = sorted(g[len("loss_") :] for g in grids if g.startswith("loss_"))
     if losses:
         summary["loss_grid"] = {loss: matrices(grids[f"loss_{loss}"], False) for loss in losses}
@@ -474,6 +494,7 @@ def render_report(record: dict[str, Any], figures: list[str]) -> str:
     text += "Rows: training set; columns: test degradation. The last row up-samples the same inputs bicubically.\n"
     text += _matrix_tables({m: summary[m] for m in METRICS}, "Table I")
     text += "\n### Findings per seed\n\n" + _findings_table(summary, "classic")
+    text += _downstream_section(summary.get("downstream"), TEST_KINDS, "")
     text += _misregistration_section(summary)
     if summary.get("kspace"):
         kspace_bundle = {**s, **(record["profile_settings"].get("kspace") or {}).get("bundle", {})}
@@ -484,6 +505,7 @@ def render_report(record: dict[str, Any], figures: list[str]) -> str:
         )
         text += _matrix_tables({m: summary["kspace"][m] for m in METRICS}, "k-space", KSPACE_KINDS)
         text += "\n#### k-space findings per seed\n\n" + _findings_table(summary, "kspace")
+        text += _downstream_section(summary["kspace"].get("downstream"), KSPACE_KINDS, "k-space ")
     for key, title in (("loss_grid", "Table II (loss)"), ("architecture_grid", "Table III (architecture)")):
         for name, mats in summary.get(key, {}).items():
             text += f"\n### {title}: {name}, average PSNR\n\n"
@@ -491,6 +513,28 @@ def render_report(record: dict[str, Any], figures: list[str]) -> str:
                 ["Training set", *(LABELS[k] for k in TEST_KINDS)], _matrix_rows(mats["psnr"], "psnr")
             )
     text += "\n### Figures\n\n" + "".join(f"![{Path(f).name}]({f})\n" for f in figures)
+    return text
+
+
+def _downstream_section(down: dict[str, Any] | None, kinds: tuple[str, ...], title: str) -> str:
+    """Grey-matter area bias and Dice tables (omitted for results written before they existed)."""
+    if not down or not down.get("gm_area_bias"):
+        return ""
+    text = (
+        f"\n### {title}Downstream: what each model does to a grey-matter segmentation\n\n"
+        "A fixed grey/white-matter segmenter (three-class intensity k-means fitted once per seed on the "
+        "high-resolution training slices only) segments every SR output and the true high-resolution slice. "
+        "Grey-matter area bias = (SR area - HR area) / HR area, in %, and Dice of the two grey-matter masks; "
+        "median over the test slices, then over seeds. The last row segments bicubic interpolation.\n\n"
+    )
+    headers = ["Training set", *(LABELS[k] for k in kinds)]
+    for name, fmt, label in (("gm_area_bias", "{:+.1f}", "grey-matter area bias (%)"), ("gm_dice", "{:.3f}", "Dice")):
+        scale = 100.0 if name == "gm_area_bias" else 1.0
+        rows = [
+            [LABELS.get(t, t), *(fmt.format(scale * row[k]) if row.get(k) is not None else None for k in kinds)]
+            for t, row in down[name].items()
+        ]
+        text += f"\n#### {title}{label}\n\n" + markdown_table(headers, rows)
     return text
 
 

@@ -82,6 +82,10 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
         "kspace_beats_bicubic_on_own",
     }
     assert set(summary["kspace"]["psnr"]) == {"kspace_truncation", "combined_kspace", "bicubic_interpolation"}
+    down = summary["downstream"]  # the grey-matter segmentation of every SR output
+    assert set(down["gm_dice"]) == {"bicubic", "combined", "bicubic_interpolation"}
+    assert all(0 < v <= 1 for row in down["gm_dice"].values() for v in row.values())
+    assert all(-1 <= v < 5 for row in down["gm_area_bias"].values() for v in row.values())
     assert set(summary["kspace"]["psnr"]["combined_kspace"]) == set(KSPACE_KINDS)
     assert results["environment"]["seed"] == 0
     assert results["command"].startswith("python -m common.study sr_degradation_bias --profile smoke")
@@ -127,6 +131,15 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
             for i in (0, 1)
         ]
         extra = {"mean": per, "bicubic_interpolation": per}
+        # downstream: the matched model has no grey-matter bias, the others +5 %; bicubic interpolation -10 %
+        extra["downstream"] = {
+            "gm_area_bias": {k: 0.0 if k == train else 0.05 for k in plain_kinds},
+            "gm_dice": {k: 0.95 if k == train else 0.85 for k in plain_kinds},
+        }
+        extra["downstream_bicubic_interpolation"] = {
+            "gm_area_bias": {k: -0.1 for k in plain_kinds},
+            "gm_dice": {k: 0.8 for k in plain_kinds},
+        }
         return {"settings": {}, "metrics": {}, "per_sample": samples, "extra": extra, "_run": {"seconds": 1.0}}
 
     monkeypatch.setattr(engine, "run_bundle", fake_run)
@@ -140,6 +153,11 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert summary["per_seed"]["3"]["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 34.0
     assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
     assert len(results["runs"]) == (7 * 5 + 5 + 6) * 3  # + five models on the legacy grid, six on k-space kinds
+    down = summary["downstream"]
+    assert down["gm_area_bias"]["hann"]["hann"] == 0.0 and down["gm_area_bias"]["hann"]["mean"] == 0.05
+    assert down["gm_dice"]["bicubic_interpolation"]["median"] == 0.8
+    assert set(down["gm_dice"]["gaussian"]) == set(TEST_KINDS)  # the legacy test kinds stay out
+    assert summary["kspace"]["downstream"]["gm_area_bias"]["undersample"]["undersample"] == 0.0
     kspace = summary["kspace"]
     assert set(kspace["psnr"]) == {*KSPACE_KINDS, "combined_kspace", "bicubic_interpolation"}
     assert kspace["psnr"]["partial_fourier"]["partial_fourier"] == 34.0
@@ -166,6 +184,8 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 6.0  # columns of 6
     text = report.read_text()
     assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text
+    assert "Downstream: what each model does to a grey-matter segmentation" in text
+    assert "| Bicubic interpolation (no network) | -10.0 |" in text
     assert "tested on the legacy grid" in text and "| Gaussian (legacy grid) | legacy test grid | 34.00 |" in text
 
     def must_not_run(*args, **kwargs):
