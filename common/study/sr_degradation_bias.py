@@ -7,7 +7,10 @@ low-resolution inputs up-sampled without a network), heat maps, and HFEN box plo
 of high-resolution block k, as bicubic). The misregistration table tests the same models on low-resolution
 images of the filter kinds on the grid of earlier versions (``<kind>@legacy``, half a high-resolution pixel
 off at scale 2; evaluation only), and where the profile has ``legacy_train_sets`` models trained on that grid
-are tested on both, so the old grid's share of the earlier published matrix is reported in dB. ``full`` adds the loss grid (Table II: L1 and SSIM losses) and the architecture grid
+are tested on both, so the old grid's share of the earlier published matrix is reported in dB. A second
+matrix does the same over the five k-space kinds (``kspace`` in the profile: a smaller network in ``quick``), and
+every run segments its SR outputs with a fixed grey-matter segmenter fitted on the training slices
+(``downstream``: grey-matter area bias and Dice per train x test cell). ``full`` adds the loss grid (Table II: L1 and SSIM losses) and the architecture grid
 (Table III: SRCNN and RRDBNet). Every setting is one ``python -m monai.bundle run`` of
 ``bundles/sr_degradation_bias`` (train + evaluate in one process); ``jobs`` settings run side by side. A
 setting already finished in the same output folder with the same overrides (``runs/<name>/completed_run.json``)
