@@ -2,9 +2,10 @@
 
 :class:`SRMetricsByDegradation` attaches to a MONAI evaluator whose batches carry a ``"degradation"`` kind per
 image, the low-resolution input under ``"image"``, the high-resolution target under ``"label"`` and the
-network output under ``"pred"``. At the end of each evaluation it reports, per degradation kind, the mean
-PSNR (MONAI ``PSNRMetric``, max 1), SSIM (MONAI ``SSIMMetric``, 11x11 Gaussian window, sigma 1.5, k1 0.01,
-k2 0.03, data range 1), NRMSE and HFEN (``common.metrics``), and the same four for plain bicubic
+network output under ``"pred"``. The scores are :class:`common.metrics.SRQualityMetric` (a MONAI
+``CumulativeIterationMetric`` aggregated by group): at the end of each evaluation it reports, per degradation
+kind, the mean PSNR (MONAI ``PSNRMetric``, max 1), SSIM (MONAI ``SSIMMetric``, 11x11 Gaussian window, sigma 1.5,
+k1 0.01, k2 0.03, data range 1), NRMSE and HFEN (``common.metrics``), and the same four for plain bicubic
 interpolation of the same inputs (the no-network baseline). Predictions are clipped to [0, 1] first.
 Results go to ``engine.state.metrics`` (``"psnr_gaussian"``, ``"bicubic_psnr_gaussian"``, ...), to TensorBoard
 scalars ``<tag_prefix>/<metric>/<kind>`` and to :attr:`results`, a metrics record (:mod:`common.metrics.record`:
@@ -16,20 +17,19 @@ scalars ``<tag_prefix>/<metric>/<kind>`` and to :attr:`results`, a metrics recor
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
-from monai.metrics import PSNRMetric, SSIMMetric
 
-from common.metrics.image_quality import hfen, nrmse
 from common.metrics.record import metrics_record, write_metrics_record
+from common.metrics.sr_quality import SR_METRIC_NAMES, SRQualityMetric
+from common.metrics.tissue_area import GreyMatterAreaMetric
 from common.networks.sr import interpolate_up
 
-METRIC_NAMES = ("psnr", "ssim", "nrmse", "hfen")
+METRIC_NAMES = SR_METRIC_NAMES
 
 
 def _plain(x: Any) -> torch.Tensor:
@@ -54,6 +54,10 @@ def _items(batch: Any, output: Any) -> list[tuple[dict, dict]]:
 class SRMetricsByDegradation:
     """Mean PSNR / SSIM / NRMSE / HFEN per degradation kind, for the network and for bicubic interpolation.
 
+    A thin handler around two :class:`common.metrics.SRQualityMetric` (the network, the bicubic baseline): it
+    feeds them every image with its kind and, at the end of an evaluation, publishes their aggregates. The
+    metrics' buffers are the only copy of the scores.
+
     Args:
         scale: up-sampling factor (for the bicubic baseline).
         group_key: batch key naming each image's degradation kind.
@@ -63,6 +67,11 @@ class SRMetricsByDegradation:
         tag_prefix: TensorBoard tag prefix.
         global_step_transform: engine -> step for the scalars (default: the engine's epoch).
         baseline: also score bicubic interpolation of the input.
+        grey_matter_thresholds: ``(t_csf_gm, t_gm_wm)`` of the fixed downstream segmenter
+            (:func:`common.data.sr_pairs.fit_grey_matter_segmenter`, fitted on training images): when given, every
+            (clipped) SR output and its target are segmented and ``extra["downstream"]`` (and
+            ``extra["downstream_bicubic_interpolation"]``) hold the median grey-matter area bias and Dice per kind
+            (:class:`common.metrics.tissue_area.GreyMatterAreaMetric`).
     """
 
     def __init__(
@@ -75,6 +84,7 @@ class SRMetricsByDegradation:
         tag_prefix: str = "test",
         global_step_transform: Any = None,
         baseline: bool = True,
+        grey_matter_thresholds: Sequence[float] | None = None,
     ) -> None:
         self.scale = int(scale)
         self.group_key = group_key
@@ -84,11 +94,15 @@ class SRMetricsByDegradation:
         self.tag_prefix = tag_prefix
         self.global_step_transform = global_step_transform or (lambda engine: engine.state.epoch)
         self.baseline = baseline
-        self.psnr = PSNRMetric(max_val=1.0)
-        self.ssim = SSIMMetric(spatial_dims=2, data_range=1.0, win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03)
-        self.values: dict[str, dict[str, dict[str, list[float]]]] = {}
+        self.network_metric = SRQualityMetric(data_range=1.0)
+        self.bicubic_metric = SRQualityMetric(data_range=1.0)
+        self.downstream = None
+        if grey_matter_thresholds is not None:
+            self.downstream = {
+                "network": GreyMatterAreaMetric(grey_matter_thresholds),
+                "bicubic": GreyMatterAreaMetric(grey_matter_thresholds),
+            }
         self.results: dict[str, Any] = {}
-        self.reset()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self.reset())
@@ -96,53 +110,34 @@ class SRMetricsByDegradation:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def reset(self) -> None:
-        self.samples: list[dict[str, Any]] = []
-        self.values = {
-            "network": defaultdict(lambda: defaultdict(list)),
-            "bicubic": defaultdict(lambda: defaultdict(list)),
-        }
-
-    def score(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-        """The four metrics of one image pair ``(C, *spatial)``; ``pred`` is clipped to [0, 1]."""
-        target = _plain(target)[None]
-        pred = _plain(pred)[None].clamp(0.0, 1.0)
-        region = tuple(slice(0, min(a, b)) for a, b in zip(pred.shape[2:], target.shape[2:]))
-        pred, target = pred[(..., *region)], target[(..., *region)]
-        psnr, ssim = float(self.psnr(pred, target).mean()), float(self.ssim(pred, target).mean())
-        self.psnr.reset()
-        self.ssim.reset()
-        return {
-            "psnr": psnr,
-            "ssim": ssim,
-            "nrmse": float(nrmse(pred, target).mean()),
-            "hfen": float(hfen(pred, target).mean()),
-        }
+        self.network_metric.reset()
+        self.bicubic_metric.reset()
+        for metric in (self.downstream or {}).values():
+            metric.reset()
 
     def iteration_completed(self, engine: Engine) -> None:
         for item, out in _items(engine.state.batch, engine.state.output):
             kind = item[self.group_key]
             kind = kind if isinstance(kind, str) else str(kind[0] if isinstance(kind, (list, tuple)) else kind)
-            target = _plain(out.get("label", item.get("label")))
-            index = len(self.values["network"][kind]["psnr"])
-            sample = {"id": f"{kind}_{index}", "kind": kind}
-            for name, value in self.score(out["pred"], target).items():
-                self.values["network"][kind][name].append(value)
-                sample[name] = value
+            target = _plain(out.get("label", item.get("label")))[None]
+            pred = _plain(out["pred"])[None]
+            self.network_metric(pred, target, groups=[kind])
+            if self.downstream:
+                self.downstream["network"](pred.clamp(0.0, 1.0), target, groups=[kind])
             if self.baseline:
-                up = interpolate_up(_plain(out.get("image", item.get("image")))[None], self.scale)[0]
-                for name, value in self.score(up, target).items():
-                    self.values["bicubic"][kind][name].append(value)
-                    sample[f"bicubic_{name}"] = value
-            self.samples.append(sample)
+                up = interpolate_up(_plain(out.get("image", item.get("image")))[None], self.scale)
+                self.bicubic_metric(up, target, groups=[kind])
+                if self.downstream:
+                    self.downstream["bicubic"](up.clamp(0.0, 1.0), target, groups=[kind])
 
     def epoch_completed(self, engine: Engine) -> None:
-        kinds = list(self.values["network"])
-        extra = {
-            "mean": self._means("network", kinds),
-            "num_images": {k: len(self.values["network"][k]["psnr"]) for k in kinds},
-        }
+        extra: dict[str, Any] = {"mean": self.network_metric.aggregate(), "num_images": self.network_metric.counts()}
         if self.baseline:
-            extra["bicubic_interpolation"] = self._means("bicubic", kinds)
+            extra["bicubic_interpolation"] = self.bicubic_metric.aggregate()
+        if self.downstream:
+            extra["downstream"] = self.downstream["network"].aggregate()
+            if self.baseline:
+                extra["downstream_bicubic_interpolation"] = self.downstream["bicubic"].aggregate()
         flat = {}
         step = self.global_step_transform(engine)
         for source, prefix in (("mean", ""), ("bicubic_interpolation", "bicubic_")):
@@ -154,10 +149,20 @@ class SRMetricsByDegradation:
                         self.summary_writer.add_scalar(f"{self.tag_prefix}/{prefix}{name}/{kind}", value, step)
         if self.summary_writer is not None:
             self.summary_writer.flush()
-        self.results = metrics_record(self.extra, flat, self.samples, extra)
+        self.results = metrics_record(self.extra, flat, self._samples(), extra)
         if self.output_file:
             write_metrics_record(self.output_file, self.results)
 
-    def _means(self, source: str, kinds: list[str]) -> dict[str, dict[str, float]]:
-        v = self.values[source]
-        return {m: {k: float(torch.tensor(v[k][m], dtype=torch.float64).mean()) for k in kinds} for m in METRIC_NAMES}
+    def _samples(self) -> list[dict[str, Any]]:
+        """One record per test image (``id`` = kind and its index within the kind), built from the buffers."""
+        seen: dict[str, int] = {}
+        samples = []
+        baseline = self.bicubic_metric.per_sample() if self.baseline else []
+        for i, row in enumerate(self.network_metric.per_sample()):
+            kind = row.pop("group")
+            sample = {"id": f"{kind}_{seen.get(kind, 0)}", "kind": kind, **row}
+            seen[kind] = seen.get(kind, 0) + 1
+            if baseline:
+                sample.update({f"bicubic_{name}": baseline[i][name] for name in METRIC_NAMES})
+            samples.append(sample)
+        return samples

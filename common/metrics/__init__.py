@@ -1,4 +1,4 @@
-"""Bias metrics in MONAI's style: volume bias, group AUC, flip, HFEN, NRMSE, bootstrap.
+"""Bias metrics in MONAI's style: volume bias, group AUC, flip, HFEN, NRMSE, SR quality by group, bootstrap.
 
 Names are imported on first use so that each module loads only what it needs.
 """
@@ -22,6 +22,8 @@ _EXPORTS = {
     "nrmse": "image_quality",
     "HFENMetric": "image_quality",
     "NRMSEMetric": "image_quality",
+    "SRQualityMetric": "sr_quality",
+    "SR_METRIC_NAMES": "sr_quality",
     "metrics_record": "record",
     "validate_metrics_record": "record",
     "write_metrics_record": "record",

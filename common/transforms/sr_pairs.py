@@ -24,7 +24,7 @@ from monai.transforms.traits import MultiSampleTrait
 from monai.transforms.utils import scale_affine
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
-from common.transforms.degradation import DEGRADATION_KINDS, Degrade
+from common.transforms.degradation import DEGRADATION_KINDS, Degrade, split_kind
 
 
 class DegradeByKeyd(MapTransform):
@@ -32,8 +32,11 @@ class DegradeByKeyd(MapTransform):
 
     Args:
         keys: image keys to degrade (in place).
-        kind_key: item key holding one of ``DEGRADATION_KINDS``.
+        kind_key: item key holding one of ``DEGRADATION_KINDS``, optionally with a sampling phase after ``@``
+            (``"gaussian@legacy"``: the misregistered grid of earlier versions; see
+            :mod:`common.transforms.degradation`).
         scale: integer decimation factor.
+        phase: sampling phase of kinds named without one (``"centred"``: LR pixel k at the centre of HR block k).
         kwargs: k-space options of :class:`common.transforms.Degrade`.
     """
 
@@ -42,22 +45,24 @@ class DegradeByKeyd(MapTransform):
         keys: KeysCollection,
         kind_key: str = "degradation",
         scale: int = 2,
+        phase: str = "centred",
         allow_missing_keys: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.kind_key = kind_key
-        self.degrade = Degrade(DEGRADATION_KINDS[0], scale, **kwargs)
+        self.degrade = Degrade(DEGRADATION_KINDS[0], scale, phase=phase, **kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.kind_key not in d:
             raise KeyError(f"DegradeByKeyd: item has no {self.kind_key!r} key naming its degradation kind")
-        kind = d[self.kind_key]
-        if kind not in DEGRADATION_KINDS:
-            raise ValueError(f"DegradeByKeyd: unknown degradation kind {kind!r}; expected one of {DEGRADATION_KINDS}")
+        try:
+            kind, phase = split_kind(d[self.kind_key])
+        except ValueError as error:
+            raise ValueError(f"DegradeByKeyd: {error}") from None
         for key in self.key_iterator(d):
-            d[key] = self.degrade(d[key], kind=kind)
+            d[key] = self.degrade(d[key], kind=kind, phase=phase)
         return d
 
 
@@ -67,8 +72,8 @@ class RandAlignedCropSamplesd(RandomizableTransform, MapTransform, MultiSampleTr
     Each sample draws one low-resolution (LR) start ``q`` per spatial axis from ``self.R``, uniformly over the
     positions where the patch fits. High-resolution (HR) images (C, *N) are cropped to ``[q * s, q * s + P)`` and
     LR images (C, *(N // s)) to ``[q, q + P // s)`` (``P`` = ``roi_size``, ``s`` = ``scale``, in pixels). LR pixel k
-    of :class:`common.transforms.Degrade` is the low-pass of the HR window centred at ``s // 2 + k * s``
-    (``(s - 1) / 2 + k * s`` for bicubic), so the LR patch is the degradation of the HR patch with the image around
+    of :class:`common.transforms.Degrade` is the low-pass of the HR window centred at ``(s - 1) / 2 + k * s`` (the
+    centred phase; the legacy phase shifts the filter kinds to ``s // 2 + k * s``), so the LR patch is the degradation of the HR patch with the image around
     it as context: for the local filter kinds, degrading the HR patch alone gives the same pixels away from the
     patch edges.
 

@@ -39,7 +39,11 @@ def _numpy_kspace(volume: np.ndarray, kind: str, scale: int) -> np.ndarray:
         band.append(slice(n // 2 - m // 2, n // 2 - m // 2 + m))
         shape = [1] * volume.ndim
         shape[axis] = m
-        ramp = ramp * np.exp(2j * np.pi * (np.arange(m) - m // 2) * (scale // 2) / n).reshape(shape)
+        line = np.exp(2j * np.pi * (np.arange(m) - m // 2) * (scale // 2) / n)
+        if kind in ("kspace_hann", "kspace_hamming"):
+            a = 0.5 if kind == "kspace_hann" else 0.54
+            line = line * (a + (1 - a) * np.cos(2 * np.pi * (np.arange(m) - m // 2) / m))
+        ramp = ramp * line.reshape(shape)
     spectrum = spectrum[tuple(band)] * ramp
     lines = spectrum.shape[0]
     offset = np.arange(lines) - lines // 2
@@ -50,7 +54,7 @@ def _numpy_kspace(volume: np.ndarray, kind: str, scale: int) -> np.ndarray:
         centre = (offset >= -(n_center // 2)) & (offset < n_center - n_center // 2)
         spectrum[~((offset % 4 == 0) | centre)] = 0
     image = np.fft.ifftn(np.fft.ifftshift(spectrum), norm="forward")
-    return image.real if kind == "kspace_truncation" else np.abs(image)
+    return np.abs(image) if kind in ("partial_fourier", "undersample") else image.real
 
 
 def _reference(kind: str, volume: np.ndarray, scale: int):
@@ -65,7 +69,7 @@ def _reference(kind: str, volume: np.ndarray, scale: int):
     if kind == "median":
         return lambda: ndi.median_filter(volume, scale + 1, mode="mirror")[keep]
     if kind in ("hann", "hamming"):
-        taps = degradation_taps(kind, scale).numpy()
+        taps = degradation_taps(kind, scale, "legacy").numpy()
 
         def separable():
             out = volume
@@ -90,7 +94,7 @@ def main() -> None:
     print("|---|---:|---|---:|---:|---:|")
     names = {"bicubic": "MONAI Resize trilinear+AA", "median": "scipy median_filter"}
     for kind in DEGRADATION_KINDS:
-        transform = Degrade(kind, SCALE)
+        transform = Degrade(kind, SCALE, phase="legacy")  # the references keep samples s // 2 + k s
         ours_ms, ours = _timed(lambda transform=transform: transform(tensor)[0].numpy())
         ref_ms, ref = _timed(_reference(kind, cropped, SCALE))
         diff = "-" if kind == "bicubic" else f"{np.abs(ours - ref).max():.2e}"

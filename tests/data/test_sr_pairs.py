@@ -16,6 +16,11 @@ def test_combined_set_has_the_same_size_and_equal_shares():
     assert [e["image"] for e in combined] == [e["image"] for e in entries]
     assert all(e["degradation"] == "median" for e in assign_degradations(entries, "median"))
     assert "degradation" not in entries[0]  # copies, not in place
+    from common.transforms.degradation import KSPACE_DEGRADATION_KINDS
+
+    kspace = assign_degradations(entries[:50], "combined_kspace")
+    assert Counter(e["degradation"] for e in kspace) == {k: 10 for k in KSPACE_DEGRADATION_KINDS}
+    assert kspace[1]["degradation"] == KSPACE_DEGRADATION_KINDS[1]
 
 
 def test_test_set_is_every_image_once_per_kind():
@@ -29,6 +34,12 @@ def test_test_set_is_every_image_once_per_kind():
     ]
     with pytest.raises(ValueError, match="test_degradations"):
         expand_test_degradations(entries, ["gaussian", "nearest"])
+    # a kind may name its sampling phase (the misregistration evaluation); unknown phases are refused
+    legacy = expand_test_degradations(entries, ["gaussian@legacy"])
+    assert [e["degradation"] for e in legacy] == ["gaussian@legacy"] * 2
+    for bad in ("gaussian@corner", "nearest@legacy"):
+        with pytest.raises(ValueError, match="test_degradations"):
+            expand_test_degradations(entries, [bad])
 
 
 def test_user_datalist_without_test_split_uses_validation(tmp_path):

@@ -10,7 +10,7 @@ from ignite.engine import Engine
 
 from common.handlers import SRImagePanels, SRMetricsByDegradation
 from common.handlers.sr_images import sr_panel
-from common.metrics import hfen, nrmse
+from common.metrics import SRQualityMetric, hfen, nrmse
 
 
 def _engine(batches):
@@ -71,10 +71,10 @@ def test_predictions_are_clipped_to_the_unit_range():
     item = _item("hann", 0.0, 3)
     item["pred"] = item["label"].clone()
     item["pred"][0, 0, 0] = 5.0  # clipped to 1.0
-    handler = SRMetricsByDegradation(baseline=False)
-    scores = handler.score(item["pred"], item["label"])
+    metric = SRQualityMetric()
+    metric(item["pred"][None], item["label"][None], groups=["hann"])
     mse = float((1.0 - item["label"][0, 0, 0]) ** 2) / item["label"].numel()
-    assert abs(scores["psnr"] - 10 * math.log10(1 / mse)) < 1e-2
+    assert abs(metric.aggregate()["psnr"]["hann"] - 10 * math.log10(1 / mse)) < 1e-2
 
 
 class _Writer:
@@ -105,3 +105,23 @@ def test_image_panels_one_per_degradation():
 def test_sr_panel_pads_an_odd_sized_target():
     panel = sr_panel(torch.rand(1, 5, 5), torch.rand(1, 10, 10), torch.rand(1, 11, 11), 2)
     assert panel.shape == (1, 11, 44)
+
+
+def test_downstream_grey_matter_effect_per_kind():
+    """A perfect prediction: area bias 0 and Dice 1; a prediction 0.2 too bright moves grey into white matter."""
+    from common.metrics.tissue_area import segment_grey_matter
+
+    exact, bright = _item("gaussian", 0.0, 5), _item("mean", 0.2, 6)
+    batches = [[exact, bright]]
+    engine = _engine(batches)
+    handler = SRMetricsByDegradation(scale=2, grey_matter_thresholds=(0.35, 0.55))
+    handler.attach(engine)
+    engine.run(batches, max_epochs=1)
+    down = handler.results["extra"]["downstream"]
+    assert down["gm_area_bias"]["gaussian"] == 0.0 and down["gm_dice"]["gaussian"] == 1.0
+    true_area = int(segment_grey_matter(bright["label"], (0.35, 0.55)).sum())
+    pred_area = int(segment_grey_matter(bright["pred"].clamp(0, 1), (0.35, 0.55)).sum())
+    assert down["gm_area_bias"]["mean"] == pytest.approx((pred_area - true_area) / true_area)
+    assert down["gm_area_bias"]["mean"] < 0
+    assert set(handler.results["extra"]["downstream_bicubic_interpolation"]["gm_dice"]) == {"gaussian", "mean"}
+    assert "downstream" not in SRMetricsByDegradation().results.get("extra", {})

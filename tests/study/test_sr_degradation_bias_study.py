@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from common.study.sr_degradation_bias import METRICS, TEST_KINDS, matrices, run_study, table_checks
+from common.study.sr_degradation_bias import KSPACE_KINDS, METRICS, TEST_KINDS, matrices, run_study, table_checks
 
 
 def _biased_matrix() -> dict[str, dict[str, float]]:
@@ -66,12 +66,27 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     assert 10 < summary["psnr"]["bicubic"]["bicubic"] < 60
     assert 0 < summary["ssim"]["combined"]["mean"] <= 1
     assert "own_degradation_best_columns" in summary["checks"]
+    mis = summary["misregistration"]  # the centred models on the legacy grid, and a model trained on it
+    assert set(mis["test_on_legacy"]) == {"bicubic", "combined", "bicubic_interpolation"}
+    assert set(mis["test_on_legacy"]["bicubic"]) == {"gaussian", "hann", "hamming", "mean", "median"}
+    trained = mis["trained_on_legacy"]["gaussian"]
+    assert trained["psnr_legacy"]["bicubic"] == trained["psnr_centred"]["bicubic"]  # bicubic: one grid
+    assert trained["psnr_legacy"]["gaussian"] != trained["psnr_centred"]["gaussian"]
     assert summary["seeds"] == [0] and summary["per_seed"]["0"]["psnr"] == summary["psnr"]
     assert {c["id"] for c in results["claims"]} == {
         "own_degradation_best",
         "combined_most_robust",
         "beats_bicubic_on_own",
+        "kspace_own_degradation_best",
+        "kspace_combined_most_robust",
+        "kspace_beats_bicubic_on_own",
     }
+    assert set(summary["kspace"]["psnr"]) == {"kspace_truncation", "combined_kspace", "bicubic_interpolation"}
+    down = summary["downstream"]  # the grey-matter segmentation of every SR output
+    assert set(down["gm_dice"]) == {"bicubic", "combined", "bicubic_interpolation"}
+    assert all(0 < v <= 1 for row in down["gm_dice"].values() for v in row.values())
+    assert all(-1 <= v < 5 for row in down["gm_area_bias"].values() for v in row.values())
+    assert set(summary["kspace"]["psnr"]["combined_kspace"]) == set(KSPACE_KINDS)
     assert results["environment"]["seed"] == 0
     assert results["command"].startswith("python -m common.study sr_degradation_bias --profile smoke")
     assert all(r["metrics"]["_run"]["command"] for r in results["runs"])
@@ -100,14 +115,31 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         assert configs == ["train.yaml", "evaluate.yaml"] and overrides["train_first"] is True
         train = overrides["train_degradation"]
         bonus = {"mse": 0.0, "l1": 0.5, "ssim": 1.0}[overrides.get("loss", "mse")] + overrides["seed"] - 4
-        psnr = {k: (34.0 if k == train else 28.0) + bonus for k in TEST_KINDS}
-        per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in TEST_KINDS} for m in METRICS}
+        plain_kinds = [k for k in overrides.get("test_degradations", TEST_KINDS) if "@" not in k]
+        psnr = {k: (34.0 if k == train else 28.0) + bonus for k in plain_kinds}
+        if train == "combined_kspace":
+            psnr = {k: 31.0 + bonus for k in plain_kinds}
+        legacy_model = overrides.get("phase") == "legacy"
+        for k in overrides.get("test_degradations", ()):  # the other grid: 1.5 dB off, or 2 dB for legacy models
+            if "@" in k:
+                assert k.endswith("@centred" if legacy_model else "@legacy"), k
+                psnr[k] = psnr[k.split("@")[0]] - (2.0 if legacy_model else 1.5)
+        per = {m: {k: psnr[k] if m == "psnr" else 0.5 for k in psnr} for m in METRICS}
         samples = [
             {"id": f"{k}_{i}", "kind": k, "hfen": 0.1 * (i + 1), "bicubic_hfen": 0.3}
-            for k in TEST_KINDS
+            for k in plain_kinds
             for i in (0, 1)
         ]
         extra = {"mean": per, "bicubic_interpolation": per}
+        # downstream: the matched model has no grey-matter bias, the others +5 %; bicubic interpolation -10 %
+        extra["downstream"] = {
+            "gm_area_bias": {k: 0.0 if k == train else 0.05 for k in plain_kinds},
+            "gm_dice": {k: 0.95 if k == train else 0.85 for k in plain_kinds},
+        }
+        extra["downstream_bicubic_interpolation"] = {
+            "gm_area_bias": {k: -0.1 for k in plain_kinds},
+            "gm_dice": {k: 0.8 for k in plain_kinds},
+        }
         return {"settings": {}, "metrics": {}, "per_sample": samples, "extra": extra, "_run": {"seconds": 1.0}}
 
     monkeypatch.setattr(engine, "run_bundle", fake_run)
@@ -120,15 +152,41 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     assert summary["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 35.0  # median of 34, 36, 35
     assert summary["per_seed"]["3"]["loss_grid"]["ssim"]["psnr"]["mean"]["mean"] == 34.0
     assert summary["per_seed"]["5"]["psnr"]["gaussian"]["gaussian"] == 35.0
-    assert len(results["runs"]) == 7 * 5 * 3
+    assert len(results["runs"]) == (7 * 5 + 5 + 6) * 3  # + five models on the legacy grid, six on k-space kinds
+    down = summary["downstream"]
+    assert down["gm_area_bias"]["hann"]["hann"] == 0.0 and down["gm_area_bias"]["hann"]["mean"] == 0.05
+    assert down["gm_dice"]["bicubic_interpolation"]["median"] == 0.8
+    assert set(down["gm_dice"]["gaussian"]) == set(TEST_KINDS)  # the legacy test kinds stay out
+    assert summary["kspace"]["downstream"]["gm_area_bias"]["undersample"]["undersample"] == 0.0
+    kspace = summary["kspace"]
+    assert set(kspace["psnr"]) == {*KSPACE_KINDS, "combined_kspace", "bicubic_interpolation"}
+    assert kspace["psnr"]["partial_fourier"]["partial_fourier"] == 34.0
+    assert kspace["checks"]["own_degradation_best_columns"] == 5
+    assert kspace["checks"]["combined_worst_above_every_single_worst"] is True
+    by_id = {c["id"]: c for c in results["claims"]}
+    assert (
+        by_id["kspace_own_degradation_best"]["median"] == 5.0 and by_id["kspace_own_degradation_best"]["holds_in"] == 3
+    )
+    assert by_id["kspace_combined_most_robust"]["median"] == 3.0  # 31 - 28
+    mis = summary["misregistration"]
+    assert set(mis["test_on_legacy"]) == {*TEST_KINDS, "combined", "bicubic_interpolation"}
+    assert mis["test_on_legacy"]["bicubic"]["gaussian"] == 1.5 and "bicubic" not in mis["test_on_legacy"]["mean"]
+    legacy_gauss = mis["trained_on_legacy"]["gaussian"]
+    assert legacy_gauss["psnr_legacy"]["gaussian"] == 34.0 and legacy_gauss["psnr_centred"]["gaussian"] == 32.0
+    assert legacy_gauss["psnr_legacy"]["bicubic"] == legacy_gauss["psnr_centred"]["bicubic"] == 28.0
+    assert legacy_gauss["drop"]["hann"] == 2.0 and "bicubic" not in legacy_gauss["drop"]
+    assert summary["psnr"]["gaussian"].keys() == set(TEST_KINDS)  # the legacy columns stay out of Table I
     assert summary["checks"]["own_degradation_best_columns"] == 6
     assert results["environment"]["seed"] == 3 and results["seeds"] == [3, 5, 4]
     assert results["command"].endswith("--profile full --output " + str(tmp_path) + " --seeds 3 5 4")
     assert set(results["git"]) == {"commit", "dirty"} and len(results["code_fingerprint"]) == 16
     own = next(c for c in results["claims"] if c["id"] == "own_degradation_best")
-    assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 1.0
+    assert own["holds_in"] == 3 and own["of"] == 3 and own["median"] == 6.0  # columns of 6
     text = report.read_text()
     assert "Table II (loss): ssim" in text and "Table III (architecture): rrdbnet" in text
+    assert "Downstream: what each model does to a grey-matter segmentation" in text
+    assert "| Bicubic interpolation (no network) | -10.0 |" in text
+    assert "tested on the legacy grid" in text and "| Gaussian (legacy grid) | legacy test grid | 34.00 |" in text
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished setting was run again")

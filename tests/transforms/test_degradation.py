@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from common.transforms import DEGRADATION_KINDS, Degrade, Degraded, RandDegrade, RandDegraded
-from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, degradation_taps
+from common.transforms.degradation import CLASSIC_DEGRADATION_KINDS, KSPACE_DEGRADATION_KINDS, degradation_taps
 
 
 def _random_image(shape, seed=0):
@@ -47,7 +47,7 @@ def test_median_equals_scipy_median_filter_at_kept_samples(scale, spatial):
     img = _random_image((1, *spatial), seed=scale).double()
     cropped = img[0][tuple(slice(0, (n // scale) * scale) for n in spatial)].numpy()
     ref = ndi.median_filter(cropped, size=scale + 1, mode="mirror")[(slice(scale // 2, None, scale),) * len(spatial)]
-    out = Degrade("median", scale)(img)
+    out = Degrade("median", scale, phase="legacy")(img)
     np.testing.assert_array_equal(out[0].numpy(), ref)
 
 
@@ -67,23 +67,39 @@ def test_separable_kinds_equal_scipy_filters_at_kept_samples(scale):
             filtered = ndi.correlate1d(filtered, taps, axis=axis, mode="mirror")
         references[name] = filtered
     for kind, ref in references.items():
-        np.testing.assert_allclose(Degrade(kind, scale)(img)[0].numpy(), ref[keep], rtol=0, atol=1e-6, err_msg=kind)
+        out = Degrade(kind, scale, phase="legacy")(img)[0].numpy()
+        np.testing.assert_allclose(out, ref[keep], rtol=0, atol=1e-6, err_msg=kind)
 
 
 def test_taps_by_hand():
-    np.testing.assert_allclose(degradation_taps("hann", 2).numpy(), [0, 0.25, 0.5, 0.25, 0], atol=1e-15)
+    """Legacy taps (odd length, s // 2 phase) and centred taps (the same kernels at half-integer offsets)."""
+    np.testing.assert_allclose(degradation_taps("hann", 2, "legacy").numpy(), [0, 0.25, 0.5, 0.25, 0], atol=1e-15)
     # Hamming length 5: 0.54 - 0.46 cos(2 pi n / 4) = [0.08, 0.54, 1, 0.54, 0.08], sum 2.24
     np.testing.assert_allclose(
-        degradation_taps("hamming", 2).numpy(), np.array([0.08, 0.54, 1.0, 0.54, 0.08]) / 2.24, atol=1e-15
+        degradation_taps("hamming", 2, "legacy").numpy(), np.array([0.08, 0.54, 1.0, 0.54, 0.08]) / 2.24, atol=1e-15
     )
     # Hann length 9 (scale 4): sin^2(pi n / 8) = [0, .1464, .5, .8536, 1, ...], sum 4
     half = np.sin(np.pi * np.arange(9) / 8) ** 2
-    np.testing.assert_allclose(degradation_taps("hann", 4).numpy(), half / 4.0, atol=1e-15)
-    np.testing.assert_allclose(degradation_taps("mean", 2).numpy(), [1 / 3] * 3, atol=1e-15)
+    np.testing.assert_allclose(degradation_taps("hann", 4, "legacy").numpy(), half / 4.0, atol=1e-15)
+    np.testing.assert_allclose(degradation_taps("mean", 2, "legacy").numpy(), [1 / 3] * 3, atol=1e-15)
     gauss = np.exp(-(np.arange(-4, 5) ** 2) / 2.0)  # sigma = s / 2 = 1, truncated at 4 sigma
-    np.testing.assert_allclose(degradation_taps("gaussian", 2).numpy(), gauss / gauss.sum(), atol=1e-12)
-    for kind in ("gaussian", "mean", "hann", "hamming"):
-        assert degradation_taps(kind, 3).sum().item() == pytest.approx(1.0)
+    np.testing.assert_allclose(degradation_taps("gaussian", 2, "legacy").numpy(), gauss / gauss.sum(), atol=1e-12)
+    # centred, s = 2: Hann 0.5 + 0.5 cos(pi x / 2) at x = -1.5 .. 1.5 = [1 - c, 1 + c, 1 + c, 1 - c] / 2, c = cos(pi/4)
+    c = np.cos(np.pi / 4)
+    np.testing.assert_allclose(
+        degradation_taps("hann", 2).numpy(), np.array([1 - c, 1 + c, 1 + c, 1 - c]) / 4, atol=1e-15
+    )
+    np.testing.assert_allclose(degradation_taps("mean", 2).numpy(), [1 / 6, 1 / 3, 1 / 3, 1 / 6], atol=1e-15)
+    np.testing.assert_allclose(degradation_taps("mean", 3).numpy(), [1 / 8, 1 / 4, 1 / 4, 1 / 4, 1 / 8], atol=1e-15)
+    gauss = np.exp(-(np.arange(-3.5, 4) ** 2) / 2.0)  # 8 taps at the half-integer offsets
+    np.testing.assert_allclose(degradation_taps("gaussian", 2).numpy(), gauss / gauss.sum(), atol=1e-15)
+    # odd s: the centred taps are the legacy Gaussian / Hann / Hamming taps (s // 2 is the block centre)
+    for kind in ("gaussian", "hann", "hamming"):
+        torch.testing.assert_close(degradation_taps(kind, 3), degradation_taps(kind, 3, "legacy"))
+    for kind, phase in itertools.product(("gaussian", "mean", "hann", "hamming"), ("centred", "legacy")):
+        taps = degradation_taps(kind, 4, phase)
+        assert taps.dtype == torch.float64 and taps.sum().item() == pytest.approx(1.0, abs=1e-15)
+        torch.testing.assert_close(taps, taps.flip(0))  # symmetric about the window centre
 
 
 def test_classic_kinds_differ_pairwise():
@@ -95,21 +111,26 @@ def test_classic_kinds_differ_pairwise():
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("spatial", [(24, 36), (12, 24, 36)])
-def test_kspace_truncation_of_band_limited_image_is_exact(scale, spatial):
+@pytest.mark.parametrize("phase", ["centred", "legacy"])
+def test_kspace_truncation_of_band_limited_image_is_exact(scale, spatial, phase):
     rng = np.random.default_rng(scale)
     grids = np.meshgrid(*[np.arange(n) for n in spatial], indexing="ij")
-    img = np.full(spatial, 0.3)
+    shift = (scale - 1) / 2 if phase == "centred" else scale // 2
+    out_grids = np.meshgrid(*[shift + scale * np.arange(n // scale) for n in spatial], indexing="ij")
+    img, expected = np.full(spatial, 0.3), np.full([n // scale for n in spatial], 0.3)
     for _ in range(6):  # frequencies strictly inside the kept band |f| < (n // s) / 2
         freqs = [rng.integers(-((n // scale - 1) // 2), (n // scale - 1) // 2 + 1) for n in spatial]
-        phase = sum(f * g / n for f, g, n in zip(freqs, grids, spatial))
-        img += rng.normal() * np.cos(2 * np.pi * phase + rng.uniform(0, 2 * np.pi))
-    out = Degrade("kspace_truncation", scale)(torch.from_numpy(img)[None])
-    np.testing.assert_allclose(out[0].numpy(), img[(slice(scale // 2, None, scale),) * len(spatial)], atol=1e-10)
+        amplitude, offset = rng.normal(), rng.uniform(0, 2 * np.pi)
+        for grid, target in ((grids, img), (out_grids, expected)):  # the cosines on the HR grid and at the LR centres
+            target += amplitude * np.cos(2 * np.pi * sum(f * g / n for f, g, n in zip(freqs, grid, spatial)) + offset)
+    out = Degrade("kspace_truncation", scale, phase=phase)(torch.from_numpy(img)[None])
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-10)
     # with every line kept, partial Fourier and undersampling reduce to the magnitude of the truncation
     positive = torch.from_numpy(img - img.min() + 1.0)[None]
-    truncated = Degrade("kspace_truncation", scale)(positive)
-    np.testing.assert_allclose(Degrade("partial_fourier", scale, partial_fourier_fraction=1.0)(positive), truncated)
-    np.testing.assert_allclose(Degrade("undersample", scale, acceleration=1)(positive), truncated)
+    truncated = Degrade("kspace_truncation", scale, phase=phase)(positive)
+    full = Degrade("partial_fourier", scale, partial_fourier_fraction=1.0, phase=phase)(positive)
+    np.testing.assert_allclose(full, truncated)
+    np.testing.assert_allclose(Degrade("undersample", scale, acceleration=1, phase=phase)(positive), truncated)
 
 
 def test_kspace_kinds_add_their_artefacts():
@@ -201,18 +222,107 @@ def test_small_images_use_repeated_mirroring_like_scipy():
     img = _random_image((1, 5, 9), seed=11).double()
     cropped = img[0, :4, :8].numpy()
     ref = ndi.gaussian_filter(cropped, sigma=2.0, mode="mirror", truncate=4.0)[2::4, 2::4]
-    np.testing.assert_allclose(Degrade("gaussian", 4)(img)[0].numpy(), ref, atol=1e-6)
+    np.testing.assert_allclose(Degrade("gaussian", 4, phase="legacy")(img)[0].numpy(), ref, atol=1e-6)
     ref = ndi.median_filter(cropped, size=5, mode="mirror")[2::4, 2::4]
-    np.testing.assert_array_equal(Degrade("median", 4)(img)[0].numpy(), ref)
+    np.testing.assert_array_equal(Degrade("median", 4, phase="legacy")(img)[0].numpy(), ref)
+    # centred: the window of s + 2 = 6 around the block centre 1.5, i.e. voxels -1 .. 4, mirrored in the 4 x 8 crop
+    window = cropped[np.ix_([1, 0, 1, 2, 3, 2], [1, 0, 1, 2, 3, 4])]
+    np.testing.assert_allclose(Degrade("median", 4)(img)[0, 0, 0].item(), np.median(window), atol=1e-12)
 
 
 def test_2d_image_with_4x4_affine_scales_only_its_two_axes():
     affine = torch.diag(torch.tensor([0.5, 0.7, 3.0, 1.0]))
     affine[:3, 3] = torch.tensor([1.0, 2.0, 3.0])
-    out = Degrade("hann", 2)(MetaTensor(torch.rand(1, 20, 16), affine=affine))
+    out = Degrade("hann", 2, phase="legacy")(MetaTensor(torch.rand(1, 20, 16), affine=affine))
     expected = affine.clone()
     expected[0, 0], expected[1, 1] = 1.0, 1.4
     expected[:2, 3] += torch.tensor([0.5, 0.7])  # output voxel 0 sits at input voxel (1, 1)
     torch.testing.assert_close(out.affine, expected, check_dtype=False)
+    centred = Degrade("hann", 2)(MetaTensor(torch.rand(1, 20, 16), affine=affine))
+    expected[:2, 3] -= torch.tensor([0.25, 0.35])  # centred: input voxel (0.5, 0.5)
+    torch.testing.assert_close(centred.affine, expected, check_dtype=False)
     assert tuple(out.shape) == (1, 10, 8)
     assert tuple(Degrade("bicubic", 2)(MetaTensor(torch.rand(1, 20, 16))).pixdim.tolist()) == (2.0, 2.0)
+
+
+def _centre_probe(kind, spatial):
+    """A probe whose degraded value at output voxel k reads back the input coordinate where k is centred.
+
+    Filter kinds and bicubic: the ramp y (a symmetric window about c returns c in the interior). K-space kinds: a
+    band-limited cosine along y, constant along x (the phase-encoding axis, so the line masks keep all of it):
+    truncation returns the cosine at c, whose phase gives c.
+    """
+    y = np.arange(spatial[0], dtype=np.float64)[:, None] * np.ones(spatial[1])
+    if kind in KSPACE_DEGRADATION_KINDS:
+        return 3.0 + np.cos(2 * np.pi * 2 * y / spatial[0] + 0.3)
+    return y
+
+
+@pytest.mark.parametrize("kind", DEGRADATION_KINDS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_kind_samples_at_the_block_centres_and_its_affine_says_so(kind, scale):
+    """Centred phase: LR voxel k is the HR block centre (s - 1) / 2 + k s, for every kind, and the affine maps it
+    there. Legacy phase: the filter and k-space kinds sit at s // 2 + k s (half a voxel later when s is even)."""
+    spatial = (12 * scale, 10 * scale)
+    probe = _centre_probe(kind, spatial)
+    affine = torch.tensor([[0.7, 0.0, 5.0], [0.0, 1.3, -2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    interior = slice(3, -3)
+    kspace = kind in KSPACE_DEGRADATION_KINDS
+    a = {"kspace_hann": 0.5, "kspace_hamming": 0.54}.get(kind, 1.0)
+    gain = a + (1 - a) * np.cos(2 * np.pi * 2 / 12)  # the apodisation window at line 2 of the 12 kept lines
+    for phase in ("centred", "legacy"):
+        out = Degrade(kind, scale, phase=phase, phase_axis=1)(MetaTensor(torch.from_numpy(probe)[None], affine=affine))
+        legacy_shift = (scale - 1) / 2 if kind == "bicubic" else scale // 2
+        if kind in ("mean", "median") and scale % 2:
+            legacy_shift = scale // 2 - 0.5  # even window (s + 1) centred half a voxel before s // 2
+        shift = (scale - 1) / 2 if phase == "centred" else legacy_shift
+        centres = shift + scale * np.arange(out.shape[1])
+        expected = 3.0 + gain * np.cos(2 * np.pi * 2 * centres / spatial[0] + 0.3) if kspace else centres
+        if kind == "median" and scale % 2 and phase == "legacy":
+            expected = centres + 0.5  # the legacy upper median of an even window is not symmetric on a ramp
+        got = out[0, :, out.shape[2] // 2].numpy()
+        np.testing.assert_allclose(got[interior], expected[interior], atol=1e-9, err_msg=phase)
+        # the affine: world y of output voxel (k, 0) = world y of input voxel (centre_k, 0)
+        world_out = out.affine[0, 0].item() * np.arange(out.shape[1]) + out.affine[0, 2].item()
+        np.testing.assert_allclose(world_out, 0.7 * centres + 5.0, atol=1e-12, err_msg=phase)
+        assert out.affine[0, 0].item() == pytest.approx(0.7 * scale)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "mean", "hann", "hamming"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_impulse_response_is_symmetric_about_the_block_centre(kind, scale):
+    """An impulse at HR voxel j: LR voxel 2 (block centre c = (s - 1) / 2 + 2 s) sees weight taps(j - c); the weights
+    at equal distances either side of c are equal (centred), and sum to 1 over the window."""
+    n = 8 * scale
+    c = (scale - 1) / 2 + 2 * scale
+    weights = {}
+    for j in range(n):
+        img = torch.zeros(1, n, 1 * scale, dtype=torch.float64)
+        img[0, j] = 1.0  # an impulse line along x: the response along y is the 1D filter
+        weights[j] = Degrade(kind, scale)(img)[0, 2, 0].item()
+    for j in range(n):
+        mirror = int(2 * c - j)
+        if 0 <= mirror < n:
+            assert weights[j] == pytest.approx(weights[mirror], abs=1e-15), (j, mirror)
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-12)
+    centroid = sum(j * w for j, w in weights.items())
+    assert centroid == pytest.approx(c, abs=1e-12)
+    legacy_degrade = Degrade(kind, scale, phase="legacy")
+    impulses = torch.eye(n, dtype=torch.float64)[:, None, :, None].repeat(1, 1, 1, scale)  # (n, 1, n, s)
+    legacy = {j: legacy_degrade(impulses[j])[0, 2, 0].item() for j in range(n)}
+    legacy_centroid = sum(j * w for j, w in legacy.items())
+    expected = scale // 2 + 2 * scale - (0.5 if kind == "mean" and scale % 2 else 0.0)
+    assert legacy_centroid == pytest.approx(expected, abs=1e-12)
+
+
+def test_apodised_kspace_kinds_ring_less_than_truncation():
+    """A step edge: truncation overshoots (Gibbs; 1 % of the step at the LR sample positions), the Hann / Hamming
+    windows a tenth of that or less, and the result stays symmetric about the step's mid-level."""
+    step = torch.zeros(1, 128, 8, dtype=torch.float64)
+    step[0, 32:96] = 1.0
+    overshoot = {
+        k: Degrade(k, 2)(step).max().item() - 1.0 for k in ("kspace_truncation", "kspace_hann", "kspace_hamming")
+    }
+    assert overshoot["kspace_truncation"] > 0.005
+    assert 0 < overshoot["kspace_hann"] < overshoot["kspace_truncation"] / 5
+    assert 0 < overshoot["kspace_hamming"] < overshoot["kspace_truncation"] / 5

@@ -46,14 +46,21 @@ def test_bicubic_equals_the_separable_pil_reference(shape, s):
     np.testing.assert_allclose(out, expected, atol=1e-10)
 
 
-def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, center_fraction=0.08):
-    """The k-space kinds from the module docstring, with a dense n-D FFT of the cropped image."""
+def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, center_fraction=0.08, shift=None):
+    """The k-space kinds from the module docstring, with a dense n-D FFT of the cropped image; output voxel k at
+    input voxel ``shift + k s`` (default ``(s - 1) / 2``, the centred phase)."""
+    shift = (s - 1) / 2 if shift is None else shift
     x = x[tuple(slice(0, (n // s) * s) for n in x.shape)]
     spectrum = np.fft.fftn(x, norm="forward")
     for axis, n in enumerate(x.shape):
         m = n // s
         f = np.fft.fftfreq(m, 1.0 / m).round().astype(int)  # -m//2 .. (m-1)//2 in FFT order
-        weight = np.exp(2j * np.pi * f * (s // 2) / n)  # phase ramp: output voxel k at input voxel s//2 + k s
+        weight = np.exp(2j * np.pi * f * shift / n)  # phase ramp: output voxel k at input voxel shift + k s
+        if kind in ("kspace_hann", "kspace_hamming") and m % 2 == 0:  # NumPy's periodic window, DC at its peak
+            window = (np.hanning if kind == "kspace_hann" else np.hamming)(m + 1)[:-1]
+            weight = weight * np.fft.ifftshift(window)[f % m]
+        elif kind in ("kspace_hann", "kspace_hamming"):  # odd band: the formula of the docstring
+            weight = weight * _odd_window(kind, m)[f % m]
         if axis == phase_axis and kind == "partial_fourier":
             weight = weight * (f + m // 2 < math.ceil(fraction * m))  # the lowest-frequency lines first
         if axis == phase_axis and kind == "undersample":
@@ -65,7 +72,14 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
         shape[axis] = m
         spectrum = spectrum * weight.reshape(shape)
     image = np.fft.ifftn(spectrum, norm="forward")
-    return image.real if kind == "kspace_truncation" else np.abs(image)
+    return np.abs(image) if kind in ("partial_fourier", "undersample") else image.real
+
+
+def _odd_window(kind, m):
+    """The periodic window of odd length m centred on DC, in FFT order (index f % m for offset f)."""
+    a = 0.5 if kind == "kspace_hann" else 0.54
+    f = np.fft.fftfreq(m, 1.0 / m)
+    return a + (1 - a) * np.cos(2 * np.pi * f / m)
 
 
 @pytest.mark.parametrize(
@@ -73,6 +87,10 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
     [
         ("kspace_truncation", (14, 11), 2, {}),
         ("kspace_truncation", (9, 12, 7), 3, {}),
+        ("kspace_hann", (16, 12), 2, {}),
+        ("kspace_hann", (14, 11), 2, {}),  # m = 7, 5: odd bands
+        ("kspace_hamming", (24, 20), 4, {}),
+        ("kspace_hamming", (9, 12, 8), 3, {}),
         ("partial_fourier", (42, 20), 2, {}),
         ("partial_fourier", (20, 42), 2, {"phase_axis": 1, "partial_fourier_fraction": 0.75}),
         ("partial_fourier", (12, 18, 9), 3, {"phase_axis": 2, "partial_fourier_fraction": 0.9}),
@@ -82,16 +100,18 @@ def _kspace_reference(x, s, kind, phase_axis=0, fraction=0.625, acceleration=4, 
         ("undersample", (66, 12), 2, {"center_fraction": 0.2}),  # m = 33: 7 centre lines
     ],
 )
-def test_kspace_kinds_equal_the_dense_fft_reference(kind, shape, s, kwargs):
+@pytest.mark.parametrize("phase", ["centred", "legacy"])
+def test_kspace_kinds_equal_the_dense_fft_reference(kind, shape, s, kwargs, phase):
     x = np.random.default_rng(len(kind) + sum(shape)).random(shape) + np.linspace(0, 1, shape[-1])
     ref_kwargs = {
         "phase_axis": kwargs.get("phase_axis", 0),
         "fraction": kwargs.get("partial_fourier_fraction", 0.625),
         "acceleration": kwargs.get("acceleration", 4),
         "center_fraction": kwargs.get("center_fraction", 0.08),
+        "shift": (s - 1) / 2 if phase == "centred" else s // 2,
     }
     expected = _kspace_reference(x, s, kind, **ref_kwargs)
-    out = Degrade(kind, s, **kwargs)(torch.from_numpy(x)[None])[0].numpy()
+    out = Degrade(kind, s, phase=phase, **kwargs)(torch.from_numpy(x)[None])[0].numpy()
     assert out.shape == expected.shape
     np.testing.assert_allclose(out, expected, atol=1e-12)
 
@@ -107,10 +127,14 @@ def test_kspace_kinds_compute_float32_input_in_float32(kind):
 
 @pytest.mark.parametrize("kind, s", [("mean", 3), ("mean", 5), ("median", 3), ("median", 5), ("mean", 4)])
 def test_affine_offset_of_even_length_windows(kind, s):
-    """Even windows (s + 1 samples, s odd) are centred half a voxel before the kept sample s // 2."""
-    out = Degrade(kind, s)(MetaTensor(torch.rand(1, 20, 20), affine=torch.eye(3, dtype=torch.float64)))
+    """Legacy: even windows (s + 1 samples, s odd) are centred half a voxel before the kept sample s // 2.
+    Centred: every window is centred at (s - 1) / 2."""
+    img = MetaTensor(torch.rand(1, 20, 20), affine=torch.eye(3, dtype=torch.float64))
+    out = Degrade(kind, s, phase="legacy")(img)
     offset = s // 2 - 0.5 if s % 2 else s // 2
     torch.testing.assert_close(out.affine[:2, 2], torch.tensor([offset, offset], dtype=torch.float64))
+    centred = Degrade(kind, s)(img).affine[:2, 2]
+    torch.testing.assert_close(centred, torch.tensor([(s - 1) / 2] * 2, dtype=torch.float64))
     torch.testing.assert_close(out.pixdim, torch.tensor([float(s), float(s)], dtype=torch.float64))
 
 
@@ -195,13 +219,13 @@ def test_taps_are_float64_sampled_gaussian_and_box():
     from common.transforms.degradation import degradation_taps
 
     for s in (2, 3, 4):
-        g = degradation_taps("gaussian", s)
+        g = degradation_taps("gaussian", s, "legacy")
         sigma = s / 2.0
         t = np.arange(-int(4 * sigma + 0.5), int(4 * sigma + 0.5) + 1)
         expected = np.exp(-(t**2) / (2 * sigma**2))
-        # MONAI's gaussian_1d computes in float32 whatever the dtype of sigma (the docstring says float64)
-        np.testing.assert_allclose(g.double().numpy(), expected / expected.sum(), rtol=1e-6)
-        box = degradation_taps("mean", s)
+        assert g.dtype == torch.float64  # as documented (MONAI's gaussian_1d, used before, gave float32)
+        np.testing.assert_allclose(g.numpy(), expected / expected.sum(), rtol=1e-14)
+        box = degradation_taps("mean", s, "legacy")
         assert box.dtype == torch.float64 and box.tolist() == [1.0 / (s + 1)] * (s + 1)
     with pytest.raises(ValueError, match=r"^'median' is not a separable degradation kind; expected one of "):
         degradation_taps("median", 2)
@@ -215,13 +239,14 @@ def test_short_axes_and_scale_1_mirror_like_scipy(kind, shape, s):
     from common.transforms.degradation import degradation_taps
 
     x = np.random.default_rng(sum(shape) + s).random(shape)
-    taps = degradation_taps(kind, s).numpy()
+    taps = degradation_taps(kind, s, "legacy").numpy()
     cropped = x[tuple(slice(0, (n // s) * s) for n in shape)]
     full = cropped
     for axis in range(2):
         full = ndi.correlate1d(full, taps, axis=axis, mode="mirror")
     expected = full[s // 2 :: s, s // 2 :: s]
-    np.testing.assert_allclose(Degrade(kind, s)(torch.from_numpy(x)[None])[0].numpy(), expected, atol=1e-12)
+    out = Degrade(kind, s, phase="legacy")(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
 def test_input_types_and_dtypes():

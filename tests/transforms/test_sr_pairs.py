@@ -33,8 +33,21 @@ def test_degrade_by_key_on_a_nifti_slice_keeps_world_positions():
     assert out.shape == (1, 8, 6)
     expected = affine.clone()
     expected[0, 0] = expected[1, 1] = 2.0
-    expected[:2, 3] += 1.0  # output voxel 0 is centred on input voxel 1 (s // 2) for the filter kinds
+    expected[:2, 3] += 0.5  # output voxel 0 is centred on the first 2 x 2 block, input voxel (0.5, 0.5)
     torch.testing.assert_close(out.affine, expected)
+    legacy = DegradeByKeyd("image", scale=2, phase="legacy")({"image": img, "degradation": "gaussian"})["image"]
+    torch.testing.assert_close(legacy.affine[:2, 3], expected[:2, 3] + 0.5)  # legacy: input voxel s // 2 = 1
+
+
+def test_degrade_by_key_reads_the_phase_from_the_kind_name():
+    img = torch.rand(1, 16, 12)
+    legacy = DegradeByKeyd("image", scale=2)({"image": img, "degradation": "hann@legacy"})
+    torch.testing.assert_close(legacy["image"], Degrade("hann", 2, phase="legacy")(img))
+    assert not torch.allclose(legacy["image"], Degrade("hann", 2)(img))
+    centred = DegradeByKeyd("image", scale=2, phase="legacy")({"image": img, "degradation": "hann@centred"})
+    torch.testing.assert_close(centred["image"], Degrade("hann", 2)(img))
+    with pytest.raises(ValueError, match=r"^DegradeByKeyd: unknown sampling phase 'corner'"):
+        DegradeByKeyd("image", scale=2)({"image": img, "degradation": "hann@corner"})
 
 
 def test_degrade_by_key_errors_name_the_problem():
@@ -102,7 +115,8 @@ def test_lr_crop_is_the_degraded_hr_crop_away_from_patch_edges(kind, scale):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_lr_pixels_of_a_ramp_sit_on_the_hr_patch_grid(scale):
     """On a ramp ``100 * row + column`` (kept by the symmetric Gaussian away from the slice borders) LR pixel k
-    of a patch equals HR pixel ``s // 2 + k * s`` of the HR patch, and every HR patch starts at a multiple of s."""
+    of a patch equals the ramp at the centre of HR block k of the HR patch (the block mean), and every HR patch
+    starts at a multiple of s."""
     rows, cols = 90, 70
     yy, xx = torch.meshgrid(
         torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64), indexing="ij"
@@ -116,8 +130,9 @@ def test_lr_pixels_of_a_ramp_sit_on_the_hr_patch_grid(scale):
         hr_patch, lr_patch = sample["label"][0], sample["image"][0]
         top, left = divmod(round(float(hr_patch[0, 0])), 100)
         assert top % scale == 0 and left % scale == 0
-        kept = hr_patch[scale // 2 :: scale, scale // 2 :: scale]
-        centre_y, centre_x = top + scale // 2 + scale * torch.arange(6), left + scale // 2 + scale * torch.arange(6)
+        kept = torch.nn.functional.avg_pool2d(hr_patch[None, None], scale)[0, 0]
+        first = (scale - 1) / 2
+        centre_y, centre_x = top + first + scale * torch.arange(6), left + first + scale * torch.arange(6)
         inside = ((centre_y >= reach) & (centre_y < rows // scale * scale - reach))[:, None] & (
             (centre_x >= reach) & (centre_x < cols // scale * scale - reach)
         )[None]
@@ -193,5 +208,5 @@ def test_aligned_crop_of_metatensors_moves_the_affine():
     lr = Degrade("gaussian", 2)(hr)
     sample = RandAlignedCropSamplesd("label", "image", 8, 2).set_random_state(0)({"label": hr, "image": lr})[0]
     top_left_hr = sample["label"].affine[:2, 3]
-    torch.testing.assert_close(sample["image"].affine[:2, 3], top_left_hr + 1.0)  # LR voxel 0: HR voxel s // 2
+    torch.testing.assert_close(sample["image"].affine[:2, 3], top_left_hr + 0.5)  # LR voxel 0: HR voxel (s - 1) / 2
     torch.testing.assert_close(sample["image"].pixdim[:2], torch.tensor([2.0, 2.0], dtype=torch.float64))
