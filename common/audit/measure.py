@@ -172,7 +172,7 @@ def fit_trend(x, y) -> dict[str, Any]:
 
 def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) -> dict[str, Any]:
     from common.metrics import bootstrap_ci
-    from common.metrics.flip import _fractions
+    from common.metrics.flip import flip_fractions
 
     labelled = [c for c in cases if c.has_label]
     out: dict[str, Any] = {"n": len(cases), "n_labelled": len(labelled)}
@@ -195,7 +195,7 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
         import torch
 
         counts = torch.tensor([c.flip_counts[name] for c in labelled], dtype=torch.float64)
-        fractions = _fractions(counts)["global"]
+        fractions = flip_fractions(counts)["global"]
         out["flip"] = {k: _nan_to_none(fractions[k]) for k in ("correct", "flip", "miss")}
     else:
         out["flip"] = None
