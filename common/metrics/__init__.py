@@ -22,6 +22,7 @@ _EXPORTS = {
     "nrmse": "image_quality",
     "HFENMetric": "image_quality",
     "NRMSEMetric": "image_quality",
+    "GroupedScoresMetric": "grouped",
     "SRQualityMetric": "sr_quality",
     "SR_METRIC_NAMES": "sr_quality",
     "metrics_record": "record",

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
+
+from common.metrics.grouped import GroupedScoresMetric
 
 DOWNSTREAM_NAMES: tuple[str, ...] = ("gm_area_bias", "gm_dice")
 
@@ -51,7 +52,7 @@ def segment_grey_matter(img: torch.Tensor, thresholds: Sequence[float], foregrou
     return (img > foreground) & (img >= low) & (img < high)
 
 
-class GreyMatterAreaMetric(CumulativeIterationMetric):
+class GreyMatterAreaMetric(GroupedScoresMetric):
     """Grey-matter area bias and Dice of the segmentation of ``y_pred`` against that of ``y``, per image, by group.
 
     Args:
@@ -62,27 +63,20 @@ class GreyMatterAreaMetric(CumulativeIterationMetric):
     images' intensity scale (predictions are not clipped: the thresholds decide).
     """
 
+    names = DOWNSTREAM_NAMES
+    statistic = "median"
+
     def __init__(self, thresholds: Sequence[float], foreground: float = 0.05) -> None:
         super().__init__()
         if len(thresholds) != 2 or not thresholds[0] < thresholds[1]:
             raise ValueError(f"GreyMatterAreaMetric: thresholds must be (t_csf_gm < t_gm_wm), got {thresholds}.")
         self.thresholds = (float(thresholds[0]), float(thresholds[1]))
         self.foreground = foreground
-        self._groups: list[str] = []
 
-    def reset(self) -> None:
-        super().reset()
-        self._groups = []
-
-    def _compute_tensor(
-        self, y_pred: torch.Tensor, y: torch.Tensor | None = None, groups: Sequence[str] | None = None
-    ) -> torch.Tensor:
+    def _scores(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(B, 2)``: area bias and Dice per image (NaN bias / Dice 1 when the target has no grey matter)."""
-        if y is None or y_pred.shape[:2] != y.shape[:2]:
+        if y_pred.shape[:2] != y.shape[:2]:
             raise ValueError("GreyMatterAreaMetric needs targets y with the batch and channel sizes of y_pred.")
-        groups = ["all"] * y_pred.shape[0] if groups is None else [str(g) for g in groups]
-        if len(groups) != y_pred.shape[0]:
-            raise ValueError(f"GreyMatterAreaMetric: {len(groups)} group labels for {y_pred.shape[0]} images.")
         region = tuple(slice(0, min(a, b)) for a, b in zip(y_pred.shape[2:], y.shape[2:]))
         pred = segment_grey_matter(y_pred.detach()[(..., *region)], self.thresholds, self.foreground).flatten(1)
         true = segment_grey_matter(y.detach()[(..., *region)], self.thresholds, self.foreground).flatten(1)
@@ -91,17 +85,4 @@ class GreyMatterAreaMetric(CumulativeIterationMetric):
         bias = torch.where(a_true > 0, (a_pred - a_true) / a_true.clamp_min(1), torch.full_like(a_true, float("nan")))
         total = a_pred + a_true
         dice = torch.where(total > 0, 2 * overlap / total.clamp_min(1), torch.ones_like(total))
-        self._groups.extend(groups)
         return torch.stack([bias, dice], dim=1)
-
-    def aggregate(self) -> dict[str, dict[str, float]]:  # type: ignore[override]
-        """``{"gm_area_bias": {group: median}, "gm_dice": {group: median}}`` over each group's images."""
-        if not self._groups:
-            return {name: {} for name in DOWNSTREAM_NAMES}
-        scores = self.get_buffer().to(torch.float64)
-        order = list(dict.fromkeys(self._groups))
-        labels = torch.tensor([order.index(g) for g in self._groups])
-        return {
-            name: {g: float(np.nanmedian(scores[labels == i, j].numpy())) for i, g in enumerate(order)}
-            for j, name in enumerate(DOWNSTREAM_NAMES)
-        }
