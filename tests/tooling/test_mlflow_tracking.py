@@ -29,6 +29,11 @@ CASES = {
         "val_mean_dice",
         None,  # its test evaluator reports through SegmentationReport, not engine metrics
     ),
+    "shortcut_label_flips": (
+        {"epochs": EPOCHS, "num_train": 8, "num_val": 4, "num_test": 4, "val_interval": 1, "num_threads": 1},
+        "val_mean_dice",
+        None,  # its test evaluator reports through SegmentationReport, not engine metrics
+    ),
     "segmentation_resolution_bias": (
         {"epochs": EPOCHS, "slice_thickness": 3, "channels": [4, 8], "slices_per_volume": 3, "batch_size": 8,
          "num_train": 1, "num_val": 1, "num_test": 1, "val_interval": 1, "train_first": True, "num_threads": 1},
