@@ -67,7 +67,7 @@ def tracking(session: nox.Session) -> None:
 
 @nox.session
 def results(session: nox.Session) -> None:
-    """Published results: ``nox -s results`` reruns the three quick studies (seeds 0 1 2; finished runs of the
+    """Published results: ``nox -s results`` reruns every bundle's quick study (seeds 0 1 2; finished runs of the
     same code are reused) and renders the docs from them; ``nox -s results -- --check`` exits non-zero when
     the docs are not the rendering of the committed files or those files were made by other code."""
     _install(session)
