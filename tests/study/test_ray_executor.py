@@ -59,4 +59,4 @@ def test_smoke_study_on_a_local_ray_head_matches_the_local_executor(tmp_path, ra
     expected_runs = len(study.build("smoke", (0,)).runs)  # every smoke setting once
     assert len(ray_record["runs"]) == expected_runs and not any(r["reused"] for r in ray_record["runs"])
     assert ray_record["summary"]["psnr"] == local_record["summary"]["psnr"]  # same seeds, same numbers
-    assert engine.code_fingerprint() == ray_record["code_fingerprint"]
+    assert engine.code_fingerprint(bundle=study.BUNDLE) == ray_record["code_fingerprint"]
