@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common.io import atomic_write_json, atomic_write_text
+from common.io import atomic_write_text
 from common.study.engine import code_fingerprint, format_claim
 from common.study.runner import BUNDLE_NAMES, REPO_ROOT
 
@@ -157,9 +157,16 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
 
 
 # Per-run detail the published record leaves out (it stays in the study's own results.json and each run's
-# metrics.json): every run's per-sample records and the label-error detectors' score of every training sample
-# under every variant. The rest (every number the docs render) keeps each committed file under 1 MB.
-DROPPED = (("per_sample",), ("extra", "detection", "scores"))
+# metrics.json): every run's per-sample records and the label-error detectors' score, flag and flagged id of
+# every training sample (the figures drawn from them are committed). The rest (every number the docs render)
+# keeps each committed file under 1 MB.
+DROPPED = (
+    ("per_sample",),
+    ("extra", "detection", "scores"),
+    ("extra", "detection", "flags"),
+    ("extra", "detection", "flagged"),
+    ("_run",),  # each run's command line (the record keeps one example) and seconds (kept beside the metrics)
+)
 
 
 def slim_record(record: dict) -> dict:
@@ -192,7 +199,8 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
         dest.mkdir(parents=True, exist_ok=True)
         for figure in record.get("figures", []):
             shutil.copyfile(src.parent / figure, dest / figure)
-        atomic_write_json(dest / "quick.json", slim_record(record))
+        # one space of indent: the committed files are read by people and diffed, and stay well under 1 MB
+        atomic_write_text(dest / "quick.json", json.dumps(slim_record(record), indent=1) + "\n")
         copied.append(bundle)
     return copied
 
