@@ -150,14 +150,18 @@ def thick_slices(volume: torch.Tensor, plane: str, thickness: int) -> torch.Tens
     """
     if thickness < 1 or thickness % 2 == 0:
         raise ValueError(f"thickness must be an odd number >= 1, got {thickness}")
-    axis = PLANE_AXES[plane] + 1
-    v = torch.as_tensor(volume).movedim(axis, 1)  # (C, S, H, W)
+    return thick_slices_along(torch.as_tensor(volume), PLANE_AXES[plane], thickness)
+
+
+def thick_slices_along(volume: torch.Tensor, axis: int, thickness: int) -> torch.Tensor:
+    """:func:`thick_slices` along spatial ``axis`` (0, 1, 2) of ``volume`` ``(C, X, Y, Z)``; TorchScript-compatible."""
+    v = volume.movedim(axis + 1, 1)  # (C, S, H, W)
     half = thickness // 2
-    if half:
-        v = torch.nn.functional.pad(v, (0, 0, 0, 0, half, half))
+    if half > 0:
+        v = torch.nn.functional.pad(v, [0, 0, 0, 0, half, half])
     # (C, S, H, W, T) -> (S, C, T, H, W) -> (S, C*T, H, W)
     slabs = v.unfold(1, thickness, 1).permute(1, 0, 4, 2, 3)
-    return slabs.reshape(slabs.shape[0], -1, *slabs.shape[3:])
+    return slabs.reshape(slabs.shape[0], -1, slabs.shape[3], slabs.shape[4])
 
 
 def in_plane_spacing(pixdim: Sequence[float], plane: str) -> tuple[float, float]:

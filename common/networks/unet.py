@@ -15,6 +15,7 @@ up-sampling step the result is padded (replicate) or cropped to the size of its 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,18 +35,19 @@ class ConvBlock(TwoConv):
     """Two ``conv3 -> norm -> dropout -> act`` layers (MONAI's ``TwoConv``): ``(B, in, *n) -> (B, out, *n)``."""
 
 
-def match_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def match_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
     """Pad (replicate, at the end) or crop (at the end) the spatial axes of ``x`` (B, C, *n) to ``size``."""
-    if tuple(x.shape[2:]) == tuple(size):
+    size = [int(n) for n in size]
+    if x.shape[2:] == size:
         return x
-    spatial_dims = len(size)
-    crop = (slice(None), slice(None)) + tuple(slice(0, min(n, s)) for n, s in zip(x.shape[2:], size))
-    x = x[crop]
-    pad: list[int] = []
-    for n, s in zip(reversed(x.shape[2:]), reversed(tuple(size))):
-        pad += [0, max(s - n, 0)]
-    if any(pad):
-        x = F.pad(x, pad, mode="replicate") if spatial_dims <= 3 else F.pad(x, pad)
+    for d in range(len(size)):
+        if x.shape[d + 2] > size[d]:
+            x = x.narrow(d + 2, 0, size[d])
+    pad: List[int] = []
+    for d in range(len(size) - 1, -1, -1):
+        pad += [0, max(size[d] - x.shape[d + 2], 0)]
+    if max(pad) > 0:
+        x = F.pad(x, pad, mode="replicate") if len(size) <= 3 else F.pad(x, pad)
     return x
 
 
@@ -117,6 +119,7 @@ class EncoderDecoder(nn.Module):
         self.spatial_dims = spatial_dims
         self.channels = channels
         self.depth = len(channels) - 1
+        self.min_size = 2**self.depth
         self.down = nn.ModuleList(
             nn.Sequential(
                 make_downsample(downsample, spatial_dims, channels[i - 1], blur_filter_size),
@@ -130,12 +133,12 @@ class EncoderDecoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.channels[0]:
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.channels[0]:
             raise ValueError(
-                f"EncoderDecoder expects (B, {self.channels[0]}, {self.spatial_dims} spatial dims), got {tuple(x.shape)}"
+                f"EncoderDecoder expects (B, {self.channels[0]}, {self.spatial_dims} spatial dims), got {x.shape}"
             )
-        if min(x.shape[2:]) < 2**self.depth:
-            raise ValueError(f"spatial size {tuple(x.shape[2:])} is smaller than 2**depth = {2**self.depth}")
+        if min(x.shape[2:]) < self.min_size:
+            raise ValueError(f"spatial size {x.shape[2:]} is smaller than 2**depth = {self.min_size}")
         skips = [x]
         for level in self.down:
             skips.append(level(skips[-1]))
@@ -196,10 +199,11 @@ class SegUNet(nn.Module):
         )
         self.head = Conv[Conv.CONV, spatial_dims](2 * channels[0], out_channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+    def forward(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits of ``x``; ``spacing`` is ignored (a plain U-Net does not know voxel sizes; see VINN)."""
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"SegUNet expects (B, {self.in_channels}, {self.spatial_dims} spatial dims), got {tuple(x.shape)}"
+                f"SegUNet expects (B, {self.in_channels}, {self.spatial_dims} spatial dims), got {x.shape}"
             )
         inp = self.input_block(x)
         return self.head(torch.cat([inp, self.encoder_decoder(inp)], dim=1))

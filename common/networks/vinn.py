@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -69,11 +70,13 @@ class VINN(SegUNet):
         if spacing.numel() != spatial_dims or bool((spacing <= 0).any()):
             raise ValueError(f"internal_spacing must be positive, one value or {spatial_dims}, got {internal_spacing}")
         self.spatial_dims = spatial_dims
-        self.register_buffer("internal_spacing", spacing, persistent=False)
+        self.internal_spacing = spacing  # a plain attribute, not a buffer: no state_dict entry, scripted or not
+        self.internal_spacing_mm: List[float] = spacing.tolist()
         self.interp_mode = "bilinear" if spatial_dims == 2 else "trilinear"
 
-    def _native_spacing(self, x: torch.Tensor, spacing) -> torch.Tensor:
-        """Native voxel sizes as a ``(B, spatial_dims)`` float tensor."""
+    @torch.jit.unused
+    def _native_spacing(self, x: torch.Tensor, spacing: Optional[torch.Tensor]) -> torch.Tensor:
+        """Native voxel sizes as a ``(B, spatial_dims)`` float tensor (eager mode: MetaTensor affine, floats)."""
         b, sd = x.shape[0], self.spatial_dims
         if spacing is None:
             affine = getattr(x, "affine", None)
@@ -91,31 +94,48 @@ class VINN(SegUNet):
             raise ValueError(f"spacing must be positive with shape ({b}, {sd}), got {tuple(s.shape)}: {s.tolist()}")
         return s
 
-    def _resample(self, t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        if tuple(t.shape[2:]) == tuple(size):
+    def _spacing_tensor(self, x: torch.Tensor, spacing: Optional[torch.Tensor]) -> torch.Tensor:
+        """TorchScript mode: ``spacing`` ``(B, sd)``, ``(sd,)`` or ``None`` (the internal spacing) as ``(B, sd)``."""
+        b = x.shape[0]
+        if spacing is None:
+            return self.internal_spacing.expand(b, self.spatial_dims).cpu()
+        return spacing.to(torch.float32).reshape(-1, self.spatial_dims).expand(b, self.spatial_dims).cpu()
+
+    def _resample(self, t: torch.Tensor, size: List[int]) -> torch.Tensor:
+        if t.shape[2:] == size:
             return t
-        return F.interpolate(t, size=tuple(size), mode=self.interp_mode, align_corners=False)
+        return F.interpolate(t, size=size, mode=self.interp_mode, align_corners=False)
+
+    def _grid(self, native: List[int], spacing: torch.Tensor) -> List[int]:
+        """The encoder/decoder grid for ``native`` voxels at ``spacing`` ``(spatial_dims,)`` float64 mm."""
+        size: List[int] = []
+        for d in range(len(native)):
+            size.append(max(1, int(math.floor(native[d] * float(spacing[d]) / self.internal_spacing_mm[d] + 0.5))))
+        return size
 
     def internal_grid(self, native_size: Sequence[int], native_spacing: Sequence[float]) -> tuple[int, ...]:
         """The encoder/decoder grid for one image of ``native_size`` voxels at ``native_spacing`` mm."""
-        return internal_size(native_size, native_spacing, self.internal_spacing.tolist())
+        return internal_size(native_size, native_spacing, self.internal_spacing_mm)
 
-    def forward(self, x: torch.Tensor, spacing=None) -> torch.Tensor:
-        native = tuple(x.shape[2:])
-        spacing = self._native_spacing(x, spacing)
-        x = x.as_tensor() if hasattr(x, "as_tensor") else x
+    def forward(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            spacing = self._spacing_tensor(x, spacing)
+        else:
+            spacing = self._native_spacing(x, spacing)
+            x = x.as_tensor() if hasattr(x, "as_tensor") else x
+        native: List[int] = x.shape[2:]
         features = self.input_block(x)
-        keys = [tuple(round(v, 5) for v in s.tolist()) for s in spacing]
-        decoded = None
-        for key in dict.fromkeys(keys):
-            rows = [i for i, k in enumerate(keys) if k == key]
-            f = features if len(rows) == len(keys) else features[rows]
-            inner = self._resample(f, self.internal_grid(native, key))
-            back = self._resample(self.encoder_decoder(inner), native)
-            if len(rows) == len(keys):
-                decoded = back
-            else:
-                if decoded is None:
-                    decoded = back.new_zeros((x.shape[0], *back.shape[1:]))
-                decoded[rows] = back
+        # voxel sizes equal to 5 decimals share one pass through the encoder/decoder
+        keys = torch.round(spacing.to(torch.float64) * 1e5) / 1e5
+        groups = torch.unique(keys, dim=0)
+        if groups.shape[0] == 1:
+            grid = self._grid(native, groups[0])
+            decoded = self._resample(self.encoder_decoder(self._resample(features, grid)), native)
+        else:
+            decoded = torch.zeros_like(features)
+            for g in range(groups.shape[0]):
+                rows = torch.nonzero((keys == groups[g][None]).all(dim=1)).flatten().to(features.device)
+                grid = self._grid(native, groups[g])
+                inner = self._resample(features.index_select(0, rows), grid)
+                decoded[rows] = self._resample(self.encoder_decoder(inner), native)
         return self.head(torch.cat([features, decoded], dim=1))
