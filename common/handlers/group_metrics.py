@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.metrics.flip import flip_fractions
 from common.metrics.record import metrics_record, write_metrics_record
 
-__all__ = ["GroupSegmentationMetrics", "auc_orientation", "flip_fractions", "subject_record", "summarize_groups"]
+__all__ = ["GroupSegmentationMetrics", "auc_orientation", "subject_record", "summarize_groups"]
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -36,20 +37,11 @@ def auc_orientation(true_volumes: Sequence[float], groups: Sequence[str], group_
     return group_a if np.median(v[g == group_a]) >= np.median(v[g == group_b]) else group_b
 
 
-def flip_fractions(counts: Sequence[Sequence[float]]) -> dict:
-    """Correct / flip / miss fractions from per-subject counts ``[correct, flip, miss, foreground]``.
-
-    ``global`` pools the voxels of all subjects, ``per_image`` averages the fractions of subjects with foreground
-    (the two views of ``common.metrics.flip_decomposition``, whose code computes them); ``None`` where undefined.
-    """
-    from common.metrics.flip import _fractions
-
-    out = _fractions(torch.as_tensor(np.asarray(counts, dtype=np.float64).reshape(-1, 4)))
-    return {
-        "global": {k: _nan_to_none(v) for k, v in out["global"].items()},
-        "per_image": {k: _nan_to_none(v) for k, v in out["per_image"].items()},
-        "num_images": out["num_images"],
-    }
+def _nan_to_none_tree(x: Any) -> Any:
+    """``x`` with every NaN float (nested in dicts) replaced by ``None``, for JSON."""
+    if isinstance(x, dict):
+        return {k: _nan_to_none_tree(v) for k, v in x.items()}
+    return _nan_to_none(x) if isinstance(x, float) else x
 
 
 def summarize_groups(
@@ -98,7 +90,8 @@ def summarize_groups(
                 "mean": _nan_to_none(float(np.nanmean(vb))) if np.isfinite(vb).any() else None,
                 "values": [_nan_to_none(x) for x in vb.tolist()],
             }
-        entry["flip"] = flip_fractions([r["flip_counts"] for r in rows])
+        counts = torch.as_tensor([r["flip_counts"] for r in rows], dtype=torch.float64)
+        entry["flip"] = _nan_to_none_tree(flip_fractions(counts))  # num_images stays an int
         out["groups"][g] = entry
     if len(groups) == 2:
         grp = [str(s["group"]) for s in subjects]

@@ -12,6 +12,7 @@ probabilities are renormalised to sum to 1, their entropy is divided by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -61,12 +62,14 @@ def flip_counts(pred: torch.Tensor, gt: torch.Tensor, background: int = 0) -> to
     return torch.stack([correct, total - correct - miss, miss, total], 1).float()
 
 
-def flip_fractions(counts: torch.Tensor) -> dict:
+def flip_fractions(counts: torch.Tensor | Sequence[Sequence[float]]) -> dict:
     """Correct / flip / miss fractions from per-image counts ``(B, 4)`` of :func:`flip_counts`.
+
+    ``counts`` rows are ``[correct, flip, miss, foreground]`` pixel counts (a tensor or nested lists).
 
     Returns the dictionary of :func:`flip_decomposition` (``global`` pools pixels, ``per_image`` averages images).
     """
-    counts = counts.reshape(-1, 4).float()
+    counts = torch.as_tensor(counts, dtype=torch.float64).reshape(-1, 4)
     total = counts[:, 3].sum()
     nan = float("nan")
     pooled = {
@@ -76,9 +79,6 @@ def flip_fractions(counts: torch.Tensor) -> dict:
     per = counts[has_fg, :3] / counts[has_fg, 3:4]
     per_image = {k: per[:, i].mean().item() if has_fg.any() else nan for i, k in enumerate(("correct", "flip", "miss"))}
     return {"global": pooled, "per_image": per_image, "num_images": int(has_fg.sum())}
-
-
-_fractions = flip_fractions  # the old private name, still imported by modules outside the label-error area
 
 
 def flip_decomposition(pred: torch.Tensor, gt: torch.Tensor, background: int = 0) -> dict:

@@ -1,5 +1,6 @@
 """Per-group segmentation metrics: hand-computed Dice, volumes, volume bias, oriented AUC and flip fractions."""
 
+import math
 import json
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from monai.data import MetaTensor
 from sklearn.metrics import roc_auc_score
 
-from common.handlers.group_metrics import GroupSegmentationMetrics, flip_fractions, subject_record, summarize_groups
+from common.handlers.group_metrics import GroupSegmentationMetrics, subject_record, summarize_groups
+from common.metrics.flip import flip_fractions
 
 STRUCTS = ["a", "b"]
 
@@ -89,7 +91,7 @@ def test_flip_fractions_asymmetric_hand_case():
     assert single["per_image"] == pytest.approx({"correct": 0.6, "flip": 0.2, "miss": 0.2})
     empty = flip_fractions([[0, 0, 0, 0]])
     assert empty["num_images"] == 0
-    assert set(empty["global"].values()) == {None} and set(empty["per_image"].values()) == {None}
+    assert all(math.isnan(v) for v in [*empty["global"].values(), *empty["per_image"].values()])
 
 
 def test_flip_fractions_agree_with_flip_decomposition():
@@ -148,3 +150,17 @@ def test_balanced_dice_weighs_groups_equally_whatever_their_size():
     assert out["balanced_dice"] == pytest.approx((h + low) / 2)  # 0.8
     assert out["mean_dice"] == pytest.approx((5 * h + low) / 6)  # pooled: pulled towards group H
     assert out["balanced_dice"] < out["mean_dice"]
+
+
+def test_summary_flip_of_a_group_without_foreground_is_json_null():
+    """A group whose subjects have no foreground gets ``None`` fractions (valid JSON), and an int image count."""
+    subjects = _subjects()
+    for s in subjects:
+        if s["group"] == "L":
+            s["flip_counts"] = [0, 0, 0, 0]
+    out = summarize_groups(subjects, STRUCTS, n_bootstrap=10)
+    flip_l, flip_h = out["groups"]["L"]["flip"], out["groups"]["H"]["flip"]
+    assert flip_l["global"] == {"correct": None, "flip": None, "miss": None}
+    assert flip_l["num_images"] == 0 and isinstance(flip_h["num_images"], int)
+    assert flip_h["global"] == pytest.approx({"correct": 0.8, "flip": 0.1, "miss": 0.1})
+    json.dumps(out, allow_nan=False)
