@@ -95,28 +95,40 @@ def _fmt(value, spec: str = ".0f") -> str:
 
 
 def render_convergence_section(report: dict, figure: str | None = "results/convergence.png") -> str:
-    """The time-to-target table of a convergence benchmark report (``tests/benchmarks/bench_convergence.py``)."""
+    """The time-to-target table of a convergence benchmark report (``tests/benchmarks/bench_convergence.py``).
+
+    Two recipes ``old`` and ``new`` get a ``new / old`` column; a bundle measured with its one ``current``
+    recipe gets that recipe's column only. The target is relative to the first recipe's plateau.
+    """
     seeds = ", ".join(map(str, report["seeds"]))
+    recipes = list(report["recipes"])
+    compared = recipes == ["old", "new"]
     lines = [
         f"CPU seconds of the training process until `{report['metric']}` first reaches "
-        f"{report['target_fraction']:g} x the old recipe's plateau, tuning seeds {seeds}: median (per seed).",
+        f"{report['target_fraction']:g} x the {recipes[0]} recipe's plateau, tuning seeds {seeds}: median (per seed).",
         "",
-        "| case | target | old recipe | new recipe | new / old | test metrics, median (old -> new) |",
-        "|---|---|---|---|---|---|",
+        "| case | target | "
+        + " | ".join(f"{r} recipe" for r in recipes)
+        + (" | new / old" if compared else "")
+        + f" | test metrics, median ({' -> '.join(recipes)}) |",
+        "|---|---|" + "---|" * (len(recipes) + compared + 1),
     ]
     for case, entry in report["cases"].items():
         cols = []
-        for recipe in ("old", "new"):
+        for recipe in recipes:
             rec = entry["recipes"][recipe]
             each = " / ".join(_fmt(v["cpu_seconds_to_target"]) for v in rec["per_seed"].values())
             cols.append(f"{_fmt(rec['median_cpu_seconds_to_target'])} s ({each})")
-        old_t, new_t = entry["recipes"]["old"]["median_test"], entry["recipes"]["new"]["median_test"]
-        tests = "; ".join(f"{k} {_fmt(old_t[k], '.3f')} -> {_fmt(new_t[k], '.3f')}" for k in old_t)
-        ratio = _fmt(entry["ratio_new_over_old"], ".2f")
-        lines.append(f"| {case} | {entry['target']:.3f} | {cols[0]} | {cols[1]} | {ratio} | {tests} |")
-    old = ", ".join(f"`{k}` {v}" for k, v in report["recipes"]["old"].items())
-    new = ", ".join(f"`{k}` {v}" for k, v in report["recipes"]["new"].items())
-    lines += ["", f"Old recipe: {old}. New recipe: {new}. A `-` never reached the target."]
+        medians = [entry["recipes"][r]["median_test"] for r in recipes]
+        tests = "; ".join(f"{k} " + " -> ".join(_fmt(m[k], ".3f") for m in medians) for k in medians[0])
+        if compared:
+            cols.append(_fmt(entry["ratio_new_over_old"], ".2f"))
+        lines.append(f"| {case} | {entry['target']:.3f} | {' | '.join(cols)} | {tests} |")
+    described = [
+        f"{r.capitalize()} recipe: " + ", ".join(f"`{k}` {v}" for k, v in report["recipes"][r].items()) + "."
+        for r in recipes
+    ]
+    lines += ["", " ".join(described) + " A `-` never reached the target."]
     if figure:
         lines += ["", f"![validation metric against CPU seconds]({figure})"]
     return "\n".join(lines)

@@ -16,7 +16,10 @@ after every validation against the training process's CPU seconds, validation in
 <bundle>/convergence.json`` and ``convergence.png`` (validation metric against CPU seconds, both recipes, every
 seed). Runs are reused when their settings and code are unchanged (the study engine's run keys), so a rerun
 only redraws. ``BENCH_CONVERGENCE_OUT`` moves the output; ``BENCH_CONVERGENCE_SEEDS`` (e.g. ``100``) runs fewer
-seeds.
+seeds; ``BENCH_CONVERGENCE_BUNDLES`` (e.g. ``sr_degradation_bias``) fewer bundles.
+
+The SR (combined model) and label-error (clean training) bundles keep their recipes: they are measured with
+their one ``current`` recipe, whose own plateau sets the target, so that a later recipe change has a baseline.
 """
 
 from __future__ import annotations
@@ -57,7 +60,45 @@ def _seg_setting() -> dict[str, Any]:
     }
 
 
-SETTINGS = {"segmentation_resolution_bias": _seg_setting}
+def _sr_setting() -> dict[str, Any]:
+    from common.study import sr_degradation_bias as sr
+
+    quick = {**sr.PROFILES["quick"]["bundle"], "num_threads": 1}
+    return {
+        "bundle": sr.BUNDLE,
+        "metric": "val_psnr",
+        "test_metrics": ("psnr_gaussian", "psnr_bicubic", "psnr_median"),
+        # the combined model (trained on every degradation); validation every 2 epochs instead of once at the end
+        "cases": {"combined": {"base": {**quick, "train_degradation": "combined", "val_interval": 2}}},
+        "recipes": {"current": {"epochs": quick["epochs"]}},
+        "prepare": sr.prepare_data,
+        "data_keys": ("num_slices",),
+    }
+
+
+def _label_setting() -> dict[str, Any]:
+    from common.study import label_error_refurbishment as label
+
+    quick = {**label.PROFILES["quick"]["bundle"], "num_threads": 1}
+    return {
+        "bundle": label.BUNDLE,
+        "metric": "val_mean_dice",
+        "test_metrics": ("dice_mean",),
+        # clean training (no simulated errors); validation every 2 epochs
+        "cases": {"clean": {"base": {**quick, "error_type": "none", "error_level": 0.0, "refurbish": False,
+                                     "val_interval": 2}}},
+        "recipes": {"current": {"epochs": quick["epochs"]}},
+        "prepare": None,
+        "data_keys": (),
+    }  # fmt: skip
+
+
+# old and new recipes, compared; or a bundle's one current recipe, measured (its target is its own plateau)
+SETTINGS = {
+    "segmentation_resolution_bias": _seg_setting,
+    "sr_degradation_bias": _sr_setting,
+    "label_error_refurbishment": _label_setting,
+}
 
 
 def plateau(points: list[dict], metric: str) -> float | None:
@@ -99,9 +140,10 @@ def measure(bundle: str, seeds=TUNING_SEEDS, out_dir: Path | None = None, jobs: 
                 run_dir = out_dir / "runs" / r["name"] / f"seed{r['seed']}"
                 points = json.loads((run_dir / "validation_curve.json").read_text())["points"]
                 curves[(r["recipe"], r["seed"])] = (points, r["metrics"]["metrics"])
-        plateaus = [plateau(curves[("old", s)][0], metric) for s in seeds]
+        reference = next(iter(spec["recipes"]))  # "old", or a bundle's one "current" recipe
+        plateaus = [plateau(curves[(reference, s)][0], metric) for s in seeds]
         target = TARGET_FRACTION * _median(plateaus)
-        entry.update({"plateau_old": dict(zip(map(str, seeds), plateaus)), "target": target})
+        entry.update({f"plateau_{reference}": dict(zip(map(str, seeds), plateaus)), "target": target})
         for recipe in spec["recipes"]:
             per_seed = {}
             for s in seeds:
@@ -117,9 +159,10 @@ def measure(bundle: str, seeds=TUNING_SEEDS, out_dir: Path | None = None, jobs: 
                 "median_cpu_seconds_to_target": _median([v["cpu_seconds_to_target"] for v in per_seed.values()]),
                 "median_test": {k: _median([v["test"][k] for v in per_seed.values()]) for k in spec["test_metrics"]},
             }
-        old = entry["recipes"]["old"]["median_cpu_seconds_to_target"]
-        new = entry["recipes"]["new"]["median_cpu_seconds_to_target"]
-        entry["ratio_new_over_old"] = None if old in (None, 0) or new is None else new / old
+        if {"old", "new"} <= set(spec["recipes"]):
+            old = entry["recipes"]["old"]["median_cpu_seconds_to_target"]
+            new = entry["recipes"]["new"]["median_cpu_seconds_to_target"]
+            entry["ratio_new_over_old"] = None if old in (None, 0) or new is None else new / old
         report["cases"][case] = entry
     return report
 
@@ -132,7 +175,7 @@ def figure(report: dict, path: Path) -> None:
 
     cases = list(report["cases"])
     fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 3.6), squeeze=False)
-    colors = {"old": "tab:gray", "new": "tab:blue"}
+    colors = {"old": "tab:gray", "new": "tab:blue", "current": "tab:blue"}
     for ax, case in zip(axes[0], cases):
         entry = report["cases"][case]
         for recipe, rec in entry["recipes"].items():
@@ -155,7 +198,8 @@ def main() -> None:
 
     seeds = tuple(int(s) for s in os.environ.get("BENCH_CONVERGENCE_SEEDS", "").split()) or TUNING_SEEDS
     out = Path(os.environ.get("BENCH_CONVERGENCE_OUT", REPO_ROOT / "runs" / "bench_convergence"))
-    for bundle in SETTINGS:
+    bundles = os.environ.get("BENCH_CONVERGENCE_BUNDLES", "").split() or list(SETTINGS)
+    for bundle in bundles:
         report = measure(bundle, seeds, out)
         (out / bundle).mkdir(parents=True, exist_ok=True)
         (out / bundle / "convergence.json").write_text(json.dumps(report, indent=1))

@@ -66,6 +66,9 @@ def test_smoke_train_evaluate_and_inference(tmp_path):
             "--error_level", 0.5, "--refurbish", True, *TINY)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"settings", "metrics", "per_sample", "extra"}
+    curve = json.loads((out / "validation_curve.json").read_text())  # one validation, at epoch 2 of 2
+    assert curve["metric"] == "val_mean_dice" and [p["epoch"] for p in curve["points"]] == [2]
+    assert 0.0 <= curve["points"][0]["metrics"]["val_mean_dice"] <= 1.0 and curve["points"][0]["cpu_seconds"] > 0
     test = metrics["extra"]["test"]
     assert test["num_images"] == 3 and set(test["dice"]) == {"lv_cavity", "myocardium", "left_atrium"}
     assert sum(test["flip"]["global"].values()) == pytest.approx(1.0)
@@ -185,7 +188,7 @@ def test_rank_zero_only_handlers(is_main, tmp_path, monkeypatch, single_process_
     names = [type(h).__name__ for h in parser.get_parsed_content("train#handlers")]
     rank0 = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "AtomicCheckpointSaver"]
     every_rank = ["EpochReseed", "RefurbishHandler", "ResumableCheckpoint", "LrScheduleHandler", "ValidationHandler"]
-    assert names == [*every_rank, *(rank0 if is_main else [])]
+    assert names == [*every_rank, *(["ValidationCurve", *rank0] if is_main else [])]
     val_names = [type(h).__name__ for h in parser.get_parsed_content("validate#handlers")]
     assert val_names == (["StatsHandler", "TensorBoardStatsHandler", "TensorBoardImageHandler"] if is_main else [])
     assert list(cwd.iterdir()) == [] and out.exists() == is_main  # only rank 0 opens a SummaryWriter

@@ -118,6 +118,9 @@ def test_smoke_train_then_evaluate_only_reproduces_metrics(tmp_path, data_cache)
     _run(cmd + ["--output_dir", str(tmp_path / "train"), "--train_degradation", "combined"])
     record = json.loads((tmp_path / "train" / "metrics.json").read_text())
     validate_metrics_record(record)
+    curve = json.loads((tmp_path / "train" / "validation_curve.json").read_text())
+    assert curve["metric"] == "val_psnr" and [p["epoch"] for p in curve["points"]] == [1]
+    assert curve["points"][0]["metrics"]["val_psnr"] > 0 and curve["points"][0]["cpu_seconds"] > 0
     first = record["extra"]
     assert set(first["mean"]["psnr"]) == set(KINDS)
     assert first["num_images"] == {k: 2 for k in KINDS}

@@ -146,6 +146,20 @@ def test_convergence_table_names_both_recipes_every_seed_and_the_ratio():
     assert "`batch_size` 16" in text and "`batch_size` 4" in text and "results/convergence.png" in text
 
 
+def test_convergence_table_of_one_current_recipe_has_no_ratio_column():
+    report = _convergence_report()
+    report["recipes"] = {"current": {"epochs": 28}}
+    report["cases"]["vinn"]["recipes"] = {"current": report["cases"]["vinn"]["recipes"]["old"]}
+    del report["cases"]["vinn"]["ratio_new_over_old"]
+    text = render.render_convergence_section(report, figure=None)
+    header = next(line for line in text.splitlines() if line.startswith("| case"))
+    row = next(line for line in text.splitlines() if line.startswith("| vinn"))
+    assert header == "| case | target | current recipe | test metrics, median (current) |"
+    assert row == "| vinn | 0.750 | 90 s (80 / 90 / 100) | balanced_dice 0.800 |"
+    assert "the current recipe's plateau" in text and "Current recipe: `epochs` 28." in text
+    assert "new / old" not in text and "convergence.png" not in text
+
+
 def test_convergence_section_is_rendered_from_the_committed_file(tmp_path):
     root = _tree(tmp_path)
     bundle = "segmentation_resolution_bias"

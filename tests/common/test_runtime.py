@@ -1,0 +1,122 @@
+"""common.runtime: the decisions the bundle configs delegate (device, threads, rank 0, train or load)."""
+
+import os
+
+import pytest
+import torch
+
+from common import runtime
+from common.data.datalist import inference_items
+
+
+def test_set_num_threads_positive_sets_and_zero_keeps():
+    before = torch.get_num_threads()
+    try:
+        runtime.set_num_threads(1)
+        assert torch.get_num_threads() == 1
+        runtime.set_num_threads(0)
+        assert torch.get_num_threads() == 1  # 0 keeps whatever is set
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_devices_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert runtime.default_device() == torch.device("cpu")
+    assert runtime.local_rank_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.default_device() == torch.device("cuda")
+    assert runtime.local_rank_device() == torch.device("cuda:3")
+
+
+def test_rank_helpers_outside_a_process_group_act_as_rank_zero():
+    assert not torch.distributed.is_initialized()
+    assert runtime.is_rank_zero()
+    assert runtime.rank_zero_only("a", "b") == "a"
+    assert runtime.drop_last_on_other_ranks([1, 2, 3], 2) == [1, 2, 3]
+
+
+def test_rank_helpers_on_rank_one(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    assert not runtime.is_rank_zero()
+    assert runtime.rank_zero_only("a", "b") == "b"
+    assert runtime.rank_zero_only("a") is None
+    assert runtime.drop_last_on_other_ranks([1, 2, 3], 2) == [1]
+    assert runtime.drop_last_on_other_ranks([1, 2, 3], 0) == [1, 2, 3]
+
+
+def test_optional_path_and_close(tmp_path):
+    assert runtime.optional_path(True, tmp_path, "a.csv") == os.path.join(str(tmp_path), "a.csv")
+    assert runtime.optional_path(False, tmp_path, "a.csv") is None
+    runtime.close(None)  # nothing to close
+
+    class Closable:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    c = Closable()
+    runtime.close(c)
+    assert c.closed
+
+
+def test_summary_writer_only_when_enabled(tmp_path):
+    assert runtime.summary_writer(tmp_path / "off", enabled=False) is None
+    writer = runtime.summary_writer(tmp_path / "on")
+    writer.add_scalar("x", 1.0, 0)
+    writer.close()
+    assert any((tmp_path / "on").iterdir())
+    assert not (tmp_path / "off").exists()
+
+
+def test_needs_training_and_train_or_load(tmp_path):
+    from common.handlers import resume_path
+
+    ckpt = tmp_path / "model.pt"
+    assert runtime.needs_training(ckpt)
+    net = torch.nn.Linear(2, 1)
+    torch.save({"model": net.state_dict()}, ckpt)
+    assert not runtime.needs_training(ckpt)
+    open(resume_path(ckpt), "w").close()  # an interrupted run
+    assert runtime.needs_training(ckpt) and not runtime.needs_training(ckpt, resume=False)
+
+    class Trainer:
+        runs = 0
+
+        def run(self):
+            self.runs += 1
+
+    trainer, other = Trainer(), torch.nn.Linear(2, 1)
+    runtime.train_or_load(False, trainer, other, ckpt)
+    assert trainer.runs == 0 and torch.equal(other.weight, net.weight)
+    runtime.train_or_load(True, trainer, torch.nn.Linear(2, 1), tmp_path / "missing.pt")
+    assert trainer.runs == 1
+
+
+def test_inference_items(tmp_path):
+    import json
+
+    assert inference_items("a.nii.gz", None) == [{"image": "a.nii.gz"}]
+    assert inference_items(None, None) == []
+    (tmp_path / "x.nii.gz").write_bytes(b"")
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"test": [{"image": "x.nii.gz"}], "training": []}))
+    items = inference_items("", str(path))
+    assert [os.path.basename(i["image"]) for i in items] == ["x.nii.gz"]
+    assert inference_items("b.nii.gz", str(path)) == [{"image": "b.nii.gz"}]  # one image wins over the datalist
+
+
+def test_configs_hold_no_ternaries():
+    """A setting's meaning lives in Python (common.runtime), not in ``$... if ... else ...`` expressions."""
+    from common.study.runner import BUNDLES_DIR
+
+    offenders = [
+        f"{p.relative_to(BUNDLES_DIR)}:{i}"
+        for p in sorted(BUNDLES_DIR.glob("*/configs/*.yaml"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if '"$' in line and " if " in line and " else " in line
+    ]
+    assert offenders == []
