@@ -31,6 +31,7 @@ from common.study.runner import BUNDLE_NAMES, REPO_ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CONVERGENCE_BEGIN, CONVERGENCE_END = "<!-- convergence:begin -->", "<!-- convergence:end -->"
+GROUP_MODEL_BEGIN, GROUP_MODEL_END = "<!-- group-model:begin -->", "<!-- group-model:end -->"
 NOTE = "<!-- rendered by `python -m common.study.render` from docs/results/quick.json; do not edit by hand -->"
 TITLES = {
     "segmentation_resolution_bias": "Segmentation resolution bias",
@@ -134,6 +135,39 @@ def render_convergence_section(report: dict, figure: str | None = "results/conve
     return "\n".join(lines)
 
 
+def render_group_model_section(report: dict) -> str:
+    """The group-model tuning table (``python -m tests.tuning.seg_group_model``): per ``contrast_l`` preset,
+    group L's grey-matter volume bias and the group AUC per approach (median, then every seed), and the claims."""
+    seeds = list(report["presets"][next(iter(report["presets"]))]["per_seed"])
+    commit = (report.get("git") or {}).get("commit") or "?"
+    lines = [
+        f"Tuning seeds {', '.join(seeds)}; code fingerprint `{report['code_fingerprint']}`, commit `{commit[:10]}`. "
+        f"Produced by `{report['command']}`. Median (seeds {' / '.join(seeds)}).",
+        "",
+        "| `contrast_l` | approach | group-L GM volume bias | group-L GM Dice | GM group AUC |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(preset: dict, key: str, approach: str, spec: str, scale: float = 1.0, unit: str = "") -> str:
+        each = [preset["per_seed"][s][key].get(approach) for s in seeds]
+        med = preset["median"][key].get(approach)
+        show = lambda v: _fmt(None if v is None else scale * v, spec)  # noqa: E731
+        return f"{show(med)}{unit} ({' / '.join(show(v) for v in each)})"
+
+    for name, preset in report["presets"].items():
+        for approach in preset["median"]["volume_bias_L"]:
+            lines.append(
+                f"| {name} | {approach} | {cell(preset, 'volume_bias_L', approach, '+.1f', 100, '%')} | "
+                f"{cell(preset, 'dice_L', approach, '.3f')} | {cell(preset, 'auc', approach, '.2f')} |"
+            )
+    lines += ["", "| `contrast_l` | claim | holds in | median |", "|---|---|---|---|"]
+    for name, preset in report["presets"].items():
+        for c in preset["claims"]:
+            claim = c["claim"].replace("|", "\\|")  # a table cell
+            lines.append(f"| {name} | {claim} | {c['holds_in']}/{c['of']} | {_fmt(c['median'], '.3g')} |")
+    return "\n".join(lines)
+
+
 def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
     """Every document with a results section, as it should read after rendering."""
     records = {b: load_results(b, root) for b in BUNDLE_NAMES}
@@ -146,6 +180,11 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
             note = "<!-- rendered by `python -m common.study.render` from docs/results/convergence.json -->"
             body = render_convergence_section(json.loads(convergence.read_text()))
             docs[path] = _replace_section(docs[path], body, path, CONVERGENCE_BEGIN, CONVERGENCE_END, note)
+        group_model = results_dir(bundle, root) / "tuning_group_model.json"
+        if group_model.is_file():
+            note = "<!-- rendered by `python -m common.study.render` from docs/results/tuning_group_model.json -->"
+            body = render_group_model_section(json.loads(group_model.read_text()))
+            docs[path] = _replace_section(docs[path], body, path, GROUP_MODEL_BEGIN, GROUP_MODEL_END, note)
     readme = root / "README.md"
     docs[readme] = _replace_section(readme.read_text(), render_readme_section(records), readme)
     return docs

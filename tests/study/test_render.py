@@ -169,3 +169,19 @@ def test_convergence_section_is_rendered_from_the_committed_file(tmp_path):
     text = render.rendered_documents(root)[doc]
     section = text.split(render.CONVERGENCE_BEGIN)[1].split(render.CONVERGENCE_END)[0]
     assert "45 s (30 / - / 45)" in section and "docs/results/convergence.json" in section
+
+
+def test_group_model_table_has_median_then_every_seed_and_escapes_pipes():
+    preset = {
+        "median": {"volume_bias_L": {"h_only": 0.287}, "dice_L": {"h_only": 0.5}, "auc": {"h_only": None}},
+        "per_seed": {
+            "100": {"volume_bias_L": {"h_only": 0.3}, "dice_L": {"h_only": 0.4}, "auc": {"h_only": None}},
+            "101": {"volume_bias_L": {"h_only": -0.1}, "dice_L": {"h_only": 0.6}, "auc": {"h_only": None}},
+        },
+        "claims": [{"claim": "|bias| ratio >= 2", "holds_in": 1, "of": 2, "median": 2.5}],
+    }
+    report = {"command": "cmd", "code_fingerprint": "abc", "git": {"commit": "0123456789ab"}, "presets": {"reduced": preset}}
+    text = render.render_group_model_section(report)
+    assert "| reduced | h_only | +28.7% (+30.0 / -10.0) | 0.500 (0.400 / 0.600) | - (- / -) |" in text
+    assert "| reduced | \\|bias\\| ratio >= 2 | 1/2 | 2.5 |" in text
+    assert "`abc`, commit `0123456789`" in text and "`cmd`" in text and "seeds 100 / 101" in text
