@@ -8,6 +8,8 @@ files and never typed by hand.
 - ``python -m common.study.render``: rewrite the sections from the committed files.
 - ``python -m common.study.render --from DIR``: first copy ``DIR/<bundle>/results.json`` and its figures
   (a finished ``python -m common.study all --profile quick --output DIR``) into ``docs/results``.
+  A named grid's output there (``DIR/<bundle>-<grid>``, e.g. the segmentation study's ``pooling``) is copied
+  to ``docs/results/<grid>.json`` and rendered between ``<!-- <grid>:begin -->`` and ``<!-- <grid>:end -->``.
 - ``python -m common.study.render --convergence-from DIR``: first copy ``DIR/<bundle>/convergence.{json,png}``
   (``python -m tests.benchmarks convergence`` with ``BENCH_CONVERGENCE_OUT=DIR``) into ``docs/results``; the
   bundle docs' section between ``<!-- convergence:begin -->`` and ``<!-- convergence:end -->`` is rendered from
@@ -51,12 +53,32 @@ def load_results(bundle: str, root: Path = REPO_ROOT) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def render_bundle_section(bundle: str, record: dict | None) -> str:
-    """The bundle docs' results section: the study's report, headings two levels down, figures in results/."""
+# Named grids published besides a bundle's quick study (``python -m common.study <bundle> --grid NAME``, which
+# writes ``DIR/<bundle>-<grid>``): committed as ``docs/results/<grid>.json`` with figures in ``docs/results/<grid>/``
+# and rendered between ``<!-- <grid>:begin -->`` and ``<!-- <grid>:end -->`` in the bundle docs.
+NAMED_GRIDS = {"segmentation_resolution_bias": ("pooling",)}
+
+
+def named_grids(bundle: str) -> tuple[str, ...]:
+    return NAMED_GRIDS.get(bundle, ())
+
+
+def load_grid_results(bundle: str, grid: str, root: Path = REPO_ROOT) -> dict | None:
+    """The committed record of a named grid (``docs/results/<grid>.json``), or ``None``."""
+    path = results_dir(bundle, root) / f"{grid}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def grid_markers(grid: str) -> tuple[str, str]:
+    return f"<!-- {grid}:begin -->", f"<!-- {grid}:end -->"
+
+
+def render_bundle_section(bundle: str, record: dict | None, figure_dir: str = "results") -> str:
+    """The bundle docs' results section: the study's report, headings two levels down, figures in ``figure_dir``."""
     if record is None:
         return "No committed quick-study results yet (`python -m common.study.render --from DIR`)."
     module = importlib.import_module(f"common.study.{bundle}")
-    text = module.render_report(record, [f"results/{f}" for f in record.get("figures", [])])
+    text = module.render_report(record, [f"{figure_dir}/{f}" for f in record.get("figures", [])])
     lines = [("##" + line) if line.startswith("#") else line for line in text.splitlines()]
     return "\n".join(line.rstrip() for line in lines).strip()
 
@@ -180,6 +202,12 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
             note = "<!-- rendered by `python -m common.study.render` from docs/results/convergence.json -->"
             body = render_convergence_section(json.loads(convergence.read_text()))
             docs[path] = _replace_section(docs[path], body, path, CONVERGENCE_BEGIN, CONVERGENCE_END, note)
+        for grid in named_grids(bundle):
+            grid_record = load_grid_results(bundle, grid, root)
+            if grid_record is not None:
+                note = f"<!-- rendered by `python -m common.study.render` from docs/results/{grid}.json -->"
+                body = render_bundle_section(bundle, grid_record, f"results/{grid}")
+                docs[path] = _replace_section(docs[path], body, path, *grid_markers(grid), note)
         group_model = results_dir(bundle, root) / "tuning_group_model.json"
         if group_model.is_file():
             note = "<!-- rendered by `python -m common.study.render` from docs/results/tuning_group_model.json -->"
@@ -204,6 +232,14 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
                 f"{results_dir(bundle, root) / 'quick.json'}: stale, made by code {record.get('code_fingerprint')}, "
                 f"the working tree is {current} (rerun: nox -s results)"
             )
+        for grid in named_grids(bundle):
+            grid_record = load_grid_results(bundle, grid, root)
+            if grid_record is not None and grid_record.get("code_fingerprint") != current:
+                problems.append(
+                    f"{results_dir(bundle, root) / f'{grid}.json'}: stale, made by code "
+                    f"{grid_record.get('code_fingerprint')}, the working tree is {current} "
+                    f"(rerun: python -m common.study {bundle} --profile quick --grid {grid} --output DIR)"
+                )
     return problems
 
 
@@ -253,6 +289,19 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
         # one space of indent: the committed files are read by people and diffed, and stay well under 1 MB
         atomic_write_text(dest / "quick.json", json.dumps(slim_record(record), indent=1) + "\n")
         copied.append(bundle)
+    for bundle in BUNDLE_NAMES:
+        for grid in named_grids(bundle):
+            src = source / f"{bundle}-{grid}" / "results.json"
+            if not src.is_file():
+                continue
+            record = json.loads(src.read_text())
+            figures = results_dir(bundle, root) / grid
+            figures.mkdir(parents=True, exist_ok=True)
+            for figure in record.get("figures", []):
+                shutil.copyfile(src.parent / figure, figures / figure)
+            text = json.dumps(slim_record(record), indent=1) + "\n"
+            atomic_write_text(results_dir(bundle, root) / f"{grid}.json", text)
+            copied.append(f"{bundle} ({grid})")
     return copied
 
 

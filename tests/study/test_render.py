@@ -185,3 +185,21 @@ def test_group_model_table_has_median_then_every_seed_and_escapes_pipes():
     assert "| reduced | h_only | +28.7% (+30.0 / -10.0) | 0.500 (0.400 / 0.600) | - (- / -) |" in text
     assert "| reduced | \\|bias\\| ratio >= 2 | 1/2 | 2.5 |" in text
     assert "`abc`, commit `0123456789`" in text and "`cmd`" in text and "seeds 100 / 101" in text
+
+
+def test_a_named_grid_is_imported_beside_the_quick_study_and_checked_for_staleness(tmp_path):
+    root = _tree(tmp_path / "repo")
+    bundle = "segmentation_resolution_bias"
+    current = code_fingerprint(root, bundle=bundle)
+    source = tmp_path / "runs" / f"{bundle}-pooling"
+    source.mkdir(parents=True)
+    record = {"profile": "quick", "code_fingerprint": "0123456789abcdef", "runs": [], "figures": ["ops.png"]}
+    (source / "results.json").write_text(json.dumps(record))
+    (source / "ops.png").write_bytes(b"\x89PNG....")
+    assert render.import_results(tmp_path / "runs", root) == [f"{bundle} (pooling)"]
+    dest = render.results_dir(bundle, root)
+    assert json.loads((dest / "pooling.json").read_text())["code_fingerprint"] == "0123456789abcdef"
+    assert (dest / "pooling" / "ops.png").read_bytes() == b"\x89PNG...."
+    assert (dest / "quick.json").read_text() == (render.results_dir(bundle) / "quick.json").read_text()  # untouched
+    stale = [p for p in render.stale_results(root) if "pooling.json" in p]
+    assert len(stale) == 1 and "0123456789abcdef" in stale[0] and current in stale[0] and "--grid pooling" in stale[0]
