@@ -38,7 +38,7 @@ class ConvBlock(TwoConv):
 def match_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
     """Pad (replicate, at the end) or crop (at the end) the spatial axes of ``x`` (B, C, *n) to ``size``."""
     size = [int(n) for n in size]
-    if x.shape[2:] == size:
+    if list(x.shape[2:]) == size:
         return x
     for d in range(len(size)):
         if x.shape[d + 2] > size[d]:

@@ -102,7 +102,7 @@ class VINN(SegUNet):
         return spacing.to(torch.float32).reshape(-1, self.spatial_dims).expand(b, self.spatial_dims).cpu()
 
     def _resample(self, t: torch.Tensor, size: List[int]) -> torch.Tensor:
-        if t.shape[2:] == size:
+        if list(t.shape[2:]) == list(size):  # in eager mode shape[2:] is a torch.Size, which never equals a list
             return t
         return F.interpolate(t, size=size, mode=self.interp_mode, align_corners=False)
 
@@ -123,7 +123,7 @@ class VINN(SegUNet):
         else:
             spacing = self._native_spacing(x, spacing)
             x = x.as_tensor() if hasattr(x, "as_tensor") else x
-        native: List[int] = x.shape[2:]
+        native: List[int] = list(x.shape[2:])
         features = self.input_block(x)
         # voxel sizes equal to 5 decimals share one pass through the encoder/decoder
         keys = torch.round(spacing.to(torch.float64) * 1e5) / 1e5

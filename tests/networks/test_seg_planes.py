@@ -65,3 +65,26 @@ def test_vinn_groups_voxel_sizes_exactly_as_separate_calls():
     torch.testing.assert_close(mixed, alone, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(scripted, mixed, rtol=0, atol=0)
     assert not torch.allclose(mixed[0], net(x[:1], torch.tensor([2.0, 2.0]))[0])  # the voxel size matters
+
+
+def test_vinn_does_not_resample_at_its_internal_voxel_size(monkeypatch):
+    """At the internal voxel size the grid is the native one: no interpolation (an identity resampling is not
+    bit-exact in training), and the output is SegUNet's with the same weights."""
+    import torch.nn.functional as F
+
+    from common.networks.unet import SegUNet
+    from common.networks.vinn import VINN
+
+    torch.manual_seed(3)
+    vinn = VINN(2, 1, 3, [4, 8], 2.0).eval()
+    unet = SegUNet(2, 1, 3, [4, 8]).eval()
+    unet.load_state_dict(vinn.state_dict())
+    calls = []
+    interpolate = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda *a, **k: calls.append(k) or interpolate(*a, **k))
+    x = torch.rand(2, 1, 12, 10)
+    with torch.no_grad():
+        same = vinn(x, torch.tensor([2.0, 2.0]))
+        assert calls == [] and torch.equal(same, unet(x))
+        vinn(x, torch.tensor([3.0, 2.0]))
+    assert [c["size"] for c in calls] == [[18, 10], [12, 10]]  # to the internal grid and back
