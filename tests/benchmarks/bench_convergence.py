@@ -84,8 +84,8 @@ def _label_setting() -> dict[str, Any]:
         "bundle": label.BUNDLE,
         "metric": "val_mean_dice",
         "test_metrics": ("dice_mean",),
-        # clean training (no simulated errors); validation every 2 epochs
-        "cases": {"clean": {"base": {**quick, "error_type": "none", "error_level": 0.0, "refurbish": False,
+        # clean training (error level 0, as the study's clean run); validation every 2 epochs
+        "cases": {"clean": {"base": {**quick, "error_type": "boundary_jitter", "error_level": 0.0, "refurbish": False,
                                      "val_interval": 2}}},
         "recipes": {"current": {"epochs": quick["epochs"]}},
         "prepare": None,
