@@ -13,7 +13,6 @@ _EXPORTS = {
     "generate_echo_phantom": "echo_phantom",
     "EchoPhantomConfig": "echo_phantom",
     "generate_sr_slices": "sr_slices",
-    "inference_items": "datalist",
     "load_datalist": "datalist",
     "validate_datalist": "datalist",
     "DatalistError": "datalist",

@@ -415,16 +415,3 @@ def inference_items(
         return load_datalist(datalist, dataset_dir or None, path_keys=["image"])[split]
     return []
 
-
-def inference_items(
-    input_image: str | os.PathLike | None,
-    datalist: str | os.PathLike | Mapping | None,
-    dataset_dir: str | os.PathLike | None = None,
-) -> list[dict[str, Any]]:
-    """What a bundle's ``inference.yaml`` segments: ``[{"image": input_image}]`` when one image is given, else the
-    ``test`` items of ``datalist`` (see :func:`load_datalist`), else nothing."""
-    if input_image:
-        return [{"image": input_image}]
-    if datalist:
-        return load_datalist(datalist, dataset_dir or None).get("test", [])
-    return []

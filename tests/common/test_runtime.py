@@ -99,14 +99,14 @@ def test_needs_training_and_train_or_load(tmp_path):
 def test_inference_items(tmp_path):
     import json
 
-    assert inference_items("a.nii.gz", None) == [{"image": "a.nii.gz"}]
+    assert inference_items("a.nii.gz", None) == [{"image": os.path.abspath("a.nii.gz")}]
     assert inference_items(None, None) == []
     (tmp_path / "x.nii.gz").write_bytes(b"")
     path = tmp_path / "datalist.json"
     path.write_text(json.dumps({"test": [{"image": "x.nii.gz"}], "training": []}))
     items = inference_items("", str(path))
     assert [os.path.basename(i["image"]) for i in items] == ["x.nii.gz"]
-    assert inference_items("b.nii.gz", str(path)) == [{"image": "b.nii.gz"}]  # one image wins over the datalist
+    assert inference_items("b.nii.gz", str(path)) == [{"image": os.path.abspath("b.nii.gz")}]  # one image wins
 
 
 def test_configs_hold_no_ternaries():
