@@ -1,14 +1,15 @@
 """Run-time wiring the bundle configs call, so that no setting's meaning lives in a YAML ternary.
 
 Each function is one decision a config used to spell as ``$... if ... else ...``: which device, how many
-threads, whether this process is distributed rank 0, whether to train or load weights before evaluating.
+threads, whether this process is distributed rank 0, whether to train before evaluating, which rank
+generates the embedded data.
 Every bundle's ``train.yaml``, ``evaluate.yaml``, ``inference.yaml`` and ``multi_gpu_train.yaml`` uses them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +27,8 @@ __all__ = [
     "rank_zero_only",
     "set_num_threads",
     "summary_writer",
-    "train_or_load",
+    "rank_zero_first",
+    "train_if",
     "wrap_ddp",
 ]
 
@@ -114,17 +116,21 @@ def needs_training(ckpt_path: str | os.PathLike, resume: bool = True) -> bool:
     return not os.path.exists(ckpt_path) or (bool(resume) and os.path.exists(resume_path(ckpt_path)))
 
 
-def train_or_load(
-    train_first: bool,
-    trainer,
-    network: torch.nn.Module | None = None,
-    ckpt_path: str | os.PathLike | None = None,
-    device: torch.device | str = "cpu",
-) -> None:
-    """Before evaluating: run ``trainer`` when ``train_first``; otherwise, given a ``network`` and ``ckpt_path``,
-    load that checkpoint's ``"model"`` weights into it (without a network, the evaluator loads them itself)."""
+def train_if(train_first: bool, trainer) -> None:
+    """Before evaluating: run ``trainer`` when ``train_first`` (the evaluator's ``CheckpointLoader`` then loads
+    the checkpoint that training saved)."""
     if train_first:
         trainer.run()
-    elif network is not None and ckpt_path is not None:
-        state = torch.load(str(ckpt_path), map_location=device, weights_only=True)
-        network.load_state_dict(state["model"])
+
+
+def rank_zero_first(make: Callable[..., Any], *args, **kwargs) -> Any:
+    """``make(*args, **kwargs)`` on rank 0 first, then on the other ranks after a barrier (so that data rank 0
+    generates and caches are only read by the others); a plain call without a process group."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return make(*args, **kwargs)
+    if is_rank_zero():
+        result = make(*args, **kwargs)
+        torch.distributed.barrier()
+        return result
+    torch.distributed.barrier()
+    return make(*args, **kwargs)

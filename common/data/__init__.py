@@ -19,7 +19,7 @@ _EXPORTS = {
     "resolve_datalist": "datalist",
     "inference_items": "datalist",
     "camus_datalist": "camus",
-    "prepare_label_error_datalist": "label_errors",
+    "prepare_label_error_datalist": "label_error_datalist",
     "ThickSliceDataset": "seg_slices",
     "SliceBatchSampler": "seg_slices",
     "load_seg_volumes": "seg_slices",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from common.data.config_checks import require
 from common.io import atomic_write, atomic_write_json
 
 LABEL_NAMES = {0: "background", 1: "lv_cavity", 2: "myocardium", 3: "left_atrium"}
@@ -54,11 +55,8 @@ class EchoPhantomConfig:
     speckle: float = 1.0
 
     def __post_init__(self):
-        if self.size < 32:
-            raise ValueError(f"EchoPhantomConfig.size must be >= 32 pixels, got {self.size}")
-        for name in ("num_train", "num_val", "num_test"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"EchoPhantomConfig.{name} must be >= 0, got {getattr(self, name)}")
+        require(self, ("size",), lambda v: v >= 32, ">= 32 pixels")
+        require(self, ("num_train", "num_val", "num_test"), lambda v: v >= 0, ">= 0")
 
 
 def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, au: float, av: float) -> np.ndarray:

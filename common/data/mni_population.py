@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.data.config_checks import require
 from common.io import atomic_write, atomic_write_json
 
 __all__ = ["LABEL_NAMES", "MNIPopulationConfig", "generate_mni_population", "ground_truth_volumes"]
@@ -92,14 +93,9 @@ class MNIPopulationConfig:
     simulate_low_resolution: bool = True  # False: group L stays at base_spacing (a control)
 
     def __post_init__(self):
-        for name in ("n_train", "n_val", "n_test"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"MNIPopulationConfig.{name} must be >= 0")
-        for name in ("base_spacing", "low_spacing", "deformation_grid_mm", "group_l_scale"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"MNIPopulationConfig.{name} must be positive")
-        if not -0.5 < self.group_l_gm_change < 0.5:
-            raise ValueError("MNIPopulationConfig.group_l_gm_change must lie in (-0.5, 0.5)")
+        require(self, ("n_train", "n_val", "n_test"), lambda v: v >= 0, ">= 0")
+        require(self, ("base_spacing", "low_spacing", "deformation_grid_mm", "group_l_scale"), lambda v: v > 0, "positive")
+        require(self, ("group_l_gm_change",), lambda v: -0.5 < v < 0.5, "in (-0.5, 0.5)")
         if isinstance(self.contrast_l, str):
             if self.contrast_l not in GROUP_L_CONTRASTS:
                 raise ValueError(

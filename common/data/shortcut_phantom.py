@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from common.data.config_checks import require
 from common.io import atomic_write_json
 
 LABEL_NAMES = {0: "background", 1: "identity_1", 2: "identity_2"}
@@ -71,15 +72,10 @@ class ShortcutPhantomConfig:
     noise: float = 0.08
 
     def __post_init__(self):
-        if self.size < 32:
-            raise ValueError(f"ShortcutPhantomConfig.size must be >= 32 pixels, got {self.size}")
-        if not 0.0 <= float(self.correlation) <= 1.0:
-            raise ValueError(f"ShortcutPhantomConfig.correlation must be in [0, 1], got {self.correlation}")
-        for name in ("num_train", "num_val", "num_test"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ShortcutPhantomConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.num_test % 4:
-            raise ValueError(f"ShortcutPhantomConfig.num_test must be a multiple of 4 (cells), got {self.num_test}")
+        require(self, ("size",), lambda v: v >= 32, ">= 32 pixels")
+        require(self, ("correlation",), lambda v: 0.0 <= float(v) <= 1.0, "in [0, 1]")
+        require(self, ("num_train", "num_val", "num_test"), lambda v: v >= 0, ">= 0")
+        require(self, ("num_test",), lambda v: v % 4 == 0, "a multiple of 4 (cells)")
 
 
 def shortcut_phantom_sample(

@@ -18,7 +18,6 @@ CPU seconds are ``time.process_time()`` of the training process (all its threads
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -144,7 +143,7 @@ class BestValidationWeights:
     def restore(self, engine: Engine | None = None) -> None:
         """Load the best weights into the network (nothing to do before the first validation)."""
         if self.best_state is not None:
-            self.network.load_state_dict(copy.deepcopy(self.best_state))
+            self.network.load_state_dict(self.best_state)  # copies into the parameters
 
     def state_dict(self) -> dict:
         state: dict[str, Any] = {

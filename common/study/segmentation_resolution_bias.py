@@ -150,7 +150,7 @@ def _fmt_ci(vb: dict) -> str:
     return f"{100 * med:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
-def grid(profile: str, name: str | None = None) -> list[dict]:
+def grid_points(profile: str, name: str | None = None) -> list[dict]:
     """Settings of every run of a profile's grid ``name`` (default: the profile's).
 
     ``approaches``: every approach at every pair (``table="approaches"``), then, with the profile's control arm,
@@ -182,8 +182,8 @@ def grid(profile: str, name: str | None = None) -> list[dict]:
 
 
 def build(profile: str, seeds, grid: str | None = None) -> Study:
-    """The study of ``profile``: :func:`grid` ``grid`` as bundle runs, repeated over ``seeds``."""
-    points = globals()["grid"](profile, grid)  # validates the profile and the grid name
+    """The study of ``profile``: grid ``grid`` (:func:`grid_points`) as bundle runs, repeated over ``seeds``."""
+    points = grid_points(profile, grid)  # validates the profile and the grid name
     spec = PROFILES[profile]
     runs = []
     for point in points:

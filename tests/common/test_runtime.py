@@ -72,7 +72,7 @@ def test_summary_writer_only_when_enabled(tmp_path):
     assert not (tmp_path / "off").exists()
 
 
-def test_needs_training_and_train_or_load(tmp_path):
+def test_needs_training_and_train_if(tmp_path):
     from common.handlers import resume_path
 
     ckpt = tmp_path / "model.pt"
@@ -89,10 +89,10 @@ def test_needs_training_and_train_or_load(tmp_path):
         def run(self):
             self.runs += 1
 
-    trainer, other = Trainer(), torch.nn.Linear(2, 1)
-    runtime.train_or_load(False, trainer, other, ckpt)
-    assert trainer.runs == 0 and torch.equal(other.weight, net.weight)
-    runtime.train_or_load(True, trainer, torch.nn.Linear(2, 1), tmp_path / "missing.pt")
+    trainer = Trainer()
+    runtime.train_if(False, trainer)
+    assert trainer.runs == 0
+    runtime.train_if(True, trainer)
     assert trainer.runs == 1
 
 
@@ -120,3 +120,42 @@ def test_configs_hold_no_ternaries():
         if '"$' in line and " if " in line and " else " in line
     ]
     assert offenders == []
+
+
+def _rank_zero_first_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import json
+    import time
+    from pathlib import Path
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        marker = Path(out_dir) / "generated"
+
+        def make(tag):
+            seen = marker.exists()  # rank 0 runs first: it sees no marker, the others must see it
+            if rank == 0:
+                time.sleep(0.5)  # a slow generator: the other ranks would overtake it without the barrier
+                marker.write_text("rank 0")
+            return {"rank": rank, "tag": tag, "seen": seen}
+
+        result = runtime.rank_zero_first(make, tag="data")
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_rank_zero_first_runs_rank_zero_before_the_others(tmp_path):
+    import json
+
+    torch.multiprocessing.spawn(
+        _rank_zero_first_worker, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3, join=True
+    )
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(3)]
+    assert [r["seen"] for r in results] == [False, True, True]
+    assert [r["tag"] for r in results] == ["data"] * 3 and [r["rank"] for r in results] == [0, 1, 2]
+
+
+def test_rank_zero_first_without_a_process_group_is_a_plain_call():
+    calls = []
+    assert runtime.rank_zero_first(lambda a, b=0: calls.append((a, b)) or a + b, 2, b=3) == 5
+    assert calls == [(2, 3)]

@@ -82,7 +82,7 @@ def test_bad_datalist_stops_before_training(bundle, case, tmp_path):
 
 def test_valid_datalists_pass_every_bundles_validation(tmp_path):
     """The defect, not the fixture, is what fails: the same datalist without a defect validates."""
-    from common.data.label_errors import prepare_label_error_datalist
+    from common.data.label_error_datalist import prepare_label_error_datalist
     from common.data.seg_slices import seg_datalist
     from common.data.sr_pairs import sr_pair_datalist
 

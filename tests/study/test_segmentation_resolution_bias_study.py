@@ -8,24 +8,24 @@ from common.study import segmentation_resolution_bias as study
 
 
 def test_grid_shapes():
-    quick = study.grid("quick")
+    quick = study.grid_points("quick")
     main = [r for r in quick if r["table"] == "approaches"]
     assert [r["approach"] for r in main] == list(study.APPROACHES)
     control = [r for r in quick if r["table"] == "control"]
     assert [r["approach"] for r in control] == ["resampled", "scale_aug", "vinn"]  # H-only never sees group L
     assert not [r for r in quick if r["table"] == "pooling"]  # the pooling table is its own grid
-    pooling = study.grid("quick", "pooling")
+    pooling = study.grid_points("quick", "pooling")
     assert {(r["downsample"], r["approach"]) for r in pooling} == {
         (op, a) for op in study.DOWNSAMPLE_OPS for a in ("h_only", "scale_aug")
     }
-    full = study.grid("full")
+    full = study.grid_points("full")
     assert {tuple(r["pair"]) for r in full if r["table"] == "approaches"} == {(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)}
     assert {r["table"] for r in full} == {"approaches", "control", "pooling"}  # full runs everything
     assert study.PROFILES["full"]["settings"]["plane"] == "all"
     with pytest.raises(ValueError, match="unknown profile"):
-        study.grid("huge")
+        study.grid_points("huge")
     with pytest.raises(ValueError, match="unknown grid 'ops'"):
-        study.grid("quick", "ops")
+        study.grid_points("quick", "ops")
 
 
 def test_control_runs_acquire_group_l_at_the_high_resolution():

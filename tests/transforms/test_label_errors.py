@@ -161,7 +161,7 @@ def test_corrupt_datalist_exact_fraction_flags_and_reuse(tmp_path):
 
 def test_prepare_validates_user_datalist_before_work(tmp_path):
     from common.data import DatalistError
-    from common.data.label_errors import prepare_label_error_datalist
+    from common.data.label_error_datalist import prepare_label_error_datalist
 
     src = _write_datalist(tmp_path, n=2)
     bad = np.full((32, 32), 7, np.uint8)

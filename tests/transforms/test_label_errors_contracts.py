@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from common.data import DatalistError
-from common.data.label_errors import prepare_label_error_datalist
+from common.data.label_error_datalist import prepare_label_error_datalist
 from common.transforms.label_errors import (
     CorruptLabel,
     RandCorruptLabeld,
