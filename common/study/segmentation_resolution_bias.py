@@ -24,6 +24,7 @@ from typing import Any
 from common.study import engine
 from common.study.engine import Claim, Run, Study, merge_seeds
 from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
+from common.study.stats import ranking_agreement
 
 BUNDLE = "segmentation_resolution_bias"
 APPROACHES = ("h_only", "resampled", "scale_aug", "vinn")
@@ -530,6 +531,7 @@ def render_report(record: dict, figures: list[str]) -> str:
                         ]
                     )
         lines += [markdown_table(["operator", "approach", "GM Dice L", "GM volume bias L", "GM AUC"], rows), ""]
+        lines += _pooling_noise_lines(per_seed, record["profile_settings"]["ops"])
 
     if summary["auc"]:
         lines += ["## Summary (grey matter, main pair): median over seeds, then each seed", ""]
@@ -549,6 +551,55 @@ def render_report(record: dict, figures: list[str]) -> str:
         lines += ["## Figures", ""] + [f"![{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["Example single run:", "", f"    {record['example_run_command']}", ""]
     return "\n".join(lines)
+
+
+def pooling_ranking_noise(per_seed: dict, ops, approach: str) -> dict | None:
+    """:func:`common.study.stats.ranking_agreement` of the operators ordered by |group-L GM volume bias| of
+    ``approach`` over the seeds of ``per_seed`` (one seed's :func:`summarize` each)."""
+    values = {
+        seed: {
+            op: None if (v := s.get("pooling", {}).get(op, {}).get(approach, {}).get("volume_bias_L")) is None else abs(v)
+            for op in ops
+        }
+        for seed, s in per_seed.items()
+    }
+    return ranking_agreement(values)
+
+
+def _pooling_noise_lines(per_seed: dict, ops) -> list[str]:
+    rows = []
+    for a in ("h_only", "scale_aug"):
+        out = pooling_ranking_noise(per_seed, ops, a)
+        if out is None:
+            continue
+        verdict = "yes" if out["p_value"] < 0.05 and out["median_range"] > out["seed_range"] else "no"
+        rows.append(
+            [
+                APPROACH_LABELS[a],
+                f"{out['kendall_w']:.2f}",
+                f"{out['p_value']:.3f}",
+                f"{100 * out['median_range']:.1f} pp",
+                f"{100 * out['seed_range']:.1f} pp",
+                verdict,
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "### Is the operator ranking above seed noise?",
+        "",
+        "Operators ordered by |group-L GM volume bias| in each seed. Kendall's W: agreement of the seeds' orderings "
+        "(1 = identical, about 0 = none); p: share of 100,000 sets of random per-seed orderings that agree at "
+        "least as well. Spread of the medians: largest minus smallest operator median; seed spread: the median "
+        "over operators of one operator's largest minus smallest value over seeds (percentage points). "
+        "\"Above noise\" needs p < 0.05 and the medians' spread larger than the seed spread.",
+        "",
+        markdown_table(
+            ["approach", "Kendall's W", "p", "spread of the medians", "seed spread of one operator", "above noise"],
+            rows,
+        ),
+        "",
+    ]
 
 
 def _ratio(summary, key: str, a: str, b: str):

@@ -1,0 +1,43 @@
+"""Kendall's W and the cross-seed ranking agreement, against values computed by hand."""
+
+import numpy as np
+import pytest
+
+from common.study.stats import kendall_w, ranking_agreement
+
+
+def test_kendall_w_by_hand():
+    # two raters, three items: rank totals 2, 5, 5 (mean 4), S = 4 + 1 + 1 = 6, W = 12 * 6 / (4 * 24) = 0.75
+    assert kendall_w(np.array([[1, 2, 3], [1, 3, 2]])) == pytest.approx(0.75)
+    assert kendall_w(np.array([[1, 2, 3, 4]] * 3)) == pytest.approx(1.0)
+    # perfectly opposed pair: every total equals the mean
+    assert kendall_w(np.array([[1, 2, 3, 4], [4, 3, 2, 1]])) == pytest.approx(0.0)
+
+
+def test_kendall_w_broadcasts_over_leading_axes():
+    ranks = np.array([[[1, 2, 3], [1, 3, 2]], [[1, 2, 3], [1, 2, 3]]])
+    np.testing.assert_allclose(kendall_w(ranks), [0.75, 1.0])
+
+
+def test_ranking_agreement_identical_orderings():
+    values = {"0": {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.5}, "1": {"a": 1.1, "b": 1.3, "c": 1.2, "d": 1.5}}
+    out = ranking_agreement(values, draws=20_000)
+    assert out["kendall_w"] == pytest.approx(1.0)
+    # two seeds, four items: the second seed matches the first by chance with probability 1 / 4! = 0.0417
+    assert out["p_value"] == pytest.approx(1 / 24, abs=0.005)
+    assert out["items"] == ["a", "b", "c", "d"] and out["seeds"] == ["0", "1"]
+    # medians over seeds: 0.6, 0.8, 0.7, 1.0 -> range 0.4; each item's seed range is 1.0
+    assert out["median_range"] == pytest.approx(0.4) and out["seed_range"] == pytest.approx(1.0)
+
+
+def test_ranking_agreement_opposed_orderings_are_not_significant():
+    values = {"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 3, "b": 2, "c": 1}}
+    out = ranking_agreement(values, draws=20_000)
+    assert out["kendall_w"] == pytest.approx(0.0) and out["p_value"] == pytest.approx(1.0)
+
+
+def test_ranking_agreement_drops_missing_items_and_needs_enough():
+    values = {"0": {"a": 1, "b": 2, "c": 3, "d": None}, "1": {"a": 1, "b": 2, "c": 3, "d": 4}}
+    assert ranking_agreement(values)["items"] == ["a", "b", "c"]
+    assert ranking_agreement({"0": {"a": 1, "b": 2, "c": 3}}) is None
+    assert ranking_agreement({"0": {"a": 1, "b": 2}, "1": {"a": 2, "b": 1}}) is None
