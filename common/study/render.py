@@ -21,6 +21,7 @@ files and never typed by hand.
 from __future__ import annotations
 
 import argparse
+import statistics
 import importlib
 import json
 import shutil
@@ -34,6 +35,7 @@ from common.study.runner import BUNDLE_NAMES, REPO_ROOT
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CONVERGENCE_BEGIN, CONVERGENCE_END = "<!-- convergence:begin -->", "<!-- convergence:end -->"
 GROUP_MODEL_BEGIN, GROUP_MODEL_END = "<!-- group-model:begin -->", "<!-- group-model:end -->"
+SR_COLLAPSE_BEGIN, SR_COLLAPSE_END = "<!-- sr-collapse:begin -->", "<!-- sr-collapse:end -->"
 NOTE = "<!-- rendered by `python -m common.study.render` from docs/results/quick.json; do not edit by hand -->"
 TITLES = {
     "segmentation_resolution_bias": "Segmentation resolution bias",
@@ -190,6 +192,39 @@ def render_group_model_section(report: dict) -> str:
     return "\n".join(lines)
 
 
+def render_sr_collapse_section(report: dict) -> str:
+    """The SR collapse tuning table (``python -m tests.tuning.sr_collapse``): per candidate recipe, how many runs
+    end their first epochs with no live unit in SRCNN's last hidden layer, and the validation gain over bicubic."""
+    commit = (report.get("git") or {}).get("commit") or "?"
+    seeds = ", ".join(str(s) for s in report["seeds"])
+    lines = [
+        f"Tuning seeds {seeds}, every quick training set, the first {report['epochs']} epochs of the full schedule; "
+        f"code fingerprint `{report['code_fingerprint']}`, commit `{commit[:10]}`. Produced by `{report['command']}`.",
+        "",
+        "| recipe | runs | dead (no live unit) | at most 2 live units | live units, median [min, max] | "
+        "validation gain over bicubic, median [min] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in report["summary"]:
+        runs = [r for r in report["runs"] if r["candidate"] == name]
+        live = sorted(r["live_units"] for r in runs)
+        gains = sorted(r["gain_db"] for r in runs)
+        units = runs[0]["units"] if runs else "?"
+        lines.append(
+            f"| {name} | {len(runs)} | {sum(v == 0 for v in live)} | {sum(v <= 2 for v in live)} | "
+            f"{statistics.median(live):g} of {units} [{live[0]}, {live[-1]}] | "
+            f"{statistics.median(gains):+.2f} dB [{gains[0]:+.2f}] |"
+        )
+    return "\n".join(lines)
+
+
+TUNING_SECTIONS = {
+    "tuning_group_model.json": (render_group_model_section, GROUP_MODEL_BEGIN, GROUP_MODEL_END),
+    "tuning_sr_collapse.json": (render_sr_collapse_section, SR_COLLAPSE_BEGIN, SR_COLLAPSE_END),
+}
+"""A tuning experiment's committed report in a bundle's ``docs/results``: its renderer and its markers."""
+
+
 def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
     """Every document with a results section, as it should read after rendering."""
     records = {b: load_results(b, root) for b in BUNDLE_NAMES}
@@ -208,11 +243,11 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
                 note = f"<!-- rendered by `python -m common.study.render` from docs/results/{grid}.json -->"
                 body = render_bundle_section(bundle, grid_record, f"results/{grid}")
                 docs[path] = _replace_section(docs[path], body, path, *grid_markers(grid), note)
-        group_model = results_dir(bundle, root) / "tuning_group_model.json"
-        if group_model.is_file():
-            note = "<!-- rendered by `python -m common.study.render` from docs/results/tuning_group_model.json -->"
-            body = render_group_model_section(json.loads(group_model.read_text()))
-            docs[path] = _replace_section(docs[path], body, path, GROUP_MODEL_BEGIN, GROUP_MODEL_END, note)
+        for name, (render, begin, end) in TUNING_SECTIONS.items():
+            tuning = results_dir(bundle, root) / name
+            if tuning.is_file():
+                note = f"<!-- rendered by `python -m common.study.render` from docs/results/{name} -->"
+                docs[path] = _replace_section(docs[path], render(json.loads(tuning.read_text())), path, begin, end, note)
     readme = root / "README.md"
     docs[readme] = _replace_section(readme.read_text(), render_readme_section(records), readme)
     return docs

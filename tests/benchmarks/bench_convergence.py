@@ -18,8 +18,9 @@ seed). Runs are reused when their settings and code are unchanged (the study eng
 only redraws. ``BENCH_CONVERGENCE_OUT`` moves the output; ``BENCH_CONVERGENCE_SEEDS`` (e.g. ``100``) runs fewer
 seeds; ``BENCH_CONVERGENCE_BUNDLES`` (e.g. ``sr_degradation_bias``) fewer bundles.
 
-The SR (combined model) and label-error (clean training) bundles keep their recipes: they are measured with
-their one ``current`` recipe, whose own plateau sets the target, so that a later recipe change has a baseline.
+The SR bundle (combined model) compares its cosine decay without (old) and with (new) the linear warm-up. The
+label-error bundle (clean training) keeps its recipe: it is measured with its one ``current`` recipe, whose own
+plateau sets the target, so that a later recipe change has a baseline.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def _sr_setting() -> dict[str, Any]:
         "test_metrics": ("psnr_gaussian", "psnr_bicubic", "psnr_median"),
         # the combined model (trained on every degradation); validation every 2 epochs instead of once at the end
         "cases": {"combined": {"base": {**quick, "train_degradation": "combined", "val_interval": 2}}},
-        "recipes": {"current": {"epochs": quick["epochs"]}},
+        # the same cosine decay without and with the linear warm-up (the warm-up keeps SRCNN's units alive)
+        "recipes": {
+            "old": {"epochs": quick["epochs"], "warmup_fraction": 0.0},
+            "new": {"epochs": quick["epochs"], "warmup_fraction": 0.1},
+        },
         "prepare": sr.prepare_data,
         "data_keys": ("num_slices",),
     }

@@ -203,3 +203,24 @@ def test_a_named_grid_is_imported_beside_the_quick_study_and_checked_for_stalene
     assert (dest / "quick.json").read_text() == (render.results_dir(bundle) / "quick.json").read_text()  # untouched
     stale = [p for p in render.stale_results(root) if "pooling.json" in p]
     assert len(stale) == 1 and "0123456789abcdef" in stale[0] and current in stale[0] and "--grid pooling" in stale[0]
+
+
+def test_sr_collapse_section_counts_dead_runs_per_recipe():
+    from common.study.render import render_sr_collapse_section
+
+    def run(candidate, live, gain):
+        return {"candidate": candidate, "live_units": live, "units": 16, "gain_db": gain}
+
+    report = {
+        "seeds": [100, 101], "epochs": 3, "code_fingerprint": "f" * 16, "git": {"commit": "abc"},
+        "command": "python -m tests.tuning.sr_collapse",
+        "summary": {"no_warmup": {}, "warmup_10pct": {}},
+        "runs": [run("no_warmup", 0, 0.0), run("no_warmup", 2, 0.5), run("no_warmup", 9, 2.0),
+                 run("warmup_10pct", 12, 2.5), run("warmup_10pct", 10, 1.5)],
+    }  # fmt: skip
+    text = render_sr_collapse_section(report)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()
+            if line.startswith("| no_warmup") or line.startswith("| warmup_10pct")}  # fmt: skip
+    assert rows["no_warmup"] == ["3", "1", "2", "2 of 16 [0, 9]", "+0.50 dB [+0.00]"]
+    assert rows["warmup_10pct"] == ["2", "0", "0", "11 of 16 [10, 12]", "+2.00 dB [+1.50]"]
+    assert "Tuning seeds 100, 101" in text and "first 3 epochs" in text
