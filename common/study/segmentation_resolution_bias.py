@@ -469,7 +469,8 @@ def render_report(record: dict, figures: list[str]) -> str:
     results, summary = merge_seeds(record["runs"]), record["summary"]
     pairs = [tuple(p) for p in record["profile_settings"]["pairs"]]
     main_pair = pairs[0]
-    lines = report_header(record, "Segmentation resolution bias: cross-resolution approaches")
+    title = "down-sampling operators" if record.get("grid") == "pooling" else "cross-resolution approaches"
+    lines = report_header(record, f"Segmentation resolution bias: {title}")
     lines += _approach_tables(results, pairs)
     per_seed = summary["per_seed"]
     seed_names = " / ".join(per_seed)
