@@ -21,10 +21,10 @@ files and never typed by hand.
 from __future__ import annotations
 
 import argparse
-import statistics
 import importlib
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -205,7 +205,7 @@ def render_sr_collapse_section(report: dict) -> str:
         "validation gain over bicubic, median [min] |",
         "|---|---|---|---|---|---|",
     ]
-    for name in report["summary"]:
+    for name in dict.fromkeys(r["candidate"] for r in report["runs"]):  # in the order they ran
         runs = [r for r in report["runs"] if r["candidate"] == name]
         live = sorted(r["live_units"] for r in runs)
         gains = sorted(r["gain_db"] for r in runs)
@@ -254,26 +254,28 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
 
 
 def stale_results(root: Path = REPO_ROOT) -> list[str]:
-    """One line per committed results file whose code fingerprint (``common`` and the bundle's own configs)
-    differs from the working tree's."""
+    """One line per committed results file (a quick study's, a named grid's) whose code fingerprint (``common``
+    and the bundle's own configs) differs from the working tree's."""
     problems = []
     for bundle in BUNDLE_NAMES:
         current = code_fingerprint(root, bundle=bundle)
-        record = load_results(bundle, root)
-        if record is None:
-            problems.append(f"{results_dir(bundle, root) / 'quick.json'}: missing")
-        elif record.get("code_fingerprint") != current:
-            problems.append(
-                f"{results_dir(bundle, root) / 'quick.json'}: stale, made by code {record.get('code_fingerprint')}, "
-                f"the working tree is {current} (rerun: nox -s results)"
+        published = [(results_dir(bundle, root) / "quick.json", load_results(bundle, root), "nox -s results")]
+        published += [
+            (
+                results_dir(bundle, root) / f"{grid}.json",
+                load_grid_results(bundle, grid, root),
+                f"python -m common.study {bundle} --profile quick --grid {grid} --output DIR",
             )
-        for grid in named_grids(bundle):
-            grid_record = load_grid_results(bundle, grid, root)
-            if grid_record is not None and grid_record.get("code_fingerprint") != current:
+            for grid in named_grids(bundle)
+        ]
+        for i, (path, record, rerun) in enumerate(published):
+            if record is None:
+                if i == 0:  # every bundle publishes its quick study; a named grid is optional
+                    problems.append(f"{path}: missing")
+            elif record.get("code_fingerprint") != current:
                 problems.append(
-                    f"{results_dir(bundle, root) / f'{grid}.json'}: stale, made by code "
-                    f"{grid_record.get('code_fingerprint')}, the working tree is {current} "
-                    f"(rerun: python -m common.study {bundle} --profile quick --grid {grid} --output DIR)"
+                    f"{path}: stale, made by code {record.get('code_fingerprint')}, the working tree is {current} "
+                    f"(rerun: {rerun})"
                 )
     return problems
 
@@ -306,37 +308,37 @@ def slim_record(record: dict) -> dict:
     return {**record, "runs": runs}
 
 
+def _publish(src: Path, dest: Path, figure_dir: Path) -> None:
+    """Copy the quick-profile record ``src`` to ``dest`` without the :data:`DROPPED` detail, and its figures
+    into ``figure_dir``."""
+    record = json.loads(src.read_text())
+    if record.get("profile") != "quick":
+        raise ValueError(f"{src}: profile {record.get('profile')!r}; the published results are the quick profile")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if record.get("figures"):
+        figure_dir.mkdir(parents=True, exist_ok=True)
+    for figure in record.get("figures", []):
+        shutil.copyfile(src.parent / figure, figure_dir / figure)
+    # one space of indent: the committed files are read by people and diffed, and stay well under 1 MB
+    atomic_write_text(dest, json.dumps(slim_record(record), indent=1) + "\n")
+
+
 def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
-    """Copy ``source/<bundle>/results.json`` (as ``quick.json``, without the :data:`DROPPED` detail) and its
-    figures into each bundle's docs."""
+    """Copy ``source/<bundle>/results.json`` (as ``quick.json``) and each named grid's
+    ``source/<bundle>-<grid>/results.json`` (as ``<grid>.json``, figures in ``<grid>/``), without the
+    :data:`DROPPED` detail, with their figures, into each bundle's docs."""
     copied = []
     for bundle in BUNDLE_NAMES:
-        src = source / bundle / "results.json"
-        if not src.is_file():
-            continue
-        record = json.loads(src.read_text())
-        if record.get("profile") != "quick":
-            raise ValueError(f"{src}: profile {record.get('profile')!r}; the published results are the quick profile")
         dest = results_dir(bundle, root)
-        dest.mkdir(parents=True, exist_ok=True)
-        for figure in record.get("figures", []):
-            shutil.copyfile(src.parent / figure, dest / figure)
-        # one space of indent: the committed files are read by people and diffed, and stay well under 1 MB
-        atomic_write_text(dest / "quick.json", json.dumps(slim_record(record), indent=1) + "\n")
-        copied.append(bundle)
-    for bundle in BUNDLE_NAMES:
+        src = source / bundle / "results.json"
+        if src.is_file():
+            _publish(src, dest / "quick.json", dest)
+            copied.append(bundle)
         for grid in named_grids(bundle):
             src = source / f"{bundle}-{grid}" / "results.json"
-            if not src.is_file():
-                continue
-            record = json.loads(src.read_text())
-            figures = results_dir(bundle, root) / grid
-            figures.mkdir(parents=True, exist_ok=True)
-            for figure in record.get("figures", []):
-                shutil.copyfile(src.parent / figure, figures / figure)
-            text = json.dumps(slim_record(record), indent=1) + "\n"
-            atomic_write_text(results_dir(bundle, root) / f"{grid}.json", text)
-            copied.append(f"{bundle} ({grid})")
+            if src.is_file():
+                _publish(src, dest / f"{grid}.json", dest / grid)
+                copied.append(f"{bundle} ({grid})")
     return copied
 
 

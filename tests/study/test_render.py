@@ -216,7 +216,6 @@ def test_sr_collapse_section_counts_dead_runs_per_recipe():
     report = {
         "seeds": [100, 101], "epochs": 3, "code_fingerprint": "f" * 16, "git": {"commit": "abc"},
         "command": "python -m tests.tuning.sr_collapse",
-        "summary": {"no_warmup": {}, "warmup_10pct": {}},
         "runs": [run("no_warmup", 0, 0.0), run("no_warmup", 2, 0.5), run("no_warmup", 9, 2.0),
                  run("warmup_10pct", 12, 2.5), run("warmup_10pct", 10, 1.5)],
     }  # fmt: skip

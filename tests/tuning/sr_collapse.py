@@ -8,13 +8,14 @@ so the residual branch adds a constant and no gradient can revive it. It shows w
 training set on tuning seeds with each candidate recipe (bundle ``train.yaml`` in-process, the quick profile's
 settings, stopped after ``--epochs`` of the full schedule) and writes ``DIR/sr_collapse.json``: per candidate and
 run, the live units of the last hidden layer on the validation slices, the validation PSNR gain over bicubic,
-and the number of dead runs. Seeds 0-2 are refused.
+and the candidates' overrides (the SR docs render the table from it). Seeds 0-2 are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,13 +36,17 @@ CANDIDATES = {
 }
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / torch.mean((a.clamp(0, 1) - b) ** 2)))
+def _psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR (dB, intensities in [0, 1]) of the clamped prediction, as the bundle's validation computes it."""
+    from monai.metrics import PSNRMetric
+
+    return float(PSNRMetric(max_val=1.0)(prediction.clamp(0, 1), target).mean())
 
 
 def measure(network: torch.nn.Module, loader) -> dict:
     """Live units of SRCNN's last hidden layer (positive somewhere on the validation slices), and the median
     validation PSNR gain of the network over its own bicubic input path (dB)."""
+    from common.data.batch import plain_tensor
     from common.networks.sr import interpolate_up
 
     hidden = network.body[:4]  # conv, ReLU, conv, ReLU
@@ -49,13 +54,12 @@ def measure(network: torch.nn.Module, loader) -> dict:
     gains = []
     with torch.no_grad():
         for batch in loader:
-            x, y = batch["image"].as_tensor() if hasattr(batch["image"], "as_tensor") else batch["image"], batch["label"]
-            y = y.as_tensor() if hasattr(y, "as_tensor") else y
+            x, y = plain_tensor(batch["image"]), plain_tensor(batch["label"])
             up = interpolate_up(x, network.scale)
             active = (hidden(up) > 0).flatten(2).any(-1).any(0)  # (channels,)
             live = active if live is None else live | active
             gains.append(_psnr(network(x), y) - _psnr(up, y))
-    return {"live_units": int(live.sum()), "units": int(live.numel()), "gain_db": float(torch.tensor(gains).median())}
+    return {"live_units": int(live.sum()), "units": int(live.numel()), "gain_db": statistics.median(gains)}
 
 
 def run_one(candidate: str, train_set: str, seed: int, epochs: int, output: Path) -> dict:
@@ -105,25 +109,19 @@ def main(argv=None) -> None:
                 row = run_one(candidate, train_set, seed, args.epochs, args.output)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    summary = {
-        c: {
-            "runs": sum(r["candidate"] == c for r in rows),
-            "dead": sum(r["candidate"] == c and r["live_units"] == 0 for r in rows),
-            "median_gain_db": float(torch.tensor([r["gain_db"] for r in rows if r["candidate"] == c]).median()),
-        }
-        for c in args.candidates
-    }
     report = {
         "command": " ".join(["python -m tests.tuning.sr_collapse", *(sys.argv[1:] if argv is None else argv)]),
         "seeds": args.seeds,
         "epochs": args.epochs,
         "git": git_commit(),
         "code_fingerprint": code_fingerprint(bundle=sr.BUNDLE),
-        "summary": summary,
+        "candidates": {c: CANDIDATES[c] for c in args.candidates},
         "runs": rows,
     }
     (args.output / "sr_collapse.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(summary, indent=1))
+    from common.study.render import render_sr_collapse_section
+
+    print(render_sr_collapse_section(report))
 
 
 if __name__ == "__main__":
