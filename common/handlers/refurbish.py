@@ -35,11 +35,12 @@ DETECTOR_SCORES = ("loss", "vog", "aum", "el2n")
 
 
 def detection_metrics(scores: Mapping[str, float], flags: Mapping[str, int]) -> dict:
-    """AUROC and average precision of ``scores`` (high = suspicious) against 0/1 ``flags``, matched by id.
+    """AUROC and average precision (:mod:`common.metrics.auc`) of ``scores`` (high = suspicious) against 0/1
+    ``flags``, matched by id.
 
     Values are ``None`` when the flags hold only one class.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from common.metrics.auc import binary_auroc, binary_average_precision
 
     ids = [i for i in scores if i in flags]
     y = np.array([int(flags[i]) for i in ids])
@@ -47,8 +48,8 @@ def detection_metrics(scores: Mapping[str, float], flags: Mapping[str, int]) -> 
     if len(ids) == 0 or y.min() == y.max():
         return {"auroc": None, "ap": None, "n": len(ids), "n_corrupted": int(y.sum()) if len(ids) else 0}
     return {
-        "auroc": float(roc_auc_score(y, s)),
-        "ap": float(average_precision_score(y, s)),
+        "auroc": binary_auroc(s, y == 1),
+        "ap": binary_average_precision(s, y == 1),
         "n": len(ids),
         "n_corrupted": int(y.sum()),
     }

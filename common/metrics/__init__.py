@@ -10,6 +10,8 @@ _EXPORTS = {
     "VolumeBiasMetric": "volume",
     "label_volumes": "volume",
     "group_auc": "auc",
+    "binary_auroc": "auc",
+    "binary_average_precision": "auc",
     "bootstrap_ci": "bootstrap",
     "flip_decomposition": "flip",
     "flip_fractions": "flip",

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform
 
+from common.metrics.auc import binary_auroc, binary_average_precision
+
 __all__ = [
     "average_precision",
     "flip_risk_detection",
@@ -31,37 +33,8 @@ __all__ = [
 ]
 
 
-def average_precision(scores: Sequence[float], positive: Sequence[bool]) -> float:
-    """Average precision of ranking ``positive`` samples first by ``scores`` (higher = more likely positive).
-
-    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds in decreasing order (tied scores
-    enter together), with ``P_k``/``R_k`` precision and recall at threshold ``k`` (scikit-learn's definition).
-    NaN when there is no positive sample.
-    """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    y = np.asarray(positive, dtype=bool).reshape(-1)
-    if s.shape != y.shape:
-        raise ValueError(f"scores ({s.size}) and positive ({y.size}) differ in length")
-    if not y.any():
-        return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last]
-    precision = tp / (last + 1)
-    recall = tp / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Mann-Whitney ROC AUC (ties count 1/2); NaN without both classes."""
-    if positive.all() or not positive.any():
-        return float("nan")
-    from monai.metrics import compute_roc_auc
-
-    return float(
-        compute_roc_auc(torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(positive.astype(np.int64)))
-    )
+# The project's one AP (MONAI ``compute_average_precision``), under the name this module has always exported.
+average_precision = binary_average_precision
 
 
 def flip_risk_detection(records: Sequence[Mapping[str, Any]], threshold: float) -> dict:
@@ -74,7 +47,7 @@ def flip_risk_detection(records: Sequence[Mapping[str, Any]], threshold: float) 
     scores = np.array([float(r["flip_risk"]) for r in rows])
     positive = np.array([float(r["flip"]) > threshold for r in rows], dtype=bool)
     return {
-        "auroc": _auroc(scores, positive) if rows else float("nan"),
+        "auroc": binary_auroc(scores, positive) if rows else float("nan"),
         "ap": average_precision(scores, positive) if rows else float("nan"),
         "threshold": float(threshold),
         "num_positive": int(positive.sum()),

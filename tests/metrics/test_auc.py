@@ -1,5 +1,7 @@
 """Group AUC: hand cases (perfect, reversed, ties), no folding, and agreement with sklearn."""
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -62,3 +64,47 @@ def test_error_messages_count_the_bad_values_and_list_the_groups():
         group_auc([1.0, 2.0, 3.0], [9, 10, 9], 3)
     with pytest.raises(ValueError, match=r"2 of 2 are in it \(groups present: \[10\]\)"):
         group_auc([1.0, 2.0], [10, 10], 10)
+
+
+# --- binary_auroc / binary_average_precision: the project's one AUROC/AP path (MONAI) -----------------------------
+
+
+def test_binary_auroc_and_ap_hand_cases_with_ties():
+    from common.metrics.auc import binary_auroc, binary_average_precision
+
+    # pairs (pos, neg): 0.9>0.5, 0.9>0.1, 0.5=0.5 (1/2), 0.5>0.1 -> 3.5 / 4
+    scores, positive = [0.9, 0.5, 0.5, 0.1], [1, 1, 0, 0]
+    assert binary_auroc(scores, positive) == 0.875
+    # thresholds 0.9: P=1, R=1/2; 0.5 (tie enters together): P=2/3, R=1 -> 1/2 * 1 + 1/2 * 2/3
+    assert binary_average_precision(scores, positive) == pytest.approx(1 / 2 + 1 / 3, abs=1e-15)
+    # asymmetric: one positive ranked last -> AUROC 0, AP = 1/4
+    assert binary_auroc([4.0, 3.0, 2.0, 1.0], [0, 0, 0, 1]) == 0.0
+    assert binary_average_precision([4.0, 3.0, 2.0, 1.0], [0, 0, 0, 1]) == 0.25
+
+
+def test_binary_degenerate_cases():
+    from common.metrics.auc import binary_auroc, binary_average_precision
+
+    assert math.isnan(binary_auroc([0.2, 0.4], [0, 0])) and math.isnan(binary_auroc([0.2, 0.4], [1, 1]))
+    assert math.isnan(binary_auroc([], []))
+    assert math.isnan(binary_average_precision([0.2, 0.4], [0, 0]))
+    assert binary_average_precision([0.2, 0.4], [1, 1]) == 1.0  # every threshold has precision 1 (sklearn agrees)
+    with pytest.raises(ValueError, match="finite"):
+        binary_auroc([0.1, np.nan], [0, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        binary_average_precision([0.1, 0.2, 0.3], [0, 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_binary_auroc_and_ap_match_sklearn_on_ties(seed):
+    from sklearn.metrics import average_precision_score
+
+    from common.metrics.auc import binary_auroc, binary_average_precision
+
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, size=50).astype(float)  # many ties
+    positive = rng.random(50) < 0.3 + 0.1 * seed
+    assert binary_auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores), abs=1e-14)
+    assert binary_average_precision(scores, positive) == pytest.approx(
+        average_precision_score(positive, scores), abs=1e-14
+    )
