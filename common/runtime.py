@@ -2,7 +2,8 @@
 
 Each function is one decision a config used to spell as ``$... if ... else ...``: which device, how many
 threads, whether this process is distributed rank 0, whether to train before evaluating, which rank
-generates the embedded data.
+generates the embedded data; or a value a config would otherwise compute in a Python expression (the number
+of a network's parameters).
 Every bundle's ``train.yaml``, ``evaluate.yaml``, ``inference.yaml`` and ``multi_gpu_train.yaml`` uses them.
 """
 
@@ -19,10 +20,12 @@ __all__ = [
     "default_device",
     "drop_last_on_other_ranks",
     "init_distributed",
+    "is_main_process",
     "is_rank_zero",
     "leave_distributed",
     "local_rank_device",
     "needs_training",
+    "num_parameters",
     "optional_path",
     "rank_zero_only",
     "set_num_threads",
@@ -78,6 +81,12 @@ def is_rank_zero() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
+def is_main_process() -> bool:
+    """Whether the launcher made this process rank 0 (``$RANK``, set by ``torchrun``; 0 when unset): known
+    before any process group exists, so a config can switch its rank-0-only handlers off with it."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def rank_zero_only(value: Any, default: Any = None) -> Any:
     """``value`` on rank 0 (or without a process group), ``default`` on the other ranks."""
     return value if is_rank_zero() else default
@@ -96,6 +105,11 @@ def summary_writer(log_dir: str | os.PathLike, enabled: bool = True):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir))
+
+
+def num_parameters(module: torch.nn.Module) -> int:
+    """The number of scalars in ``module``'s parameters."""
+    return sum(p.numel() for p in module.parameters())
 
 
 def close(resource: Any) -> None:

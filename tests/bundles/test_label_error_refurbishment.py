@@ -157,7 +157,7 @@ def test_handlers_are_component_configs(configs):
 def test_checkpoints_use_the_key_model():
     saver = next(h for h in _parser("train.yaml")["train#handlers"] if h["_target_"].endswith("CheckpointSaver"))
     assert set(saver["save_dict"]) == {"model", "optimizer"}
-    loaders = [h for h in _parser("train.yaml", "evaluate.yaml")["test#handlers"] if isinstance(h, dict)]
+    loaders = [h for h in _parser("train.yaml", "evaluate.yaml")["evaluate#handlers"] if isinstance(h, dict)]
     loaders += _parser("inference.yaml")["handlers"]
     loaders = [h for h in loaders if h["_target_"] == "CheckpointLoader"]
     assert len(loaders) == 2

@@ -47,6 +47,21 @@ def test_rank_helpers_on_rank_one(monkeypatch):
     assert runtime.drop_last_on_other_ranks([1, 2, 3], 0) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("rank, main", [("0", True), ("1", False), ("3", False)])
+def test_is_main_process_reads_the_launchers_rank(rank, main, monkeypatch):
+    monkeypatch.setenv("RANK", rank)
+    assert not torch.distributed.is_initialized()  # known before any process group exists
+    assert runtime.is_main_process() is main
+    monkeypatch.delenv("RANK")
+    assert runtime.is_main_process()
+
+
+def test_num_parameters_counts_every_scalar():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(4, 2, bias=False))
+    assert runtime.num_parameters(net) == (4 * 1 * 3 * 3 + 4) + 4 * 2
+    assert runtime.num_parameters(torch.nn.ReLU()) == 0
+
+
 def test_optional_path_and_close(tmp_path):
     assert runtime.optional_path(True, tmp_path, "a.csv") == os.path.join(str(tmp_path), "a.csv")
     assert runtime.optional_path(False, tmp_path, "a.csv") is None
