@@ -5,6 +5,8 @@
   equal-share ``combined`` training set).
 - :class:`RandAlignedCropSamplesd` takes random aligned patch pairs of a high-resolution image and its degraded
   copy, so training can degrade whole slices once (before a cache) and crop per iteration.
+- :func:`training_pair_transforms` is the SR bundle's training chain: load, crop to the head, degrade once, then
+  random aligned patch pairs.
 - :class:`UpsampledAffine` / :class:`UpsampledAffined` give a network's up-sampled output the affine of the
   finer grid (pixdim divided by the size ratio, same field of view), since a network passes its input's
   metadata through unchanged.
@@ -206,3 +208,27 @@ class UpsampledAffined(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key], d[self.ref_key])
         return d
+
+
+def training_pair_transforms(
+    load_hr: Sequence[Any], make_pair: Sequence[Any], patch_size: int, scale: int, patches_per_image: int
+) -> list:
+    """The SR bundle's training chain, in this order: ``load_hr`` (read the high-resolution image into
+    ``"image"``); crop to the foreground (margin 4) and pad to at least ``patch_size`` square; ``make_pair``
+    (copy it to ``"label"``, degrade ``"image"``); plain tensors; ``patches_per_image`` random aligned patch
+    pairs (:class:`RandAlignedCropSamplesd`, HR ``patch_size``, LR ``patch_size / scale``).
+
+    Everything before the random crop is deterministic, so a ``CacheDataset`` caches the degraded whole slices.
+    """
+    from monai.transforms import CropForegroundd, EnsureTyped, SpatialPadd
+
+    return [
+        *load_hr,
+        CropForegroundd(keys="image", source_key="image", margin=4, allow_smaller=True),
+        SpatialPadd(keys="image", spatial_size=[patch_size, patch_size]),
+        *make_pair,
+        EnsureTyped(keys=["image", "label"], track_meta=False),
+        RandAlignedCropSamplesd(
+            hr_keys="label", lr_keys="image", roi_size=patch_size, scale=scale, num_samples=patches_per_image
+        ),
+    ]

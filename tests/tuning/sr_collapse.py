@@ -88,7 +88,7 @@ def run_one(candidate: str, train_set: str, seed: int, epochs: int, output: Path
     parser.get_parsed_content("train#trainer").run()
     network = parser.get_parsed_content("network").eval()
     result = measure(network, parser.get_parsed_content("validate#dataloader"))
-    parser.get_parsed_content("tb_writer").close()
+    parser.get_parsed_content("summary_writer").close()
     return {"candidate": candidate, "train_set": train_set, "seed": seed, "cpu_s": time.process_time() - start, **result}
 
 
