@@ -121,16 +121,13 @@ def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence
 
     ``structures`` name the classes ``1 .. len(structures)`` (0 is background).
     """
-    from monai.metrics import compute_dice
-    from monai.networks.utils import one_hot
-
-    from common.metrics.flip import flip_counts
+    from common.metrics.per_image import dice_and_flip_counts
     from common.metrics.volume import label_volumes, volume_bias
 
     num_classes = len(structures) + 1
     p = torch.as_tensor(pred).reshape(1, 1, *pred.shape[-(pred.ndim - 1) :]).round().long()
     y = torch.as_tensor(label).reshape(p.shape).round().long()
-    dice = compute_dice(one_hot(p, num_classes), one_hot(y, num_classes), include_background=False, ignore_empty=True)
+    dice, counts = dice_and_flip_counts(p, y, num_classes)
     vol_p = label_volumes(p, num_classes, spacing) / 1000.0
     vol_y = label_volumes(y, num_classes, spacing) / 1000.0
     bias = volume_bias(p, y, num_classes=num_classes)
@@ -139,7 +136,7 @@ def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence
         "volume_pred": {s: float(vol_p[0, i + 1]) for i, s in enumerate(structures)},
         "volume_true": {s: float(vol_y[0, i + 1]) for i, s in enumerate(structures)},
         "volume_bias": {s: _nan_to_none(float(bias[0, i])) for i, s in enumerate(structures)},
-        "flip_counts": flip_counts(p, y)[0].tolist(),
+        "flip_counts": counts[0].tolist(),
     }
 
 

@@ -337,10 +337,9 @@ class SegmentationReport:
         self.records, self._counts = [], []
 
     def __call__(self, engine: Engine) -> None:
-        from monai.metrics import compute_dice
-
         from common.handlers.sample_loss import batch_sample_ids
-        from common.metrics.flip import flip_counts, flip_risk
+        from common.metrics.flip import flip_risk
+        from common.metrics.per_image import dice_and_flip_counts
 
         out = engine.state.output
         pred = torch.stack([o["pred"] for o in out]) if isinstance(out, list) else out["pred"]
@@ -351,10 +350,7 @@ class SegmentationReport:
             ids = [str(len(self.records) + i) for i in range(len(pred))]
         pred, label = torch.as_tensor(pred).detach().float().cpu(), torch.as_tensor(label).detach().cpu()
         probs = pred.softmax(1) if self.pred_is_logits else pred
-        hard = probs.argmax(1, keepdim=True)
-        onehot = lambda x: torch.nn.functional.one_hot(x[:, 0].long(), self.num_classes).movedim(-1, 1)  # noqa: E731
-        dice = compute_dice(onehot(hard), onehot(label), include_background=False, ignore_empty=True)
-        counts = flip_counts(hard, label)
+        dice, counts = dice_and_flip_counts(probs.argmax(1, keepdim=True), label, self.num_classes)
         risk = flip_risk(probs)
         self._counts.append(counts)
         for i, sid in enumerate(ids):

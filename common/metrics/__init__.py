@@ -15,6 +15,7 @@ _EXPORTS = {
     "bootstrap_ci": "bootstrap",
     "flip_decomposition": "flip",
     "flip_fractions": "flip",
+    "dice_and_flip_counts": "per_image",
     "label_dice": "label_agreement",
     "relative_area_change": "label_agreement",
     "flip_risk": "flip",
