@@ -10,7 +10,7 @@ Every bundle's ``train.yaml``, ``evaluate.yaml``, ``inference.yaml`` and ``multi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +18,6 @@ import torch
 __all__ = [
     "close",
     "default_device",
-    "drop_last_on_other_ranks",
     "init_distributed",
     "is_main_process",
     "is_rank_zero",
@@ -27,7 +26,6 @@ __all__ = [
     "needs_training",
     "num_parameters",
     "optional_path",
-    "rank_zero_only",
     "set_num_threads",
     "summary_writer",
     "rank_zero_first",
@@ -85,17 +83,6 @@ def is_main_process() -> bool:
     """Whether the launcher made this process rank 0 (``$RANK``, set by ``torchrun``; 0 when unset): known
     before any process group exists, so a config can switch its rank-0-only handlers off with it."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def rank_zero_only(value: Any, default: Any = None) -> Any:
-    """``value`` on rank 0 (or without a process group), ``default`` on the other ranks."""
-    return value if is_rank_zero() else default
-
-
-def drop_last_on_other_ranks(items: Sequence[Any], count: int) -> list:
-    """``items`` on rank 0; without their last ``count`` (rank-0-only writers, placed last) on the other ranks."""
-    items = list(items)
-    return items if is_rank_zero() or count <= 0 else items[:-count]
 
 
 def summary_writer(log_dir: str | os.PathLike, enabled: bool = True):

@@ -83,6 +83,37 @@ def test_workflow_properties(name, workflow_type, configs, tmp_path):
     assert workflow.check_properties() == []
 
 
+# Ids that mean the same in every bundle (README.md, "Ids that mean the same in every bundle").
+SHARED_IDS = ("prepared_datalist", "log_dir", "summary_writer", "is_main", "optimizer", "weight_decay",
+              "train#optimizer", "train#lr_scheduler", "train#trainer", "validate#evaluator", "evaluate#evaluator")  # fmt: skip
+# handlers that write files (TensorBoard events, image panels, checkpoints): rank 0 only under torchrun
+WRITERS = ("TensorBoardStatsHandler", "TensorBoardImageHandler", "ImagePanels", "CheckpointSaver")
+
+
+@bundles
+def test_shared_ids_and_rank_zero_writers(name):
+    from common.optim import OPTIMIZERS
+
+    parser = ConfigParser()
+    parser.read_config([str(_configs(name) / c) for c in ("train.yaml", "evaluate.yaml")])
+    assert [i for i in SHARED_IDS if i not in parser] == []
+    assert "test" not in parser  # the evaluation section is `evaluate` in every bundle
+    # the optimiser is named and built by common.optim; Adam without weight decay is every bundle's default
+    assert (parser["optimizer"], parser["weight_decay"]) == ("adam", 0.0) and parser["optimizer"] in OPTIMIZERS
+    assert parser["train#optimizer"].startswith("$common.optim.make_optimizer(")
+    assert parser["is_main"] is True and parser["log_dir"] == "@output_dir"
+    writers = [h for key in ("train#handlers", "validate#handlers") for h in parser[key]
+               if isinstance(h, dict) and h["_target_"].endswith(WRITERS)]  # fmt: skip
+    assert len(writers) >= 3  # a TensorBoard handler in training and validation, the checkpoint saver
+    assert all(h.get("_disabled_") == "$not @is_main" for h in writers), [h["_target_"] for h in writers]
+    multi = ConfigParser()
+    multi.read_config([str(_configs(name) / c) for c in ("train.yaml", "multi_gpu_train.yaml")])
+    assert multi["is_main"] == "$common.runtime.is_main_process()"
+    # the handler lists stay train.yaml's: nothing drops handlers by their position
+    assert multi["train#trainer#train_handlers"] == parser["train#trainer#train_handlers"]
+    assert multi["validate#evaluator#val_handlers"] == "@validate#handlers"
+
+
 @bundles
 def test_verify_net_in_out(name):
     meta_file, config_file = str(_configs(name) / "metadata.json"), str(_configs(name) / "inference.yaml")

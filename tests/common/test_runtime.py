@@ -33,18 +33,12 @@ def test_devices_without_a_gpu(monkeypatch):
 def test_rank_helpers_outside_a_process_group_act_as_rank_zero():
     assert not torch.distributed.is_initialized()
     assert runtime.is_rank_zero()
-    assert runtime.rank_zero_only("a", "b") == "a"
-    assert runtime.drop_last_on_other_ranks([1, 2, 3], 2) == [1, 2, 3]
 
 
 def test_rank_helpers_on_rank_one(monkeypatch):
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
     assert not runtime.is_rank_zero()
-    assert runtime.rank_zero_only("a", "b") == "b"
-    assert runtime.rank_zero_only("a") is None
-    assert runtime.drop_last_on_other_ranks([1, 2, 3], 2) == [1]
-    assert runtime.drop_last_on_other_ranks([1, 2, 3], 0) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("rank, main", [("0", True), ("1", False), ("3", False)])
