@@ -1,27 +1,27 @@
 """``python -m common.study <bundle|all> --profile {smoke,quick,full} --output DIR [--seeds 0 1 2]``.
 
-Each bundle's study lives in ``common/study/<bundle>.py`` (its grid per profile, its summary and claims,
-its report); :mod:`common.study.engine` runs it. Rerunning the same command reuses every finished run
+Every folder ``bundles/<name>/`` is a bundle; its study is the ``SPEC`` (a :class:`common.study.engine.StudySpec`:
+profiles, grid builder, summary, claims, report sections) in ``common/study/<name>.py``, and
+:mod:`common.study.engine` runs it. Rerunning the same command reuses every finished run
 whose settings and code are unchanged, so an interrupted study resumes.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from pathlib import Path
 
 from common.study import engine
-from common.study.runner import BUNDLE_NAMES, BundleRunError
+from common.study.runner import BundleRunError, bundle_names, load_spec
 
 PROFILES = ("smoke", "quick", "full")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.study", description=__doc__)
-    parser.add_argument("bundle", choices=[*BUNDLE_NAMES, "all"])
+    parser.add_argument("bundle", choices=[*bundle_names(), "all"])
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--output", type=Path, default=Path("runs"))
     parser.add_argument(
@@ -40,14 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --seeds or --seed, not both")
     seeds = [args.seed] if args.seed is not None else args.seeds
 
-    names = BUNDLE_NAMES if args.bundle == "all" else (args.bundle,)
+    names = bundle_names() if args.bundle == "all" else (args.bundle,)
     reports = []
     for name in names:
-        module = importlib.import_module(f"common.study.{name}")
         t0 = time.perf_counter()
         try:
             report = engine.run_study(
-                module, args.profile, args.output / (f"{name}-{args.grid}" if args.grid else name), seeds,
+                load_spec(name), args.profile, args.output / (f"{name}-{args.grid}" if args.grid else name), seeds,
                 executor=args.executor, address=args.address, jobs=args.jobs, grid=args.grid,
             )  # fmt: skip
         except (BundleRunError, ValueError, FileNotFoundError, RuntimeError) as err:

@@ -35,6 +35,8 @@ from common.study.runner import REPO_ROOT, run_bundle
 
 __all__ = [
     "Claim",
+    "Profile",
+    "StudySpec",
     "Run",
     "Study",
     "code_fingerprint",
@@ -102,21 +104,26 @@ def grid(
     axes: Mapping[str, Sequence[Any]],
     to_overrides: Callable[[dict], dict] | None = None,
     labels: Mapping[str, Any] | None = None,
+    name: Callable[[dict], str] | None = None,
+    where: Callable[[dict], bool] | None = None,
 ) -> list[Run]:
-    """Every combination of ``axes`` as a :class:`Run` named ``<prefix>_<value>_<value>...``.
+    """Every combination of ``axes`` as a :class:`Run` named ``<prefix>_<value>_<value>...`` (or ``name(point)``).
 
     The axis values become labels (plus ``grid=prefix`` and ``labels``); they are also the overrides, unless
-    ``to_overrides`` maps them (e.g. a resolution pair to ``high_spacing``/``low_spacing``).
+    ``to_overrides`` maps them (e.g. a resolution pair to ``high_spacing``/``low_spacing``). ``where(point)``
+    keeps only the combinations it accepts.
     """
     runs = []
     names = list(axes)
     for values in itertools.product(*(axes[a] for a in names)):
         point = dict(zip(names, values))
+        if where is not None and not where(point):
+            continue
         extra = to_overrides(point) if to_overrides else point
         tag = "_".join(_tag(v) for v in values)
         runs.append(
             Run(
-                name=f"{prefix}_{tag}" if tag else prefix,
+                name=name(point) if name else f"{prefix}_{tag}" if tag else prefix,
                 overrides={**base, **extra},
                 labels={"grid": prefix, **(labels or {}), **point},
             )
@@ -422,21 +429,46 @@ def median_over_seeds(per_seed: Mapping[Any, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Claim:
-    """A statement of the paper checked on one seed's summary.
+    """A paper's statement, declared before the seeds run and decided on one value per seed.
 
-    ``value(summary)`` is the quantity (``None`` when the summary lacks it); ``holds(value)`` says whether
-    the statement is true for it. ``text`` reads as a sentence; ``unit`` formats the value in reports.
+    Args:
+        id: short name.
+        text: the statement in the paper's own direction, with its source (authors, year).
+        value: ``value(summary) -> float | None``, the estimand on one seed's summary (``None``: missing).
+        margin: the threshold the paper's statement is judged against, in the estimand's units.
+        direction: the paper's side of ``margin``: ``">"`` or ``"<"``.
+        estimand: what ``value`` measures, with units, as the report shows it.
+        primary: primary claims are decided together (Holm); secondary ones each alone.
+        unit: ``"%"`` shows values as signed percentages.
     """
 
     id: str
     text: str
     value: Callable[[Mapping[str, Any]], float | None]
-    holds: Callable[[float], bool]
+    margin: float
+    direction: str = ">"
+    estimand: str = ""
+    primary: bool = True
     unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in (">", "<"):
+            raise ValueError(f"claim {self.id}: direction must be '>' or '<', got {self.direction!r}")
+
+    def holds(self, v: float) -> bool:
+        """Whether one seed's value lies on the paper's side of the margin (a description, not the verdict)."""
+        return v > self.margin if self.direction == ">" else v < self.margin
 
 
 def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str, Any]]) -> list[dict]:
-    """``[{id, claim, holds_in, of, median, per_seed: {seed: value}, holds_per_seed: {seed: bool}}]``."""
+    """Each claim's declaration, its value per seed, and its verdict (:mod:`common.study.stats`).
+
+    ``[{id, claim, estimand, margin, direction, primary, unit, per_seed: {seed: value}, holds_per_seed,
+    holds_in, of, median, mean, ci95: [lo, hi], n, p_support, p_refute, verdict}]``.
+    """
+    from common.study.stats import claim_interval, verdicts
+
+    claims = list(claims)
     out = []
     for claim in claims:
         vals: dict[str, float | None] = {}
@@ -444,47 +476,129 @@ def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str,
         for seed, summary in per_seed.items():
             try:
                 v = claim.value(summary)
-            except (KeyError, TypeError, ZeroDivisionError):
+            except (KeyError, TypeError, ZeroDivisionError, ValueError):
                 v = None
             v = None if v is None or not _is_number(v) or math.isinf(v) else float(v)
             vals[str(seed)] = v
             held[str(seed)] = bool(v is not None and claim.holds(v))
         present = [v for v in vals.values() if v is not None]
+        interval = claim_interval(present, claim.margin, claim.direction)
         out.append(
             {
                 "id": claim.id,
                 "claim": claim.text,
+                "estimand": claim.estimand,
+                "margin": claim.margin,
+                "direction": claim.direction,
+                "primary": claim.primary,
+                "unit": claim.unit,
                 "holds_in": sum(held.values()),
                 "of": len(vals),
                 "median": float(statistics.median(present)) if present else None,
-                "unit": claim.unit,
                 "per_seed": vals,
                 "holds_per_seed": held,
+                **interval,
             }
         )
+    for entry, verdict in zip(out, verdicts(out, [c.primary for c in claims])):
+        entry["verdict"] = verdict
     return out
 
 
+def format_value(v: float | None, unit: str = "") -> str:
+    """A claim's number as reports print it: ``-`` when missing, ``+x.x%`` for ``unit="%"``, else 3 digits."""
+    if v is None:
+        return "-"
+    if unit == "%":
+        return f"{100 * v:+.1f}%"
+    return f"{v:.3g}"
+
+
 def format_claim(claim: Mapping[str, Any]) -> str:
-    """One report line: ``holds in k of n seeds (median v; seed 0: a, 1: b, 2: c): text``."""
-
-    def fmt(v):
-        if v is None:
-            return "-"
-        if claim.get("unit") == "%":
-            return f"{100 * v:+.1f}%"
-        return f"{v:.3g}"
-
+    """One report line: verdict, 95% interval against the margin, then the per-seed description and the text."""
+    fmt = lambda v: format_value(v, claim.get("unit", ""))  # noqa: E731
+    lo, hi = claim.get("ci95") or (None, None)
     seeds = ", ".join(f"{s}: {fmt(v)}" for s, v in claim["per_seed"].items())
+    kind = "primary" if claim.get("primary", True) else "secondary"
+    side = f"{claim.get('direction', '>')} {fmt(claim['margin'])}" if "margin" in claim else ""
     return (
-        f"**holds in {claim['holds_in']} of {claim['of']} seeds** (median {fmt(claim['median'])}; "
-        f"per seed {seeds}): {claim['claim']}"
+        f"**{claim.get('verdict', 'inconclusive')}** ({kind}; 95% interval [{fmt(lo)}, {fmt(hi)}], paper's side "
+        f"{side}; holds in {claim['holds_in']} of {claim['of']} seeds: {seeds}): {claim['claim']}"
+        + (f" Estimand: {claim['estimand']}." if claim.get("estimand") else "")
     )
 
 
 # ---------------------------------------------------------------------------------------------- one study
 
 DEFAULT_SEEDS = {"smoke": (0,), "quick": (0, 1, 2), "full": (0, 1, 2)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile of a study: ``settings`` (bundle overrides of every run), ``axes`` (what the study varies,
+    read by its ``runs`` builder), ``jobs`` (local runs side by side) and ``grid`` (the default named grid)."""
+
+    settings: Mapping[str, Any]
+    axes: Mapping[str, Any] = field(default_factory=dict)
+    jobs: int = 2
+    grid: str | None = None
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study module declares, in one object (``SPEC`` in ``common/study/<bundle>.py``).
+
+    Args:
+        bundle: the bundle folder's name under ``bundles/``.
+        title: the study's title in reports and the README.
+        profiles: ``smoke``, ``quick`` and ``full``.
+        runs: ``runs(profile, grid) -> [Run]``, the grid builder (``grid`` is ``None`` for the profile's default).
+        summarize: ``summarize(runs) -> dict``, pure: one seed's runs (each ``{**labels, "metrics", ...}``) to numbers.
+        claims: the paper's statements, declared before seeds 0-2 run (:class:`Claim`).
+        report: ``report(record, figures) -> str``, the study's own markdown sections (tables, text); the shared
+            header with the claims is added by :func:`common.study.report.render_report`.
+        figures: ``figures(record, output_dir) -> [file names]``; reads only ``record`` and run outputs.
+        progress: ``progress(metrics) -> str``, a run's short progress text.
+        grids: named grids published beside the quick study (``--grid NAME``), each with its own claims.
+        tuning: ``{"<file>.json": renderer}``, tuning reports committed under ``docs/results`` and rendered
+            between ``<!-- <file stem>:begin -->`` and ``<!-- <file stem>:end -->`` in the bundle docs.
+        configs: config files merged for each run.
+        prepare, data_keys: see :class:`Study`.
+    """
+
+    bundle: str
+    title: str
+    profiles: Mapping[str, Profile]
+    runs: Callable[[Profile, str | None], list[Run]]
+    summarize: Callable[[Sequence[Mapping[str, Any]]], dict]
+    claims: Sequence[Claim]
+    report: Callable[[dict, list[str]], str]
+    figures: Callable[[dict, Path], list[str]] = lambda record, output_dir: []
+    progress: Callable[[dict], str] = lambda metrics: ""
+    grids: Mapping[str, Sequence[Claim]] = field(default_factory=dict)
+    tuning: Mapping[str, Callable[[dict], str]] = field(default_factory=dict)
+    configs: Sequence[str] = ("train.yaml", "evaluate.yaml")
+    prepare: Callable[[dict], None] | None = None
+    data_keys: Sequence[str] = ()
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ValueError(
+                f"study {self.bundle}: unknown profile {name!r}; expected one of {', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+    def study(self, profile: str, seeds: Sequence[int], grid: str | None = None) -> Study:
+        """The runs of ``profile`` (grid ``grid``, default the profile's) over ``seeds``."""
+        if grid is not None and grid not in self.grids and grid != self.profile(profile).grid:
+            known = ", ".join(self.grids) or "none"
+            raise ValueError(f"study {self.bundle} has no grid {grid!r} (grids: {known})")
+        prof = self.profile(profile)
+        return Study(self.bundle, profile, self.runs(prof, grid), seeds, jobs=prof.jobs, configs=self.configs,
+                     prepare=self.prepare, data_keys=self.data_keys)  # fmt: skip
+
+    def claims_for(self, grid: str | None) -> Sequence[Claim]:
+        return self.grids[grid] if grid in self.grids else self.claims
 
 
 def merge_seeds(results: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -507,15 +621,8 @@ def merge_seeds(results: Sequence[Mapping[str, Any]]) -> list[dict]:
     return merged
 
 
-def _claims(module: Any, profile: str, grid: str | None) -> list[Claim]:
-    """The claims a study's grid checks: ``CLAIMS_BY_GRID[grid]`` (grid default: the profile's ``"grid"``), else
-    ``CLAIMS``."""
-    grid = grid or module.PROFILES.get(profile, {}).get("grid")
-    return getattr(module, "CLAIMS_BY_GRID", {}).get(grid, module.CLAIMS)
-
-
 def run_study(
-    module: Any,
+    spec: StudySpec,
     profile: str,
     output_dir: str | Path,
     seeds: Sequence[int] | None = None,
@@ -524,53 +631,58 @@ def run_study(
     jobs: int | None = None,
     grid: str | None = None,
 ) -> Path:
-    """Run a study module's grid over ``seeds`` and write ``results.json``, figures and ``report.md``.
+    """Run ``spec``'s grid of ``profile`` over ``seeds``; write ``results.json``, figures and ``report.md``.
 
-    ``module`` provides ``BUNDLE``, ``build(profile, seeds) -> Study`` (``build(profile, seeds, grid=name)`` for
-    a module with several ``GRIDS``, when ``grid`` is given), ``summarize(runs) -> dict`` (one
-    seed's runs), ``CLAIMS``, ``progress(metrics) -> str``, ``make_figures(record, output_dir) -> [names]``
-    and ``render_report(record, figures) -> str`` (and ``CLAIMS_BY_GRID[grid]`` for a grid with other claims).
     Returns the path of ``report.md``.
     """
     import shlex
 
     from common.io import atomic_write_text
+    from common.study.report import render_report
     from common.study.runner import bundle_command, environment_record, study_command
 
     seeds = tuple(DEFAULT_SEEDS[profile] if seeds is None else seeds)
-    if grid is not None and grid not in getattr(module, "GRIDS", ()):
-        known = ", ".join(getattr(module, "GRIDS", ())) or "none"
-        raise ValueError(f"study {module.BUNDLE} has no grid {grid!r} (grids: {known})")
-    study = module.build(profile, seeds) if grid is None else module.build(profile, seeds, grid=grid)
+    study = spec.study(profile, seeds, grid)
     if jobs:
         study.jobs = jobs
     output_dir = Path(output_dir)
-    command = study_command(module.BUNDLE, profile, output_dir, seeds, grid)
+    command = study_command(spec.bundle, profile, output_dir, seeds, grid)
     t0 = time.perf_counter()
-    results = execute(study, output_dir, executor=executor, address=address, progress=module.progress)
-    per_seed = {str(s): module.summarize([r for r in results if r["seed"] == s]) for s in seeds}
-    summary = {**median_over_seeds(per_seed), "seeds": list(seeds), "per_seed": per_seed}
-    record = {
-        "study": module.BUNDLE,
-        "profile": profile,
-        "grid": grid,
+    results = execute(study, output_dir, executor=executor, address=address, progress=spec.progress)
+    record = summarize_record(spec, profile, grid, seeds, results)
+    prof = spec.profile(profile)
+    record.update({
         "command": command,
-        "seeds": list(seeds),
         "environment": environment_record(seeds[0]),
         "git": git_commit(),
-        "code_fingerprint": code_fingerprint(bundle=module.BUNDLE),
+        "code_fingerprint": code_fingerprint(bundle=spec.bundle),
         "seconds": runs_span_seconds(results) or round(time.perf_counter() - t0, 1),
         "invocation_seconds": round(time.perf_counter() - t0, 1),
         "reused_runs": sum(r["reused"] for r in results),
         "run_seconds": round(sum(r["seconds"] or 0 for r in results), 1),
-        "profile_settings": json.loads(json.dumps(module.PROFILES[profile], default=str)),
+        "profile_settings": json.loads(json.dumps({"settings": prof.settings, "axes": prof.axes, "jobs": prof.jobs},
+                                                  default=str)),
         "example_run_command": shlex.join(bundle_command(study.bundle, study.configs, study.runs[0].overrides)),
-        "summary": summary,
-        "claims": evaluate_claims(_claims(module, profile, grid), per_seed),
-        "runs": results,
-    }
-    record["figures"] = module.make_figures(record, output_dir)
+    })  # fmt: skip
+    record["figures"] = spec.figures(record, output_dir)
     atomic_write_json(output_dir / "results.json", record)
     report = output_dir / "report.md"
-    atomic_write_text(report, module.render_report(record, record["figures"]))
+    atomic_write_text(report, render_report(spec, record, record["figures"]))
     return report
+
+
+def summarize_record(
+    spec: StudySpec, profile: str, grid: str | None, seeds: Sequence[int], results: Sequence[Mapping[str, Any]]
+) -> dict:
+    """The science of a finished study, from its runs alone: per-seed summaries, their medians and the claims'
+    verdicts (``{"study", "profile", "grid", "seeds", "summary", "claims", "runs"}``)."""
+    per_seed = {str(s): spec.summarize([r for r in results if r["seed"] == s]) for s in seeds}
+    return {
+        "study": spec.bundle,
+        "profile": profile,
+        "grid": grid,
+        "seeds": list(seeds),
+        "summary": {**median_over_seeds(per_seed), "seeds": list(seeds), "per_seed": per_seed},
+        "claims": evaluate_claims(spec.claims_for(grid), per_seed),
+        "runs": list(results),
+    }

@@ -16,106 +16,78 @@ error, ``summary.dice[type] = {clean, noisy, refurbished}`` at the highest level
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from common.io import atomic_write
-from common.study import engine
-from common.study.engine import Claim, Run, Study, merge_seeds
-from common.study.report import markdown_table, report_header, use_agg_backend
+from common.study.engine import Claim, Profile, Run, StudySpec, grid, merge_seeds
+from common.study.report import figure_lines, markdown_table, use_agg_backend
 
 BUNDLE = "label_error_refurbishment"
-CONFIGS = ["train.yaml", "evaluate.yaml"]
 # Detectors in the tables: name -> the score variant in detection.json. ``vog`` is VOG as defined (Agarwal et al.
 # 2022); ``vog_tuned`` the variant chosen on tuning seeds 100 and 101 (docs/README.md, "Choosing a VOG variant").
 VOG_TUNED = "vog_late_ckpt_boundary"
 DETECTORS = {"loss": "loss", "vog": "vog", "vog_tuned": VOG_TUNED, "aum": "aum", "el2n": "el2n"}
-LEGACY_DETECTORS = ("loss", "vog")  # results files written before the size-matched arm and AUM/EL2N
 RANDOM = "random_size_matched"  # the random arm the robustness claims use
 # A test image is flip-prone when more than this fraction of its foreground pixels are flips (docs/README.md).
 FLIP_PRONE_THRESHOLD = 0.05
 STRUCTURES = ("lv_cavity", "myocardium", "left_atrium")
 
-PROFILES: dict[str, dict[str, Any]] = {
+# Each profile: the bundle settings of every run; the error types and levels; which detectors drive a refurbished
+# run (``"all"`` levels, or ``{type: levels}``).
+PROFILES: dict[str, Profile] = {
     # Proves the wiring: one clean and one corrupted setting, a few epochs on a handful of images.
-    "smoke": {
-        "types": ("systematic",),
-        "levels": (0.5,),
-        "refurbish_with": {"loss": "all"},
-        "bundle": {"epochs": 3, "detect_epoch": 2, "vog_checkpoints": 2, "vog_first_epoch": 1, "loss_window": 1,
-                   "num_train": 12, "num_val": 4, "num_test": 6, "val_interval": 3},
-        "parallel": 2,
-    },
+    "smoke": Profile(
+        settings={"epochs": 3, "detect_epoch": 2, "vog_checkpoints": 2, "vog_first_epoch": 1, "loss_window": 1,
+                  "num_train": 12, "num_val": 4, "num_test": 6, "val_interval": 3, "num_threads": 1},
+        axes={"error_type": ("systematic",), "error_level": (0.5,), "refurbish_with": {"loss": "all"}},
+    ),
     # The paper's qualitative findings on the embedded phantom, on a 2-core CPU.
-    "quick": {
-        "types": ("boundary_jitter", "random_size_matched", "systematic", "label_swap"),
-        "levels": (0.25, 0.5, 0.75),
-        "refurbish_with": {"loss": "all", "vog_tuned": {"systematic": (0.75,)}},
-        "bundle": {"epochs": 24, "detect_epoch": 16, "vog_checkpoints": 4, "vog_first_epoch": 4, "loss_window": 4,
-                   "num_train": 48, "num_val": 8, "num_test": 24, "val_interval": 8},
-        "parallel": 2,
-    },
-    # The seed's grid: every error type, both detectors driving refurbishment; meant for a GPU.
-    "full": {
-        "types": ("boundary_jitter", "random_size_matched", "systematic", "boundary_shift", "label_swap"),
-        "levels": (0.25, 0.5, 0.75),
-        "refurbish_with": {"loss": "all", "vog_tuned": "all"},
-        "bundle": {"epochs": 60, "detect_epoch": 40, "vog_checkpoints": 5, "vog_first_epoch": 8, "loss_window": 5,
-                   "num_train": 400, "num_val": 50, "num_test": 200, "image_size": 128, "val_interval": 10},
-        "parallel": 1,
-    },
+    "quick": Profile(
+        settings={"epochs": 24, "detect_epoch": 16, "vog_checkpoints": 4, "vog_first_epoch": 4, "loss_window": 4,
+                  "num_train": 48, "num_val": 8, "num_test": 24, "val_interval": 8, "num_threads": 1},
+        axes={"error_type": ("boundary_jitter", "random_size_matched", "systematic", "label_swap"),
+              "error_level": (0.25, 0.5, 0.75),
+              "refurbish_with": {"loss": "all", "vog_tuned": {"systematic": (0.75,)}}},
+    ),
+    # The paper's grid: every error type, both detectors driving refurbishment; meant for a GPU.
+    "full": Profile(
+        settings={"epochs": 60, "detect_epoch": 40, "vog_checkpoints": 5, "vog_first_epoch": 8, "loss_window": 5,
+                  "num_train": 400, "num_val": 50, "num_test": 200, "image_size": 128, "val_interval": 10,
+                  "num_threads": 1},
+        axes={"error_type": ("boundary_jitter", "random_size_matched", "systematic", "boundary_shift", "label_swap"),
+              "error_level": (0.25, 0.5, 0.75),
+              "refurbish_with": {"loss": "all", "vog_tuned": "all"}},
+        jobs=1,
+    ),
 }  # fmt: skip
 
 
-def _settings(profile: str) -> list[dict]:
-    cfg = PROFILES[profile]
-    runs = [{"name": "clean", "error_type": "none", "error_level": 0.0, "refurbish": False, "detector": "loss"}]
-    for kind in cfg["types"]:
-        for level in cfg["levels"]:
-            tag = f"{kind}_{int(round(level * 100)):02d}"
-            runs.append(
-                {
-                    "name": f"{tag}_noisy",
-                    "error_type": kind,
-                    "error_level": level,
-                    "refurbish": False,
-                    "detector": "loss",
-                }
-            )
-            for det, where in cfg["refurbish_with"].items():
-                if where == "all" or level in where.get(kind, ()):
-                    runs.append(
-                        {
-                            "name": f"{tag}_refurbished_{det}",
-                            "error_type": kind,
-                            "error_level": level,
-                            "refurbish": True,
-                            "detector": det,
-                        }
-                    )
-    return runs  # fmt: skip
-
-
-def build(profile: str, seeds) -> Study:
-    """The grid of ``profile`` as bundle runs over ``seeds``; the clean run is ``error_level`` 0."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    cfg = PROFILES[profile]
-    runs = []
-    for run in _settings(profile):
-        overrides = {
-            **cfg["bundle"],
-            "error_type": "boundary_jitter" if run["error_type"] == "none" else run["error_type"],
-            "error_level": run["error_level"],
-            "refurbish": run["refurbish"],
-            "detector": DETECTORS.get(run["detector"], run["detector"]),  # "vog" refurbishment: the tuned variant
-            "num_threads": 1,
-        }
-        runs.append(Run(run["name"], overrides, {k: v for k, v in run.items() if k != "name"}))
-    return Study(BUNDLE, profile, runs, seeds, jobs=cfg["parallel"])
+def runs(profile: Profile, grid_name: str | None = None) -> list[Run]:
+    """One clean run (level 0), every error type x level without refurbishment, and each refurbishing detector
+    at the levels ``refurbish_with`` names; run names ``clean``, ``<type>_<level %>_noisy``,
+    ``<type>_<level %>_refurbished_<detector>``."""
+    axes = {"error_type": list(profile.axes["error_type"]), "error_level": list(profile.axes["error_level"])}
+    clean = {"error_type": "none", "error_level": 0.0, "refurbish": False, "detector": "loss"}
+    out = [Run("clean", {**profile.settings, **clean, "error_type": "boundary_jitter"}, clean)]
+    out += grid(
+        "noisy",
+        profile.settings,
+        axes,
+        lambda p: {**p, "refurbish": False, "detector": "loss"},
+        {"refurbish": False, "detector": "loss"},
+        name=lambda p: _key(p["error_type"], p["error_level"], "noisy"),
+    )
+    for det, at in profile.axes["refurbish_with"].items():
+        out += grid(
+            f"refurbished_{det}", profile.settings, axes,
+            lambda p, d=det: {**p, "refurbish": True, "detector": DETECTORS.get(d, d)},
+            {"refurbish": True, "detector": det},
+            name=lambda p, d=det: _key(p["error_type"], p["error_level"], f"refurbished_{d}"),
+            where=lambda p, at=at: at == "all" or p["error_level"] in at.get(p["error_type"], ()),
+        )  # fmt: skip
+    return out
 
 
 def progress(metrics: dict) -> str:
@@ -126,11 +98,6 @@ def _view(run: dict) -> dict:
     """A run with its ``metrics.json`` as the tables read it: ``test`` (with ``per_image``) and ``detection``."""
     m = run["metrics"]
     return {**run, "metrics": {**m["extra"], "test": {**m["extra"]["test"], "per_image": m.get("per_sample", [])}}}
-
-
-def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
-    """Run the grid of ``profile`` over ``seeds``; write ``results.json``, ``report.md`` and figures."""
-    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
 
 
 def _key(kind: str, level: float, what: str) -> str:
@@ -285,16 +252,27 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
-def make_figures(record: dict, output_dir: Path) -> list[str]:
+def figures(record: dict, output_dir: Path) -> list[str]:
     """Dice against error level, ROC curves and flip-risk against flip, from the first seed's runs."""
     first = {r["name"]: _view(r) for r in record["runs"] if r["seed"] == record["seeds"][0]}
-    cfg = record["profile_settings"]
-    return _figures(output_dir, first, tuple(cfg["types"]), tuple(cfg["levels"]))
+    axes = record["profile_settings"]["axes"]
+    return _figures(output_dir, first, tuple(axes["error_type"]), tuple(axes["error_level"]))
 
 
 def _gap_points(s, kind, level=None):
     d = s["dice"][kind]
     return 100 * (d["clean"] - s["noisy_dice"][kind][f"{level or s['detection_level']:.0%}"])
+
+
+def _refurbishment_gain(s) -> float | None:
+    """Loss-driven refurbishment's test-Dice gain in points over the noisy model, mean over the error types at the
+    highest error level (the high-error cells)."""
+    gains = [100 * (d["refurbished"] - d["noisy"]) for d in s["dice"].values()
+             if d.get("refurbished") is not None and d.get("noisy") is not None]  # fmt: skip
+    return sum(gains) / len(gains) if gains else None
+
+
+SOURCE = "Islam et al. 2026"
 
 
 def _detector_claims() -> list[Claim]:
@@ -305,31 +283,40 @@ def _detector_claims() -> list[Claim]:
     for det, name in names.items():
         for kind, what in (("systematic", "systematic"), (RANDOM, "size-matched random")):
             out.append(Claim(f"{det}_detects_{'systematic' if kind == 'systematic' else 'random'}",
-                             f"{name} detects {what} errors at 50% (AUROC > 0.8)",
-                             lambda s, k=kind, d=det: s["detection_auroc"][k][d], lambda v: v > 0.8))  # fmt: skip
+                             f"{name} detects {what} annotation errors ({SOURCE})",
+                             lambda s, k=kind, d=det: s["detection_auroc"][k][d], 0.8, ">",
+                             f"AUROC of the detector's score for corrupted training labels at 50% {what} errors",
+                             primary=(det, kind) == ("vog", "systematic")))  # fmt: skip
     return out
 
 
-# The statements of Islam et al. (2026), checked on one seed's summary.
+# The statements of Islam et al. (2026) in the paper's direction, declared before seeds 0-2 ran.
 CLAIMS = [
-    Claim("random_errors_harmless", "50% size-matched random errors cost less than 2 Dice points against clean "
-          "training", lambda s: _gap_points(s, RANDOM), lambda v: v < 2.0),
-    Claim("boundary_jitter_harmless", "50% +-1 px boundary jitter costs less than 2 Dice points",
-          lambda s: _gap_points(s, "boundary_jitter"), lambda v: v < 2.0),
-    Claim("moderate_systematic_harmless", "25% systematic errors cost less than 2 Dice points (robust up to "
-          "moderate levels)", lambda s: _gap_points(s, "systematic", 0.25), lambda v: v < 2.0),
-    Claim("systematic_errors_harmful", "50% systematic errors cost more than 2 Dice points",
-          lambda s: _gap_points(s, "systematic"), lambda v: v > 2.0),
-    Claim("refurbishment_helps_systematic", "Loss-driven refurbishment raises test Dice under the highest level "
-          "of systematic errors (gain in Dice points > 0)",
-          lambda s: 100 * (s["dice"]["systematic"]["refurbished"] - s["dice"]["systematic"]["noisy"]),
-          lambda v: v > 0.0),
+    Claim("random_errors_harmless", f"A U-Net stays robust to random annotation errors ({SOURCE})",
+          lambda s: _gap_points(s, RANDOM), 2.0, "<",
+          "test-Dice cost in points of 50% size-matched random errors against clean training"),
+    Claim("systematic_up_to_50_harmless", f"A U-Net stays robust to systematic annotation errors up to 50% ({SOURCE})",
+          lambda s: _gap_points(s, "systematic"), 2.0, "<",
+          "test-Dice cost in points of 50% systematic errors against clean training"),
+    Claim("refurbishment_helps_high_errors", f"Refurbishing suspect labels helps at high error levels ({SOURCE})",
+          _refurbishment_gain, 0.0, ">",
+          "loss-driven refurbishment's test-Dice gain in points over the noisy model, mean over the error types at "
+          "the highest level"),
+    Claim("boundary_jitter_harmless", f"Boundary noise costs little ({SOURCE})",
+          lambda s: _gap_points(s, "boundary_jitter"), 2.0, "<",
+          "test-Dice cost in points of 50% +-1 px boundary jitter", primary=False),
+    Claim("moderate_systematic_harmless", f"Moderate systematic errors cost little ({SOURCE})",
+          lambda s: _gap_points(s, "systematic", 0.25), 2.0, "<",
+          "test-Dice cost in points of 25% systematic errors", primary=False),
     *_detector_claims(),
-    Claim("flip_risk_flags_flip_prone_images", f"Within each noisy model, flip-risk flags the test images with more "
-          f"than {FLIP_PRONE_THRESHOLD:.0%} flipped foreground pixels better than chance (median AUROC over the "
-          "noisy runs > 0.5)", lambda s: s["flip_risk_auroc_noisy_median"], lambda v: v > 0.5),
-    Claim("flip_risk_tracks_flip", "Flip-risk ranks test images by their actual flip fraction, pooled over runs "
-          "(Spearman rho > 0)", lambda s: s["flip_risk_spearman"], lambda v: v > 0.0),
+    Claim("flip_risk_flags_flip_prone_images", "Within each model, the label-free flip-risk flags flip-prone test "
+          "images better than chance (Achara et al. 2026)", lambda s: s["flip_risk_auroc_noisy_median"], 0.5, ">",
+          f"AUROC of flip-risk for images with more than {FLIP_PRONE_THRESHOLD:.0%} flipped foreground, median over "
+          "the noisy runs", primary=False),
+    Claim("flip_risk_tracks_flip", "Flip-risk ranks test images by their actual flip fraction (Achara et al. 2026)",
+          lambda s: s["flip_risk_spearman"], 0.0, ">",
+          "Spearman rho of per-image flip-risk and flip fraction, pooled over the runs without refurbishment",
+          primary=False),
 ]  # fmt: skip
 
 
@@ -337,15 +324,13 @@ def _fmt(v, spec=".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def render_report(record: dict, figures: list[str]) -> str:
-    """``report.md``: claims, then every table as the median over seeds (per-seed values where it matters)."""
-    if "error_size" not in record["summary"]:
-        return _render_report_legacy(record, figures)
+def report(record: dict, figures: list[str]) -> str:
+    """The study's sections: every table as the median over seeds (per-seed values where it matters)."""
     cfg = record["profile_settings"]
     results = {r["name"]: _view(r) for r in merge_seeds(record["runs"])}
     summary = record["summary"]
     per_seed = summary["per_seed"]
-    types, levels = cfg["types"], cfg["levels"]
+    types, levels = cfg["axes"]["error_type"], cfg["axes"]["error_level"]
 
     def dice(name):
         return results[name]["metrics"]["test"]["dice_mean"] if name in results else None
@@ -379,10 +364,9 @@ def render_report(record: dict, figures: list[str]) -> str:
     ]
     rho_seeds = ", ".join(f"{sd}: {_fmt(v['flip_risk_spearman'])}" for sd, v in per_seed.items())
     variant_names = sorted({v for d in per_variant.values() for v in d})
-    bundle = cfg["bundle"]
+    bundle = cfg["settings"]
     det_header = [h for det in DETECTORS for h in (f"{det} AUROC", f"{det} AP")]
-    lines = report_header(record, f"Label errors: detection and refurbishment ({record['profile']} profile)")
-    lines += [
+    lines = [
         f"Clean training test Dice (mean of LV cavity, myocardium, left atrium): {clean:.3f}. "
         f"Detection and refurbishment after epoch {bundle['detect_epoch']} of {bundle['epochs']}; "
         f"refurbishment relabels the top 50% of training samples by the detector's score. `vog` is VOG as defined "
@@ -411,77 +395,19 @@ def render_report(record: dict, figures: list[str]) -> str:
         "\n## Test Dice per structure\n",
         markdown_table(["run", *STRUCTURES, "mean"], struct_rows),
         "\n## Figures\n",
-        *[f"![{Path(n).name}]({n})\n" for n in figures],
+        *figure_lines(figures),
     ]  # fmt: skip
     return "\n".join(lines)
 
 
-def _render_report_legacy(record: dict, figures: list[str]) -> str:
-    """``report.md`` of a results file written before the size-matched arm and AUM/EL2N (its tables as they were)."""
-    cfg = record["profile_settings"]
-    results = {r["name"]: _view(r) for r in merge_seeds(record["runs"])}
-    summary = record["summary"]
-    types, levels = cfg["types"], cfg["levels"]
-
-    def dice(name):
-        return results[name]["metrics"]["test"]["dice_mean"] if name in results else None
-
-    clean = dice("clean")
-    dice_rows, flip_rows = [], []
-    flip_of = lambda n: results[n]["metrics"]["test"]["flip"]["global"] if n in results else None  # noqa: E731
-    f = flip_of("clean")
-    flip_rows.append(
-        ["clean", "0%", "-", f["correct"], f["flip"], f["miss"], results["clean"]["metrics"]["test"]["flip_risk_mean"]]
-    )
-    for kind in types:
-        for lv in levels:
-            dice_rows.append(
-                [kind, f"{lv:.0%}", clean, dice(_key(kind, lv, "noisy")), dice(_key(kind, lv, "refurbished_loss")),
-                 dice(_key(kind, lv, "refurbished_vog"))]
-            )  # fmt: skip
-            for what in ("noisy", "refurbished_loss"):
-                f = flip_of(_key(kind, lv, what))
-                if f:
-                    flip_rows.append([kind, f"{lv:.0%}", what, f["correct"], f["flip"], f["miss"],
-                                      results[_key(kind, lv, what)]["metrics"]["test"]["flip_risk_mean"]])  # fmt: skip
-    struct_rows = []
-    for name, r in results.items():
-        d = r["metrics"]["test"]["dice"]
-        struct_rows.append([name, *[d[s] for s in STRUCTURES], r["metrics"]["test"]["dice_mean"]])
-    det_rows, per_variant = _detection_rows(results, LEGACY_DETECTORS)
-    quality_rows = []
-    for name, r in results.items():
-        q = r["metrics"].get("detection", {}).get("label_quality")
-        if q:
-            quality_rows.append(
-                [name, q["num_refurbished"], q["label_dice_vs_clean_before"], q["label_dice_vs_clean_after"]]
-            )
-    rho_seeds = ", ".join(
-        f"{s}: {'-' if v['flip_risk_spearman'] is None else format(v['flip_risk_spearman'], '.3f')}"
-        for s, v in summary["per_seed"].items()
-    )
-    variant_names = sorted({v for d in per_variant.values() for v in d})
-    bundle = cfg["bundle"]
-    lines = report_header(record, f"Label errors: detection and refurbishment ({record['profile']} profile)")
-    lines += [
-        f"Clean training test Dice (mean of LV cavity, myocardium, left atrium): {clean:.3f}. "
-        f"Detection and refurbishment after epoch {bundle['detect_epoch']} of {bundle['epochs']}; "
-        f"refurbishment relabels the top 50% of training samples by the detector's score.\n",
-        "## Test Dice (clean / noisy / refurbished)\n",
-        markdown_table(["error type", "level", "clean", "noisy", "refurbished (loss)", "refurbished (VOG)"], dice_rows),
-        "\n## Detection of corrupted training labels\n",
-        markdown_table(["error type", "level", "loss AUROC", "loss AP", "VOG AUROC", "VOG AP"], det_rows),
-        "\n### VOG variants and loss variants (AUROC)\n",
-        markdown_table(["variant", *per_variant.keys()], [[v, *[per_variant[n].get(v) for n in per_variant]] for v in variant_names]),
-        "\n## Label quality of the refurbished samples (Dice of the training label against the clean label)\n",
-        markdown_table(["run", "relabelled", "before", "after"], quality_rows),
-        "\n## Flip decomposition of test foreground pixels (pooled) and mean flip-risk\n",
-        markdown_table(["error type", "level", "run", "correct", "flip", "miss", "flip-risk"], flip_rows),
-        f"\nSpearman correlation of per-image flip-risk with the actual flip fraction (noisy runs), per seed: "
-        f"{rho_seeds}\n",
-        "\n## Test Dice per structure\n",
-        markdown_table(["run", *STRUCTURES, "mean"], struct_rows),
-        "\n## Figures\n",
-        *[f"![{Path(n).name}]({n})\n" for n in figures],
-    ]  # fmt: skip
-    return "\n".join(lines)
+SPEC = StudySpec(
+    bundle=BUNDLE,
+    title="Label errors: detection and refurbishment",
+    profiles=PROFILES,
+    runs=runs,
+    summarize=summarize,
+    claims=CLAIMS,
+    report=report,
+    figures=figures,
+    progress=progress,
+)

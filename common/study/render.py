@@ -21,88 +21,88 @@ files and never typed by hand.
 from __future__ import annotations
 
 import argparse
-import importlib
+import csv
+import gzip
+import io
 import json
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
 from common.io import atomic_write_text
 from common.study.engine import code_fingerprint, format_claim
-from common.study.runner import BUNDLE_NAMES, REPO_ROOT
+from common.study.report import render_report
+from common.study.runner import REPO_ROOT, bundle_names, load_spec
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CONVERGENCE_BEGIN, CONVERGENCE_END = "<!-- convergence:begin -->", "<!-- convergence:end -->"
-GROUP_MODEL_BEGIN, GROUP_MODEL_END = "<!-- group-model:begin -->", "<!-- group-model:end -->"
-SR_COLLAPSE_BEGIN, SR_COLLAPSE_END = "<!-- sr-collapse:begin -->", "<!-- sr-collapse:end -->"
 NOTE = "<!-- rendered by `python -m common.study.render` from docs/results/quick.json; do not edit by hand -->"
-TITLES = {
-    "segmentation_resolution_bias": "Segmentation resolution bias",
-    "sr_degradation_bias": "Super-resolution degradation bias",
-    "label_error_refurbishment": "Label errors and refurbishment",
-    "shortcut_label_flips": "Shortcut learning and label flips",
-}
 
 
 def results_dir(bundle: str, root: Path = REPO_ROOT) -> Path:
     return root / "bundles" / bundle / "docs" / "results"
 
 
+def load_record(path: Path) -> dict | None:
+    """A committed record (``<name>.json``) with its runs (``<name>_runs.json.gz``) put back; ``None`` without one."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    runs = path.with_name(f"{path.stem}_runs.json.gz")
+    if "runs" not in record:
+        record["runs"] = json.loads(gzip.decompress(runs.read_bytes())) if runs.is_file() else []
+    return record
+
+
 def load_results(bundle: str, root: Path = REPO_ROOT) -> dict | None:
     """The committed quick-study record of ``bundle``, or ``None`` when none is committed."""
-    path = results_dir(bundle, root) / "quick.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_record(results_dir(bundle, root) / "quick.json")
 
 
-# Named grids published besides a bundle's quick study (``python -m common.study <bundle> --grid NAME``, which
-# writes ``DIR/<bundle>-<grid>``): committed as ``docs/results/<grid>.json`` with figures in ``docs/results/<grid>/``
-# and rendered between ``<!-- <grid>:begin -->`` and ``<!-- <grid>:end -->`` in the bundle docs.
-NAMED_GRIDS = {"segmentation_resolution_bias": ("pooling",)}
-
-
-def named_grids(bundle: str) -> tuple[str, ...]:
-    return NAMED_GRIDS.get(bundle, ())
+def named_grids(bundle: str, root: Path = REPO_ROOT) -> tuple[str, ...]:
+    """The named grids a bundle's study publishes beside its quick study (its ``SPEC.grids``): committed as
+    ``docs/results/<grid>.json`` with figures in ``docs/results/<grid>/``, rendered between ``<!-- <grid>:begin -->``
+    and ``<!-- <grid>:end -->`` in the bundle docs."""
+    return tuple(load_spec(bundle, root).grids)
 
 
 def load_grid_results(bundle: str, grid: str, root: Path = REPO_ROOT) -> dict | None:
     """The committed record of a named grid (``docs/results/<grid>.json``), or ``None``."""
-    path = results_dir(bundle, root) / f"{grid}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_record(results_dir(bundle, root) / f"{grid}.json")
 
 
-def grid_markers(grid: str) -> tuple[str, str]:
-    return f"<!-- {grid}:begin -->", f"<!-- {grid}:end -->"
-
-
-def render_bundle_section(bundle: str, record: dict | None, figure_dir: str = "results") -> str:
+def render_bundle_section(bundle: str, record: dict | None, figure_dir: str = "results", root: Path = REPO_ROOT) -> str:
     """The bundle docs' results section: the study's report, headings two levels down, figures in ``figure_dir``."""
     if record is None:
         return "No committed quick-study results yet (`python -m common.study.render --from DIR`)."
-    module = importlib.import_module(f"common.study.{bundle}")
-    text = module.render_report(record, [f"{figure_dir}/{f}" for f in record.get("figures", [])])
+    text = render_report(load_spec(bundle, root), record, [f"{figure_dir}/{f}" for f in record.get("figures", [])])
     lines = [("##" + line) if line.startswith("#") else line for line in text.splitlines()]
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
-def render_readme_section(records: dict[str, dict | None]) -> str:
-    """The top-level README's quick-results section: per study, its command, run time and claims."""
+def render_readme_section(records: dict[str, dict | None], root: Path = REPO_ROOT) -> str:
+    """The top-level README's quick-results section: per study, its command, machine, run time and claims."""
     out = []
     for bundle, record in records.items():
-        out.append(f"### {TITLES[bundle]}")
+        out.append(f"### {load_spec(bundle, root).title}")
         out.append("")
         if record is None:
             out += ["No committed quick-study results yet.", ""]
             continue
         commit = (record.get("git") or {}).get("commit") or "unknown"
+        env = record["environment"]
+        cpu = (env.get("numerics") or {}).get("cpu_model") or "an unrecorded CPU"
         out += [
             f"`{record['command']}`: {len(record['runs'])} runs, {record['seconds'] / 60:.0f} min wall on "
-            f"{record['environment']['cpu_count']} CPUs (code fingerprint `{record['code_fingerprint']}`, "
+            f"{env['cpu_count']} cores of {cpu} (code fingerprint `{record['code_fingerprint']}`, "
             f"commit `{commit[:10]}`). Full tables and figures: "
             f"[bundles/{bundle}/docs/README.md](bundles/{bundle}/docs/README.md).",
             "",
         ]
-        out += [f"- {format_claim(c)}" for c in record["claims"]]
+        primary = [c for c in record["claims"] if c.get("primary", True)]
+        out += [f"- {format_claim(c)}" for c in primary]
+        if len(primary) < len(record["claims"]):
+            out.append(f"- and {len(record['claims']) - len(primary)} secondary claims, in the bundle docs.")
         out.append("")
     return "\n".join(out).strip()
 
@@ -159,97 +159,38 @@ def render_convergence_section(report: dict, figure: str | None = "results/conve
     return "\n".join(lines)
 
 
-def render_group_model_section(report: dict) -> str:
-    """The group-model tuning table (``python -m tests.tuning.seg_group_model``): per ``contrast_l`` preset,
-    group L's grey-matter volume bias and the group AUC per approach (median, then every seed), and the claims."""
-    seeds = list(report["presets"][next(iter(report["presets"]))]["per_seed"])
-    commit = (report.get("git") or {}).get("commit") or "?"
-    lines = [
-        f"Tuning seeds {', '.join(seeds)}; code fingerprint `{report['code_fingerprint']}`, commit `{commit[:10]}`. "
-        f"Produced by `{report['command']}`. Median (seeds {' / '.join(seeds)}).",
-        "",
-        "| `contrast_l` | approach | group-L GM volume bias | group-L GM Dice | GM group AUC |",
-        "|---|---|---|---|---|",
-    ]
-
-    def cell(preset: dict, key: str, approach: str, spec: str, scale: float = 1.0, unit: str = "") -> str:
-        each = [preset["per_seed"][s][key].get(approach) for s in seeds]
-        med = preset["median"][key].get(approach)
-        show = lambda v: _fmt(None if v is None else scale * v, spec)  # noqa: E731
-        return f"{show(med)}{unit} ({' / '.join(show(v) for v in each)})"
-
-    for name, preset in report["presets"].items():
-        for approach in preset["median"]["volume_bias_L"]:
-            lines.append(
-                f"| {name} | {approach} | {cell(preset, 'volume_bias_L', approach, '+.1f', 100, '%')} | "
-                f"{cell(preset, 'dice_L', approach, '.3f')} | {cell(preset, 'auc', approach, '.2f')} |"
-            )
-    lines += ["", "| `contrast_l` | claim | holds in | median |", "|---|---|---|---|"]
-    for name, preset in report["presets"].items():
-        for c in preset["claims"]:
-            claim = c["claim"].replace("|", "\\|")  # a table cell
-            lines.append(f"| {name} | {claim} | {c['holds_in']}/{c['of']} | {_fmt(c['median'], '.3g')} |")
-    return "\n".join(lines)
-
-
-def render_sr_collapse_section(report: dict) -> str:
-    """The SR collapse tuning table (``python -m tests.tuning.sr_collapse``): per candidate recipe, how many runs
-    end their first epochs with no live unit in SRCNN's last hidden layer, and the validation gain over bicubic."""
-    commit = (report.get("git") or {}).get("commit") or "?"
-    seeds = ", ".join(str(s) for s in report["seeds"])
-    lines = [
-        f"Tuning seeds {seeds}, every quick training set, the first {report['epochs']} epochs of the full schedule; "
-        f"code fingerprint `{report['code_fingerprint']}`, commit `{commit[:10]}`. Produced by `{report['command']}`.",
-        "",
-        "| recipe | runs | dead (no live unit) | at most 2 live units | live units, median [min, max] | "
-        "validation gain over bicubic, median [min] |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in dict.fromkeys(r["candidate"] for r in report["runs"]):  # in the order they ran
-        runs = [r for r in report["runs"] if r["candidate"] == name]
-        live = sorted(r["live_units"] for r in runs)
-        gains = sorted(r["gain_db"] for r in runs)
-        units = runs[0]["units"] if runs else "?"
-        lines.append(
-            f"| {name} | {len(runs)} | {sum(v == 0 for v in live)} | {sum(v <= 2 for v in live)} | "
-            f"{statistics.median(live):g} of {units} [{live[0]}, {live[-1]}] | "
-            f"{statistics.median(gains):+.2f} dB [{gains[0]:+.2f}] |"
-        )
-    return "\n".join(lines)
-
-
-TUNING_SECTIONS = {
-    "tuning_group_model.json": (render_group_model_section, GROUP_MODEL_BEGIN, GROUP_MODEL_END),
-    "tuning_sr_collapse.json": (render_sr_collapse_section, SR_COLLAPSE_BEGIN, SR_COLLAPSE_END),
-}
-"""A tuning experiment's committed report in a bundle's ``docs/results``: its renderer and its markers."""
+def section_markers(name: str) -> tuple[str, str]:
+    """The markers of a named section (a grid's, a tuning report's by its file stem) in a bundle's docs."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
     """Every document with a results section, as it should read after rendering."""
-    records = {b: load_results(b, root) for b in BUNDLE_NAMES}
+    records = {b: load_results(b, root) for b in bundle_names(root)}
     docs = {}
     for bundle, record in records.items():
+        spec = load_spec(bundle, root)
         path = root / "bundles" / bundle / "docs" / "README.md"
-        docs[path] = _replace_section(path.read_text(), render_bundle_section(bundle, record), path)
+        docs[path] = _replace_section(path.read_text(), render_bundle_section(bundle, record, root=root), path)
         convergence = results_dir(bundle, root) / "convergence.json"
         if convergence.is_file():
             note = "<!-- rendered by `python -m common.study.render` from docs/results/convergence.json -->"
             body = render_convergence_section(json.loads(convergence.read_text()))
             docs[path] = _replace_section(docs[path], body, path, CONVERGENCE_BEGIN, CONVERGENCE_END, note)
-        for grid in named_grids(bundle):
+        for grid in spec.grids:
             grid_record = load_grid_results(bundle, grid, root)
             if grid_record is not None:
                 note = f"<!-- rendered by `python -m common.study.render` from docs/results/{grid}.json -->"
-                body = render_bundle_section(bundle, grid_record, f"results/{grid}")
-                docs[path] = _replace_section(docs[path], body, path, *grid_markers(grid), note)
-        for name, (render, begin, end) in TUNING_SECTIONS.items():
+                body = render_bundle_section(bundle, grid_record, f"results/{grid}", root)
+                docs[path] = _replace_section(docs[path], body, path, *section_markers(grid), note)
+        for name, render in spec.tuning.items():
             tuning = results_dir(bundle, root) / name
             if tuning.is_file():
                 note = f"<!-- rendered by `python -m common.study.render` from docs/results/{name} -->"
-                docs[path] = _replace_section(docs[path], render(json.loads(tuning.read_text())), path, begin, end, note)
+                body = render(json.loads(tuning.read_text()))
+                docs[path] = _replace_section(docs[path], body, path, *section_markers(Path(name).stem), note)
     readme = root / "README.md"
-    docs[readme] = _replace_section(readme.read_text(), render_readme_section(records), readme)
+    docs[readme] = _replace_section(readme.read_text(), render_readme_section(records, root), readme)
     return docs
 
 
@@ -257,7 +198,7 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
     """One line per committed results file (a quick study's, a named grid's) whose code fingerprint (``common``
     and the bundle's own configs) differs from the working tree's."""
     problems = []
-    for bundle in BUNDLE_NAMES:
+    for bundle in bundle_names(root):
         current = code_fingerprint(root, bundle=bundle)
         published = [(results_dir(bundle, root) / "quick.json", load_results(bundle, root), "nox -s results")]
         published += [
@@ -266,7 +207,7 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
                 load_grid_results(bundle, grid, root),
                 f"python -m common.study {bundle} --profile quick --grid {grid} --output DIR",
             )
-            for grid in named_grids(bundle)
+            for grid in named_grids(bundle, root)
         ]
         for i, (path, record, rerun) in enumerate(published):
             if record is None:
@@ -280,10 +221,10 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
     return problems
 
 
-# Per-run detail the published record leaves out (it stays in the study's own results.json and each run's
-# metrics.json): every run's per-sample records and the label-error detectors' score, flag and flagged id of
-# every training sample (the figures drawn from them are committed). The rest (every number the docs render)
-# keeps each committed file under 1 MB.
+# Per-run detail the published record moves out of its JSON: every run's per-sample records go into the gzipped CSV
+# beside it (:func:`per_sample_table`); the label-error detectors' score, flag and flagged id of every training
+# sample stay in the study's own results.json and each run's metrics.json (the figures drawn from them are
+# committed). The rest (every number the docs render) keeps each committed file under 1 MB.
 DROPPED = (
     ("per_sample",),
     ("extra", "detection", "scores"),
@@ -308,9 +249,71 @@ def slim_record(record: dict) -> dict:
     return {**record, "runs": runs}
 
 
+def _flatten(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def per_sample_table(record: dict) -> list[dict]:
+    """Every run's per-sample records as flat rows ``{"run", "seed", <record keys, nested ones joined by '.'>}``."""
+    rows = []
+    for run in record.get("runs", []):
+        for sample in run.get("metrics", {}).get("per_sample", []):
+            rows.append({"run": run["name"], "seed": run.get("seed"), **_flatten(sample)})
+    return rows
+
+
+def _write_gzip(dest: Path, data: bytes) -> None:
+    """``data`` gzipped to ``dest``, byte-identical for identical data (no time stamp or name in the header)."""
+    from common.io import atomic_write
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        gz.write(data)
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def write_record(record: dict, dest: Path) -> None:
+    """A published record: ``dest`` (JSON as the model zoo's checks want it) without its runs, which go, slimmed
+    (:func:`slim_record`), to ``<dest stem>_runs.json.gz``; :func:`load_record` reads both back."""
+    slim = slim_record(record)
+    _write_gzip(dest.with_name(f"{dest.stem}_runs.json.gz"), json.dumps(slim["runs"]).encode())
+    atomic_write_text(dest, dump_json({k: v for k, v in slim.items() if k != "runs"}))
+
+
+def write_per_sample(rows: list[dict], dest: Path) -> None:
+    """``rows`` as a gzipped CSV (columns: the union of the rows' keys in first-seen order; empty cells for missing
+    values); byte-identical for identical rows (no time stamp in the gzip header)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_gzip(dest, text.getvalue().encode())
+
+
+def read_per_sample(path: Path) -> list[dict]:
+    """The rows of a :func:`write_per_sample` file, every value a string (``""`` where missing)."""
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def dump_json(record: dict) -> str:
+    """A committed JSON file as the MONAI model zoo's checks want it: 4-space indent, key order kept, final newline."""
+    return json.dumps(record, indent=4) + "\n"
+
+
 def _publish(src: Path, dest: Path, figure_dir: Path) -> None:
-    """Copy the quick-profile record ``src`` to ``dest`` without the :data:`DROPPED` detail, and its figures
-    into ``figure_dir``."""
+    """Copy the quick-profile record ``src`` to ``dest`` (:func:`write_record`), its per-sample records to
+    ``<dest stem>_per_sample.csv.gz``, and its figures into ``figure_dir``."""
     record = json.loads(src.read_text())
     if record.get("profile") != "quick":
         raise ValueError(f"{src}: profile {record.get('profile')!r}; the published results are the quick profile")
@@ -319,8 +322,8 @@ def _publish(src: Path, dest: Path, figure_dir: Path) -> None:
         figure_dir.mkdir(parents=True, exist_ok=True)
     for figure in record.get("figures", []):
         shutil.copyfile(src.parent / figure, figure_dir / figure)
-    # one space of indent: the committed files are read by people and diffed, and stay well under 1 MB
-    atomic_write_text(dest, json.dumps(slim_record(record), indent=1) + "\n")
+    write_per_sample(per_sample_table(record), dest.with_name(f"{dest.stem}_per_sample.csv.gz"))
+    write_record(record, dest)
 
 
 def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
@@ -328,13 +331,13 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
     ``source/<bundle>-<grid>/results.json`` (as ``<grid>.json``, figures in ``<grid>/``), without the
     :data:`DROPPED` detail, with their figures, into each bundle's docs."""
     copied = []
-    for bundle in BUNDLE_NAMES:
+    for bundle in bundle_names(root):
         dest = results_dir(bundle, root)
         src = source / bundle / "results.json"
         if src.is_file():
             _publish(src, dest / "quick.json", dest)
             copied.append(bundle)
-        for grid in named_grids(bundle):
+        for grid in named_grids(bundle, root):
             src = source / f"{bundle}-{grid}" / "results.json"
             if src.is_file():
                 _publish(src, dest / f"{grid}.json", dest / grid)
@@ -345,7 +348,7 @@ def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
 def import_convergence(source: Path, root: Path = REPO_ROOT) -> list[str]:
     """Copy ``source/<bundle>/convergence.json`` and ``convergence.png`` into each bundle's docs."""
     copied = []
-    for bundle in BUNDLE_NAMES:
+    for bundle in bundle_names(root):
         src = source / bundle / "convergence.json"
         if src.is_file():
             dest = results_dir(bundle, root)
@@ -357,6 +360,31 @@ def import_convergence(source: Path, root: Path = REPO_ROOT) -> list[str]:
     return copied
 
 
+def require_clean_tree(root: Path = REPO_ROOT) -> None:
+    """Raise ``RuntimeError`` naming the paths under ``common/`` or ``bundles/`` that differ from the last commit
+    (``bundles/*/docs/results``, which this command writes, aside): published numbers come from committed code."""
+    import subprocess
+
+    cmd = ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "common", "bundles"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cannot tell whether {root} is committed: git status failed: {proc.stderr.strip()}")
+    entries, dirty = iter(proc.stdout.split("\0")), []
+    for entry in entries:
+        if not entry:
+            continue
+        if entry[0] in "RC":  # a rename or copy: its old path follows
+            next(entries, None)
+        parts = Path(entry[3:]).parts
+        if not (parts[0] == "bundles" and parts[2:4] == ("docs", "results")):
+            dirty.append(entry[3:])
+    if dirty:
+        raise RuntimeError(
+            f"uncommitted changes in {', '.join(dirty)}: commit them first, so that the published numbers "
+            "name the code that made them (--allow-dirty to import anyway)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.study.render", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only check: docs rendered and results not stale")
@@ -366,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="import a convergence benchmark's output folder first (BENCH_CONVERGENCE_OUT)",
     )
+    parser.add_argument("--allow-dirty", action="store_true", help="--from with uncommitted code (tests only)")
     args = parser.parse_args(argv)
     if args.check:
         problems = [f"{path}: differs from its rendering (run: python -m common.study.render)"
@@ -376,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         print("results: " + ("stale or unrendered" if problems else "rendered and current"))
         return 1 if problems else 0
     if args.source:
+        if not args.allow_dirty:
+            try:
+                require_clean_tree()
+            except RuntimeError as err:
+                parser.error(str(err))
         copied = import_results(args.source)
         print(f"imported: {', '.join(copied) or 'nothing'} from {args.source}")
     if args.convergence_from:

@@ -35,30 +35,80 @@ def save_figure(fig, path, dpi: int = 110) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
 
 
-def report_header(record: dict, title: str) -> list[str]:
-    """The opening lines every study report shares: what ran, on which code, the command, and the claims."""
+def fmt(value: Any, spec: str = ".3f") -> str:
+    """``value`` formatted with ``spec``; ``-`` for ``None``."""
+    return "-" if value is None else format(value, spec)
+
+
+def seed_cell(median: Any, per_seed: Sequence[Any], spec: str = ".3f", scale: float = 1.0, unit: str = "") -> str:
+    """The "median (each seed)" cell every study table uses: ``0.812 (0.800 / 0.810 / 0.830)``; values times
+    ``scale`` with ``unit`` appended (``+4.2% (+3.9% / ...)``)."""
+    show = lambda v: "-" if v is None else format(scale * v, spec) + unit  # noqa: E731
+    return f"{show(median)} ({' / '.join(show(v) for v in per_seed)})"
+
+
+def figure_lines(figures: Sequence[str]) -> list[str]:
+    """Markdown image lines for the study's figures."""
+    from pathlib import Path
+
+    return [f"![{Path(n).name}]({n})\n" for n in figures]
+
+
+def claims_section(claims: Sequence[dict]) -> list[str]:
+    """The claims as report lines, primary first, each with its verdict and interval."""
     from common.study.engine import format_claim
 
+    ordered = [c for c in claims if c.get("primary", True)] + [c for c in claims if not c.get("primary", True)]
+    lines = [f"- {format_claim(c)}" for c in ordered] or ["(none)"]
+    n_primary = sum(1 for c in claims if c.get("primary", True))
+    lines += [
+        "",
+        "Verdicts: a Student t 95% interval over the seeds (each seed draws its own data, test set and "
+        "initialisation, so the spread over seeds holds both sampling and training variation); **supported** when "
+        "it lies wholly on the paper's side of the margin, **refuted** when wholly on the other side, "
+        f'**inconclusive** otherwise. The {n_primary} primary claims are Holm-corrected together; "holds in k of n '
+        'seeds" only describes the seeds.',
+    ]
+    return lines
+
+
+def report_header(record: dict, title: str) -> list[str]:
+    """The opening lines every study report shares: what ran, on which machine and code, the command, the claims."""
     seeds = record["seeds"]
     n_settings = len({r["name"] for r in record["runs"]})
     commit = (record.get("git") or {}).get("commit") or "unknown"
+    env = record.get("environment") or {}
+    numerics = env.get("numerics") or {}
+    machine = numerics.get("cpu_model") or env.get("platform", "unknown CPU")
+    simd = numerics.get("cpu_capability")
     lines = [
         f"# {title}",
         "",
         f"Profile `{record['profile']}`, seeds {', '.join(map(str, seeds))}: {n_settings} settings x "
         f"{len(seeds)} seeds = {len(record['runs'])} bundle runs, {record['seconds']:.0f} s wall from the first "
-        f"run's start to the last one's end ({record['run_seconds']:.0f} s summed over runs). Code fingerprint `{record['code_fingerprint']}`, "
-        f"commit `{commit[:10]}`. Produced by:",
+        f"run's start to the last one's end ({record['run_seconds']:.0f} s summed over runs) on "
+        f"{env.get('cpu_count', '?')} cores of {machine}{f' ({simd})' if simd else ''}. "
+        f"Code fingerprint `{record['code_fingerprint']}`, commit `{commit[:10]}`. Produced by:",
         "",
         f"    {record['command']}",
         "",
         "## Claims",
         "",
     ]
-    lines += [f"- {format_claim(c)}" for c in record["claims"]] or ["(none)"]
+    lines += claims_section(record["claims"])
     lines += [
         "",
         f"Tables give the median over the {len(seeds)} seed(s) of each number; figures show seed {seeds[0]}.",
         "",
     ]
     return lines
+
+
+def render_report(spec, record: dict, figures: Sequence[str]) -> str:
+    """A study's ``report.md``: the shared header (what ran, claims and verdicts), then the study's own sections."""
+    title = spec.title + (f": {record['grid']} grid" if record.get("grid") else "")
+    return (
+        "\n".join(report_header(record, f"{title} ({record['profile']} profile)"))
+        + "\n"
+        + spec.report(record, list(figures))
+    )

@@ -19,12 +19,36 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = REPO_ROOT / "bundles"
-BUNDLE_NAMES = (
-    "segmentation_resolution_bias",
-    "sr_degradation_bias",
-    "label_error_refurbishment",
-    "shortcut_label_flips",
-)
+
+
+def bundle_names(root: str | os.PathLike = REPO_ROOT) -> tuple[str, ...]:
+    """Every bundle of the collection: the folders ``bundles/<name>/`` with a ``configs/metadata.json``, sorted."""
+    return tuple(sorted(p.parent.parent.name for p in (Path(root) / "bundles").glob("*/configs/metadata.json")))
+
+
+BUNDLE_NAMES = bundle_names()
+
+
+def load_spec(name: str, root: str | os.PathLike = REPO_ROOT):
+    """The :class:`common.study.engine.StudySpec` of bundle ``name``: ``SPEC`` in ``common/study/<name>.py``
+    (under ``root``; a tree other than this repository's is loaded from that file)."""
+    import importlib
+    import importlib.util
+
+    root = Path(root)
+    path = root / "common" / "study" / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"bundle {name!r} has no study module {path}")
+    if root.resolve() == REPO_ROOT:
+        module = importlib.import_module(f"common.study.{name}")
+    else:
+        loader_spec = importlib.util.spec_from_file_location(f"_study_{name}", path)
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+    spec = getattr(module, "SPEC", None)
+    if spec is None:
+        raise ValueError(f"{path}: defines no SPEC (a common.study.engine.StudySpec)")
+    return spec
 
 
 class BundleRunError(RuntimeError):
@@ -34,7 +58,7 @@ class BundleRunError(RuntimeError):
 def bundle_dir(name: str) -> Path:
     path = BUNDLES_DIR / name
     if not (path / "configs").is_dir():
-        raise ValueError(f"unknown bundle {name!r}: no {path / 'configs'}; known: {', '.join(BUNDLE_NAMES)}")
+        raise ValueError(f"unknown bundle {name!r}: no {path / 'configs'}; known: {', '.join(bundle_names())}")
     return path
 
 
@@ -79,7 +103,11 @@ def run_bundle(
     overrides = {**overrides, "output_dir": str(output_dir)}
     cmd = bundle_command(name, configs, overrides)
     log_file = Path(log_file) if log_file else output_dir / "run.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    from common.numerics import host_pins
+
+    # the numeric pins (common/numerics.py) from the start, so numpy's take effect too; a user's own value wins
+    env = {**host_pins(), **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     with open(log_file, "w") as log:
         log.write(shlex.join(cmd) + "\n")
@@ -108,11 +136,16 @@ def study_command(
 
 
 def environment_record(seed: int | None = None) -> dict:
-    """Seeds and versions recorded in every ``results.json``."""
+    """Seeds, versions and numerics (:func:`common.numerics.numerics_record`) recorded in every ``results.json``."""
     import monai
     import numpy
     import torch
 
+    from common.numerics import numerics_record
+
+    numerics = numerics_record()
+    for key in ("late_pins", "numpy_dispatch", "blas"):  # this process's, not the runs' (they start pinned)
+        numerics.pop(key)
     return {
         "seed": seed,
         "python": platform.python_version(),
@@ -122,4 +155,5 @@ def environment_record(seed: int | None = None) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.is_available(),
+        "numerics": numerics,
     }

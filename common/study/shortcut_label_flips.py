@@ -14,62 +14,46 @@ Outputs in ``output_dir``: ``results.json``, ``report.md``, ``shortcut_vs_correl
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from statistics import median
-from typing import Any
 
-from common.study import engine
-from common.study.engine import Claim, Study, grid
-from common.study.report import markdown_table, report_header, save_figure, use_agg_backend
+from common.study.engine import Claim, Profile, Run, StudySpec, grid
+from common.study.report import figure_lines, markdown_table, save_figure, use_agg_backend
 
 BUNDLE = "shortcut_label_flips"
-CONFIGS = ["train.yaml", "evaluate.yaml"]
 GROUPS = ("common", "rare")
 
-PROFILES: dict[str, dict[str, Any]] = {
+PROFILES: dict[str, Profile] = {
     # Proves the wiring: two correlations, a couple of epochs on a handful of images.
-    "smoke": {
-        "correlations": (0.5, 0.99),
-        "bundle": {"epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2},
-        "parallel": 2,
-    },
+    "smoke": Profile(
+        settings={"epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2, "num_threads": 1},
+        axes={"correlation": (0.5, 0.99)},
+    ),
     # The paper's qualitative findings on the embedded phantom, on a 2-core CPU (cue strength and epochs
     # chosen on tuning seed 100).
-    "quick": {
-        "correlations": (0.5, 0.75, 0.9, 0.99),
-        "bundle": {"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 48, "val_interval": 10},
-        "parallel": 2,
-    },
+    "quick": Profile(
+        settings={"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 48, "val_interval": 10, "num_threads": 1},
+        axes={"correlation": (0.5, 0.75, 0.9, 0.99)},
+    ),
     # A finer grid, more data and longer training; meant for a GPU.
-    "full": {
-        "correlations": (0.5, 0.6, 0.75, 0.9, 0.95, 0.99, 1.0),
-        "bundle": {"epochs": 60, "num_train": 400, "num_val": 48, "num_test": 200, "image_size": 96,
-                   "val_interval": 10},
-        "parallel": 1,
-    },
+    "full": Profile(
+        settings={"epochs": 60, "num_train": 400, "num_val": 48, "num_test": 200, "image_size": 96,
+                  "val_interval": 10, "num_threads": 1},
+        axes={"correlation": (0.5, 0.6, 0.75, 0.9, 0.95, 0.99, 1.0)},
+        jobs=1,
+    ),
 }  # fmt: skip
 
 
-def build(profile: str, seeds) -> Study:
-    """One run per correlation of ``profile``, repeated over ``seeds``."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    cfg = PROFILES[profile]
-    base = {**cfg["bundle"], "num_threads": 1}
-    runs = grid("corr", base, {"correlation": list(cfg["correlations"])})
-    return Study(BUNDLE, profile, runs, seeds, jobs=cfg["parallel"], configs=CONFIGS)
+def runs(profile: Profile, grid_name: str | None = None) -> list[Run]:
+    """One run per training correlation of ``profile``."""
+    return grid("corr", profile.settings, {"correlation": list(profile.axes["correlation"])})
 
 
 def progress(metrics: dict) -> str:
     m = metrics["metrics"]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     return f"rare flip {fmt(m.get('flip_flip_rare'))}, rare Dice {fmt(m.get('dice_mean_rare'))}"
-
-
-def run_study(profile: str, output_dir: Path, seeds=None, **kwargs) -> Path:
-    """Run the grid of ``profile`` over ``seeds``; write ``results.json``, ``report.md`` and the figure."""
-    return engine.run_study(sys.modules[__name__], profile, output_dir, seeds, **kwargs)
 
 
 def _spearman(xs, ys) -> float | None:
@@ -128,20 +112,26 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+SOURCE = "Achara et al. 2026"
+# The paper's statements, in its direction, declared before seeds 0-2 ran; each decided on one value per seed.
 CLAIMS = [
-    Claim("rare_flips_rise", "The rare-group flip fraction rises with the training correlation "
-          "(Spearman rho over the grid > 0)", lambda s: s["rare_flip_spearman"], lambda v: v > 0.0),
-    Claim("dice_gap_widens", "The common-rare Dice gap widens with the training correlation "
-          "(Spearman rho over the grid > 0)", lambda s: s["dice_gap_spearman"], lambda v: v > 0.0),
-    Claim("rare_flips_exceed_common", "At the highest correlation rare images flip more than common ones "
-          "(rare minus common flip fraction > 0)", lambda s: s["flip_gap_at_highest"], lambda v: v > 0.0),
-    Claim("flip_risk_flags_flips", "Each model's flip-risk flags its flip-prone test images (AUROC, median over "
-          "the correlations where some but not all images are flip-prone, > 0.8)",
-          lambda s: s["flip_risk_auroc_median"], lambda v: v > 0.8),
+    Claim("rare_flips_rise", f"Label flips on rare-scene images rise with the training correlation ({SOURCE})",
+          lambda s: s["rare_flip_spearman"], 0.0, ">",
+          "Spearman rho between training correlation and rare-group flip fraction over the grid"),
+    Claim("dice_gap_widens", f"The common-rare Dice gap widens with the training correlation ({SOURCE})",
+          lambda s: s["dice_gap_spearman"], 0.0, ">",
+          "Spearman rho between training correlation and common-minus-rare Dice over the grid"),
+    Claim("rare_flips_exceed_common", f"At the highest correlation rare images flip more than common ones ({SOURCE})",
+          lambda s: s["flip_gap_at_highest"], 0.0, ">",
+          "rare minus common flip fraction of ground-truth foreground at the highest correlation"),
+    Claim("flip_risk_flags_flips", f"The label-free flip-risk flags each model's flip-prone test images ({SOURCE})",
+          lambda s: s["flip_risk_auroc_median"], 0.8, ">",
+          "AUROC of flip-risk for flip-prone images, median over the correlations where it is defined",
+          primary=False),
 ]  # fmt: skip
 
 
-def make_figures(record: dict, output_dir: Path) -> list[str]:
+def figures(record: dict, output_dir: Path) -> list[str]:
     """Dice and flip fraction (common / rare) and flip-risk AUROC against the correlation, every seed's points
     and the median line."""
     use_agg_backend()
@@ -250,8 +240,8 @@ def _example_panels(record: dict, output_dir: Path) -> str | None:
     return name
 
 
-def render_report(record: dict, figures: list[str]) -> str:
-    """``report.md``: claims, then per correlation the median over seeds of every number."""
+def report(record: dict, figures: list[str]) -> str:
+    """The study's sections: per correlation the median over seeds of every number, then the figures."""
     summary = record["summary"]
     per_corr = summary.get("per_correlation") or {}
     rows, det_rows = [], []
@@ -260,10 +250,9 @@ def render_report(record: dict, figures: list[str]) -> str:
                      v.get("flip_rare"), v.get("miss_common"), v.get("miss_rare")])  # fmt: skip
         det_rows.append([c, v.get("flip_risk_common"), v.get("flip_risk_rare"), v.get("flip_prone_fraction"),
                          v.get("flip_risk_auroc"), v.get("flip_risk_ap")])  # fmt: skip
-    bundle = record["profile_settings"]["bundle"]
+    bundle = record["profile_settings"]["settings"]
     threshold = summary.get("flip_threshold", 0.25)
-    lines = report_header(record, f"Shortcut learning and label flips ({record['profile']} profile)")
-    lines += [
+    lines = [
         f"Training: {bundle.get('num_train')} phantom images, {bundle.get('epochs')} epochs; test: "
         f"{bundle.get('num_test')} images, balanced over identity x scene. *Common*: the scene the identity had "
         "in most of training; *rare*: the other scene. A flip is a ground-truth foreground pixel labelled as "
@@ -279,10 +268,23 @@ def render_report(record: dict, figures: list[str]) -> str:
         f"{_fmt(summary.get('flip_risk_auroc_pooled'))}, AP {_fmt(summary.get('flip_risk_ap_pooled'))}. AUROC is "
         "undefined ('-') where no test image, or every one, is flip-prone.\n",
         "\n## Figures\n",
-        *[f"![{Path(n).name}]({n})\n" for n in figures],
+        *figure_lines(figures),
     ]  # fmt: skip
     return "\n".join(lines)
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+SPEC = StudySpec(
+    bundle=BUNDLE,
+    title="Shortcut learning and label flips",
+    profiles=PROFILES,
+    runs=runs,
+    summarize=summarize,
+    claims=CLAIMS,
+    report=report,
+    figures=figures,
+    progress=progress,
+)

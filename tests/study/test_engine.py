@@ -60,15 +60,32 @@ def test_median_over_seeds_by_kind():
 
 
 def test_claims_count_the_seeds_they_hold_in():
-    claim = Claim("c", "a beats b", lambda s: s["a"] - s["b"], lambda v: v > 0)
+    claim = Claim("c", "a beats b", lambda s: s["a"] - s["b"], 0.0, ">", "a minus b")
     per_seed = {"0": {"a": 3, "b": 1}, "1": {"a": 1, "b": 2}, "2": {"a": 5, "b": 1}, "3": {"b": 1}}
     (result,) = evaluate_claims([claim], per_seed)
     assert result["holds_in"] == 2 and result["of"] == 4
     assert result["per_seed"] == {"0": 2.0, "1": -1.0, "2": 4.0, "3": None}
     assert result["holds_per_seed"] == {"0": True, "1": False, "2": True, "3": False}
     assert result["median"] == 2.0  # over the seeds that have a value
+    # t-interval over the 3 seeds with a value (2, -1, 4): mean 5/3, variance (1 + 64 + 49) / 9 / 2 = 19/3,
+    # t(0.975, 2) = 4.3027
+    half = 4.302652729911275 * (19 / 3) ** 0.5 / 3**0.5
+    assert result["n"] == 3 and result["ci95"] == pytest.approx([5 / 3 - half, 5 / 3 + half])
+    assert result["verdict"] == "inconclusive"
     line = format_claim(result)
-    assert line.startswith("**holds in 2 of 4 seeds** (median 2;") and "1: -1" in line and "3: -" in line
+    assert line.startswith("**inconclusive** (primary; 95% interval [-4.58, 7.92], paper's side > 0;")
+    assert "holds in 2 of 4 seeds" in line and "1: -1" in line and "3: -" in line and "Estimand: a minus b." in line
+
+
+def test_a_claim_is_decided_on_the_papers_side_of_its_margin():
+    below = Claim("low", "x stays under 2", lambda s: s["x"], 2.0, "<", primary=False)
+    above = Claim("high", "x exceeds 2", lambda s: s["x"], 2.0, ">", primary=False)
+    per_seed = {str(i): {"x": v} for i, v in enumerate([0.9, 1.0, 1.1, 1.0])}
+    low, high = evaluate_claims([below, above], per_seed)
+    assert low["verdict"] == "supported" and high["verdict"] == "refuted"
+    assert low["ci95"] == high["ci95"] and low["ci95"][1] < 2.0
+    with pytest.raises(ValueError, match="direction"):
+        Claim("bad", "t", lambda s: 0.0, 0.0, ">=")
 
 
 def test_code_fingerprint_follows_content_not_time(tmp_path):

@@ -46,6 +46,9 @@ def _record(bundle, fingerprint):
 
 def test_stale_results_name_the_file_and_both_fingerprints(tmp_path):
     root = _tree(tmp_path)
+    for bundle in BUNDLE_NAMES:  # the named grids' staleness has its own test
+        for grid in render.named_grids(bundle, root):
+            (render.results_dir(bundle, root) / f"{grid}.json").unlink(missing_ok=True)
     current = {bundle: code_fingerprint(root, bundle=bundle) for bundle in BUNDLE_NAMES}
     for bundle in BUNDLE_NAMES:
         render.results_dir(bundle, root).mkdir(parents=True, exist_ok=True)
@@ -60,7 +63,9 @@ def test_stale_results_name_the_file_and_both_fingerprints(tmp_path):
     cfg.write_text(cfg.read_text() + "\n")
     assert len(render.stale_results(root)) == 2
     (root / "common" / "study" / "report.py").write_text((root / "common/study/report.py").read_text() + "\n# x\n")
-    grid_files = [b for b, grids in render.NAMED_GRIDS.items() for g in grids if render.load_grid_results(b, g, root)]
+    grid_files = [
+        (b, g) for b in BUNDLE_NAMES for g in render.named_grids(b, root) if render.load_grid_results(b, g, root)
+    ]
     # a change to common makes every file stale, the named grids' (e.g. the segmentation pooling grid) included
     assert len(render.stale_results(root)) == len(BUNDLE_NAMES) + len(grid_files)
 
@@ -90,16 +95,27 @@ def test_import_copies_a_slim_record_and_its_figures(tmp_path):
     detection = {"scores": {"loss": {"a": 1.0}}, "metrics": {"loss": 0.9}}
     run = {
         "name": "x",
-        "metrics": {"per_sample": [{"id": "a"}], "metrics": {"d": 1.0}, "extra": {"detection": detection}},
-    }
+        "seed": 1,
+        "metrics": {"per_sample": [{"id": "a", "dice": {"lv": 0.5}}, {"id": "b", "group": "L", "dice": {"lv": 0.75}}],
+                    "metrics": {"d": 1.0}, "extra": {"detection": detection}},
+    }  # fmt: skip
     record = {"profile": "quick", "runs": [run], "figures": ["roc.png"], "summary": {"a": 1}}
     (source / "label_error_refurbishment" / "results.json").write_text(json.dumps(record))
     (source / "label_error_refurbishment" / "roc.png").write_bytes(b"\x89PNG....")
     assert render.import_results(source, root) == ["label_error_refurbishment"]
     dest = render.results_dir("label_error_refurbishment", root)
-    saved = json.loads((dest / "quick.json").read_text())
+    text = (dest / "quick.json").read_text()
+    assert text.endswith("}\n") and '\n    "summary": {\n        "a": 1\n    }' in text  # 4-space indent, final newline
+    assert "runs" not in json.loads(text)  # they go to the gzipped file beside it
+    saved = render.load_results("label_error_refurbishment", root)
     assert saved["runs"][0]["metrics"] == {"metrics": {"d": 1.0}, "extra": {"detection": {"metrics": {"loss": 0.9}}}}
     assert saved["summary"] == {"a": 1} and (dest / "roc.png").read_bytes() == b"\x89PNG...."
+    rows = render.read_per_sample(dest / "quick_per_sample.csv.gz")
+    assert rows == [{"run": "x", "seed": "1", "id": "a", "dice.lv": "0.5", "group": ""},
+                    {"run": "x", "seed": "1", "id": "b", "dice.lv": "0.75", "group": "L"}]  # fmt: skip
+    first = (dest / "quick_runs.json.gz").read_bytes()
+    render.import_results(source, root)  # the same record twice: the same bytes (no time stamp)
+    assert (dest / "quick_runs.json.gz").read_bytes() == first
     assert record["runs"][0]["metrics"]["extra"]["detection"]["scores"]  # the source record is left whole
 
 
@@ -182,8 +198,15 @@ def test_group_model_table_has_median_then_every_seed_and_escapes_pipes():
         },
         "claims": [{"claim": "|bias| ratio >= 2", "holds_in": 1, "of": 2, "median": 2.5}],
     }
-    report = {"command": "cmd", "code_fingerprint": "abc", "git": {"commit": "0123456789ab"}, "presets": {"reduced": preset}}
-    text = render.render_group_model_section(report)
+    report = {
+        "command": "cmd",
+        "code_fingerprint": "abc",
+        "git": {"commit": "0123456789ab"},
+        "presets": {"reduced": preset},
+    }
+    from common.study.segmentation_resolution_bias import render_group_model_section
+
+    text = render_group_model_section(report)
     assert "| reduced | h_only | +28.7% (+30.0 / -10.0) | 0.500 (0.400 / 0.600) | - (- / -) |" in text
     assert "| reduced | \\|bias\\| ratio >= 2 | 1/2 | 2.5 |" in text
     assert "`abc`, commit `0123456789`" in text and "`cmd`" in text and "seeds 100 / 101" in text
@@ -208,7 +231,7 @@ def test_a_named_grid_is_imported_beside_the_quick_study_and_checked_for_stalene
 
 
 def test_sr_collapse_section_counts_dead_runs_per_recipe():
-    from common.study.render import render_sr_collapse_section
+    from common.study.sr_degradation_bias import render_sr_collapse_section
 
     def run(candidate, live, gain):
         return {"candidate": candidate, "live_units": live, "units": 16, "gain_db": gain}

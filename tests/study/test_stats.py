@@ -41,3 +41,50 @@ def test_ranking_agreement_drops_missing_items_and_needs_enough():
     assert ranking_agreement(values)["items"] == ["a", "b", "c"]
     assert ranking_agreement({"0": {"a": 1, "b": 2, "c": 3}}) is None
     assert ranking_agreement({"0": {"a": 1, "b": 2}, "1": {"a": 2, "b": 1}}) is None
+
+
+def test_claim_interval_by_hand_and_its_one_sided_tests():
+    from scipy import stats as st
+
+    from common.study.stats import claim_interval
+
+    out = claim_interval([1.0, 2.0, 3.0, None], margin=0.0, direction=">")
+    half = st.t.ppf(0.975, 2) * 1.0 / 3**0.5  # sd 1
+    assert out["n"] == 3 and out["mean"] == 2.0
+    assert out["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    t = 2.0 / (1.0 / 3**0.5)
+    assert out["p_support"] == pytest.approx(st.t.sf(t, 2)) and out["p_refute"] == pytest.approx(st.t.cdf(t, 2))
+    # the paper's side flips the tests, not the interval
+    other = claim_interval([1.0, 2.0, 3.0], margin=0.0, direction="<")
+    assert other["ci95"] == out["ci95"]
+    assert other["p_support"] == pytest.approx(out["p_refute"]) and other["p_refute"] == pytest.approx(out["p_support"])
+
+
+def test_claim_interval_degenerate_cases():
+    from common.study.stats import claim_interval
+
+    assert claim_interval([0.7], 0.5)["ci95"] == [None, None] and claim_interval([0.7], 0.5)["p_support"] == 1.0
+    same = claim_interval([1.0, 1.0, 1.0], 0.9, ">")
+    assert same["ci95"] == [1.0, 1.0] and same["p_support"] == 0.0 and same["p_refute"] == 1.0
+    on_margin = claim_interval([0.9, 0.9], 0.9, ">")
+    assert on_margin["p_support"] == 1.0 and on_margin["p_refute"] == 1.0
+
+
+def test_holm_by_hand():
+    from common.study.stats import holm
+
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_verdicts_correct_the_primary_claims_only():
+    from common.study.stats import verdicts
+
+    iv = {"p_support": 0.02, "p_refute": 0.98}
+    # alone, p 0.02 < 0.025 supports; two primary claims at 0.02 each become 0.04 after Holm
+    assert verdicts([iv], [True]) == ["supported"]
+    assert verdicts([iv, iv], [True, True]) == ["inconclusive", "inconclusive"]
+    assert verdicts([iv, iv], [True, False]) == ["supported", "supported"]
+    assert verdicts([{"p_support": 0.9, "p_refute": 0.001}], [True]) == ["refuted"]
