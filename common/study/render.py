@@ -77,6 +77,14 @@ def render_bundle_section(bundle: str, record: dict | None, figure_dir: str = "r
         return "No committed quick-study results yet (`python -m common.study.render --from DIR`)."
     text = render_report(load_spec(bundle, root), record, [f"{figure_dir}/{f}" for f in record.get("figures", [])])
     lines = [("##" + line) if line.startswith("#") else line for line in text.splitlines()]
+    if record.get("archived"):
+        commit = ((record.get("git") or {}).get("commit") or "unknown")[:10]
+        lines[1:1] = [
+            "",
+            f"> **Archived result, not rerun at the current code.** {record['archived']['reason']} It was made by code "
+            f"`{record.get('code_fingerprint')}` at commit `{commit}`; its numbers are that code's, not the current "
+            "code's.",
+        ]
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
@@ -213,6 +221,8 @@ def stale_results(root: Path = REPO_ROOT) -> list[str]:
             if record is None:
                 if i == 0:  # every bundle publishes its quick study; a named grid is optional
                     problems.append(f"{path}: missing")
+            elif record.get("archived") and i > 0:
+                continue  # a named grid published as archived says so in the docs; a quick study never is
             elif record.get("code_fingerprint") != current:
                 problems.append(
                     f"{path}: stale, made by code {record.get('code_fingerprint')}, the working tree is {current} "
@@ -317,6 +327,8 @@ def _publish(src: Path, dest: Path, figure_dir: Path) -> None:
     record = json.loads(src.read_text())
     if record.get("profile") != "quick":
         raise ValueError(f"{src}: profile {record.get('profile')!r}; the published results are the quick profile")
+    if (record.get("git") or {}).get("dirty"):
+        raise ValueError(f"{src}: made from a tree with uncommitted code (git.dirty); commit, rerun, then publish")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if record.get("figures"):
         figure_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +336,18 @@ def _publish(src: Path, dest: Path, figure_dir: Path) -> None:
         shutil.copyfile(src.parent / figure, figure_dir / figure)
     write_per_sample(per_sample_table(record), dest.with_name(f"{dest.stem}_per_sample.csv.gz"))
     write_record(record, dest)
+
+
+def archive_results(path: Path, reason: str) -> None:
+    """Mark a committed named-grid record as archived: it keeps its numbers and fingerprint, the docs say it was not
+    rerun at the current code and why, and the staleness check passes it over."""
+    record = load_record(path)
+    if record is None:
+        raise FileNotFoundError(f"{path}: no committed record to archive")
+    if not reason.strip():
+        raise ValueError(f"{path}: archiving needs a reason")
+    record["archived"] = {"reason": reason.strip()}
+    write_record(record, path)
 
 
 def import_results(source: Path, root: Path = REPO_ROOT) -> list[str]:
@@ -395,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         help="import a convergence benchmark's output folder first (BENCH_CONVERGENCE_OUT)",
     )
     parser.add_argument("--allow-dirty", action="store_true", help="--from with uncommitted code (tests only)")
+    parser.add_argument("--archive", type=Path, help="mark a committed named-grid record as archived (with --reason)")
+    parser.add_argument("--reason", default="", help="why an archived record is not rerun")
     args = parser.parse_args(argv)
     if args.check:
         problems = [f"{path}: differs from its rendering (run: python -m common.study.render)"
@@ -412,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(str(err))
         copied = import_results(args.source)
         print(f"imported: {', '.join(copied) or 'nothing'} from {args.source}")
+    if args.archive:
+        archive_results(args.archive, args.reason)
+        print(f"archived: {args.archive}")
     if args.convergence_from:
         copied = import_convergence(args.convergence_from)
         print(f"imported convergence: {', '.join(copied) or 'nothing'} from {args.convergence_from}")

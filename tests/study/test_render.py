@@ -248,3 +248,59 @@ def test_sr_collapse_section_counts_dead_runs_per_recipe():
     assert rows["no_warmup"] == ["3", "1", "2", "2 of 16 [0, 9]", "+0.50 dB [+0.00]"]
     assert rows["warmup_10pct"] == ["2", "0", "0", "11 of 16 [10, 12]", "+2.00 dB [+1.50]"]
     assert "Tuning seeds 100, 101" in text and "first 3 epochs" in text
+
+
+def test_a_record_made_from_a_dirty_tree_is_not_published(tmp_path):
+    root = _tree(tmp_path / "repo")
+    source = tmp_path / "runs" / "shortcut_label_flips"
+    source.mkdir(parents=True)
+    record = {"profile": "quick", "git": {"commit": "abc", "dirty": True}, "runs": [], "figures": []}
+    (source / "results.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="uncommitted code"):
+        render.import_results(tmp_path / "runs", root)
+
+
+def test_an_archived_grid_says_so_and_is_not_stale(tmp_path):
+    root = _tree(tmp_path / "repo")
+    bundle = "segmentation_resolution_bias"
+    path = render.results_dir(bundle, root) / "pooling.json"
+    record = {**render.load_results(bundle, root), "grid": "pooling", "code_fingerprint": "0123456789abcdef"}
+    render.write_record(record, path)
+    assert any("pooling.json: stale" in p for p in render.stale_results(root))
+    with pytest.raises(ValueError, match="needs a reason"):
+        render.archive_results(path, " ")
+    render.archive_results(path, "Made before the numeric pins.")
+    assert not any("pooling.json" in p for p in render.stale_results(root))
+    text = render.render_bundle_section(bundle, render.load_grid_results(bundle, "pooling", root), root=root)
+    assert "**Archived result, not rerun at the current code.** Made before the numeric pins." in text
+    assert "`0123456789abcdef`" in text
+    quick = render.results_dir(bundle, root) / "quick.json"
+    render.write_record({**render.load_results(bundle, root), "code_fingerprint": "f" * 16, "archived": {"reason": "x"}},
+                        quick)  # fmt: skip
+    assert any("quick.json: stale" in p for p in render.stale_results(root))  # a quick study is never archived
+
+
+def test_published_verdicts_recompute_from_the_committed_files_alone():
+    """Every claim in the committed records: its interval and verdict follow from its per-seed values, and its
+    per-seed values from the committed per-seed summaries and the claim declared in the study module."""
+    from common.study.engine import evaluate_claims
+    from common.study.runner import load_spec
+
+    for bundle in BUNDLE_NAMES:
+        spec = load_spec(bundle)
+        for name, grid in [("quick", None), *((g, g) for g in spec.grids)]:
+            record = render.load_record(render.results_dir(bundle) / f"{name}.json")
+            if record is None:
+                continue
+            again = evaluate_claims(spec.claims_for(grid), record["summary"]["per_seed"])
+            assert [c["id"] for c in again] == [c["id"] for c in record["claims"]], (bundle, name)
+            for new, old in zip(again, record["claims"]):
+                assert new["verdict"] == old["verdict"], (bundle, name, new["id"])
+                assert new["per_seed"] == pytest.approx(old["per_seed"]), (bundle, name, new["id"])
+                assert [v for v in new["ci95"] if v is not None] == pytest.approx(
+                    [v for v in old["ci95"] if v is not None]
+                )
+
+
+def test_the_committed_results_are_current():
+    assert render.stale_results() == []
