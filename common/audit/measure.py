@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from common.audit.cohort import Cohort
+from common.metrics.record import nan_to_none
 
 __all__ = ["Case", "load_label_map", "measure_case", "measure_cases", "summarise", "fit_trend"]
 
@@ -140,10 +141,6 @@ def _median(values) -> float | None:
     return float(np.median(a)) if a.size else None
 
 
-def _nan_to_none(x: float) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
 def fit_trend(x, y) -> dict[str, Any]:
     """Least-squares line ``y = slope * x + intercept`` with a 95% t interval on the slope (``scipy.stats``)."""
     from scipy import stats
@@ -162,10 +159,10 @@ def fit_trend(x, y) -> dict[str, Any]:
     half = float(stats.t.ppf(0.975, x.size - 2) * fit.stderr)
     out.update(
         slope=float(fit.slope),
-        ci_low=_nan_to_none(float(fit.slope - half)),
-        ci_high=_nan_to_none(float(fit.slope + half)),
+        ci_low=nan_to_none(float(fit.slope - half), infinite=True),
+        ci_high=nan_to_none(float(fit.slope + half), infinite=True),
         intercept=float(fit.intercept),
-        r=_nan_to_none(float(fit.rvalue)),
+        r=nan_to_none(float(fit.rvalue), infinite=True),
     )
     return out
 
@@ -184,10 +181,10 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
     if _finite(values).size:
         median, low, high = bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
         out["volume_bias"] = {
-            "median": _nan_to_none(median),
-            "ci_low": _nan_to_none(low),
-            "ci_high": _nan_to_none(high),
-            "values": [_nan_to_none(v) for v in values],
+            "median": nan_to_none(median, infinite=True),
+            "ci_low": nan_to_none(low, infinite=True),
+            "ci_high": nan_to_none(high, infinite=True),
+            "values": [nan_to_none(v, infinite=True) for v in values],
         }
     else:
         out["volume_bias"] = None
@@ -196,7 +193,7 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
 
         counts = torch.tensor([c.flip_counts[name] for c in labelled], dtype=torch.float64)
         fractions = flip_fractions(counts)["global"]
-        out["flip"] = {k: _nan_to_none(fractions[k]) for k in ("correct", "flip", "miss")}
+        out["flip"] = {k: nan_to_none(fractions[k], infinite=True) for k in ("correct", "flip", "miss")}
     else:
         out["flip"] = None
     return out

@@ -13,7 +13,6 @@ writes the whole summary as JSON atomically.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,26 +21,15 @@ import numpy as np
 import torch
 
 from common.metrics.flip import flip_fractions
-from common.metrics.record import metrics_record, write_metrics_record
+from common.metrics.record import metrics_record, nan_to_none, write_metrics_record
 
 __all__ = ["GroupSegmentationMetrics", "auc_orientation", "subject_record", "summarize_groups"]
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
 def auc_orientation(true_volumes: Sequence[float], groups: Sequence[str], group_a: str, group_b: str) -> str:
     """The group whose ground-truth volumes are larger (by median): it is the AUC's positive group."""
     v, g = np.asarray(true_volumes, float), np.asarray(groups)
     return group_a if np.median(v[g == group_a]) >= np.median(v[g == group_b]) else group_b
-
-
-def _nan_to_none_tree(x: Any) -> Any:
-    """``x`` with every NaN float (nested in dicts) replaced by ``None``, for JSON."""
-    if isinstance(x, dict):
-        return {k: _nan_to_none_tree(v) for k, v in x.items()}
-    return _nan_to_none(x) if isinstance(x, float) else x
 
 
 def summarize_groups(
@@ -79,19 +67,19 @@ def summarize_groups(
             dice = np.array([r["dice"][st] for r in rows], float)
             vb = np.array([r["volume_bias"][st] if r["volume_bias"][st] is not None else np.nan for r in rows], float)
             entry["dice"][st] = {
-                "mean": _nan_to_none(float(np.nanmean(dice))) if np.isfinite(dice).any() else None,
-                "median": _nan_to_none(float(np.nanmedian(dice))) if np.isfinite(dice).any() else None,
-                "values": [_nan_to_none(x) for x in dice.tolist()],
+                "mean": nan_to_none(float(np.nanmean(dice))) if np.isfinite(dice).any() else None,
+                "median": nan_to_none(float(np.nanmedian(dice))) if np.isfinite(dice).any() else None,
+                "values": [nan_to_none(x) for x in dice.tolist()],
             }
             est, lo, hi = bootstrap_ci(vb, np.median, n_resamples=n_bootstrap, seed=seed)
             entry["volume_bias"][st] = {
-                "median": _nan_to_none(est),
-                "ci95": [_nan_to_none(lo), _nan_to_none(hi)],
-                "mean": _nan_to_none(float(np.nanmean(vb))) if np.isfinite(vb).any() else None,
-                "values": [_nan_to_none(x) for x in vb.tolist()],
+                "median": nan_to_none(est),
+                "ci95": [nan_to_none(lo), nan_to_none(hi)],
+                "mean": nan_to_none(float(np.nanmean(vb))) if np.isfinite(vb).any() else None,
+                "values": [nan_to_none(x) for x in vb.tolist()],
             }
         counts = torch.as_tensor([r["flip_counts"] for r in rows], dtype=torch.float64)
-        entry["flip"] = _nan_to_none_tree(flip_fractions(counts))  # num_images stays an int
+        entry["flip"] = nan_to_none(flip_fractions(counts))  # num_images stays an int
         out["groups"][g] = entry
     if len(groups) == 2:
         grp = [str(s["group"]) for s in subjects]
@@ -105,13 +93,13 @@ def summarize_groups(
                 "positive": positive,
             }
     all_dice = [s["dice"][st] for s in subjects for st in structures if s["dice"][st] is not None]
-    out["mean_dice"] = _nan_to_none(float(np.nanmean(all_dice))) if all_dice else None
+    out["mean_dice"] = nan_to_none(float(np.nanmean(all_dice))) if all_dice else None
     group_means = [
         np.nanmean([e["dice"][st]["mean"] for st in structures if e["dice"][st]["mean"] is not None])
         for e in out["groups"].values()
         if any(e["dice"][st]["mean"] is not None for st in structures)
     ]
-    out["balanced_dice"] = _nan_to_none(float(np.mean(group_means))) if group_means else None
+    out["balanced_dice"] = nan_to_none(float(np.mean(group_means))) if group_means else None
     return out
 
 
@@ -132,10 +120,10 @@ def subject_record(pred: torch.Tensor, label: torch.Tensor, structures: Sequence
     vol_y = label_volumes(y, num_classes, spacing) / 1000.0
     bias = volume_bias(p, y, num_classes=num_classes)
     return {
-        "dice": {s: _nan_to_none(float(dice[0, i])) for i, s in enumerate(structures)},
+        "dice": {s: nan_to_none(float(dice[0, i])) for i, s in enumerate(structures)},
         "volume_pred": {s: float(vol_p[0, i + 1]) for i, s in enumerate(structures)},
         "volume_true": {s: float(vol_y[0, i + 1]) for i, s in enumerate(structures)},
-        "volume_bias": {s: _nan_to_none(float(bias[0, i])) for i, s in enumerate(structures)},
+        "volume_bias": {s: nan_to_none(float(bias[0, i])) for i, s in enumerate(structures)},
         "flip_counts": counts[0].tolist(),
     }
 

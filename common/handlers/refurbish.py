@@ -370,6 +370,7 @@ class SegmentationReport:
         """``{"dice": {structure: mean}, "dice_mean", "flip": flip_decomposition dict, "flip_risk_mean",
         "per_image": [...]}`` (Dice means skip images where the structure is absent)."""
         from common.metrics.flip import flip_fractions
+        from common.metrics.record import nan_to_none
 
         dice = {}
         for n in self.class_names:
@@ -382,9 +383,7 @@ class SegmentationReport:
             "flip": flip_fractions(torch.cat(self._counts)) if self._counts else None,
             "flip_risk_mean": float(np.mean([r["flip_risk"] for r in self.records])) if self.records else None,
             "num_images": len(self.records),
-            "per_image": [
-                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in self.records
-            ],
+            "per_image": nan_to_none(self.records),
         }
 
 

@@ -31,6 +31,7 @@ _EXPORTS = {
     "metrics_record": "record",
     "validate_metrics_record": "record",
     "write_metrics_record": "record",
+    "nan_to_none": "record",
 }
 
 __all__ = sorted(_EXPORTS)

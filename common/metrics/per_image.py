@@ -33,6 +33,8 @@ def dice_and_flip_counts(pred, label, num_classes: int) -> tuple[torch.Tensor, t
 
     p, y = _label_map(pred), _label_map(label)
     if p.ndim < 3 or p.shape[1] != 1 or p.shape != y.shape:
-        raise ValueError(f"expected label maps (B, 1, *spatial) of one shape, got {tuple(p.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"expected label maps (B, 1, *spatial) of one shape, got {tuple(p.shape)} and {tuple(y.shape)}"
+        )
     dice = compute_dice(one_hot(p, num_classes), one_hot(y, num_classes), include_background=False, ignore_empty=True)
     return dice, flip_counts(p, y)

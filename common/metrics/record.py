@@ -17,14 +17,25 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["metrics_record", "validate_metrics_record", "write_metrics_record"]
+import numpy as np
+
+__all__ = ["metrics_record", "nan_to_none", "validate_metrics_record", "write_metrics_record"]
+
+
+def nan_to_none(x: Any, infinite: bool = False) -> Any:
+    """``x`` with every NaN float (Python or NumPy; also inside dicts, lists and tuples) replaced by ``None``, for
+    JSON; with ``infinite`` also +-Inf. Everything else is returned as it is."""
+    if isinstance(x, dict):
+        return {k: nan_to_none(v, infinite) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(nan_to_none(v, infinite) for v in x)
+    if isinstance(x, (float, np.floating)) and (math.isnan(x) or (infinite and math.isinf(x))):
+        return None
+    return x
 
 
 def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+    return None if value is None else nan_to_none(float(value))
 
 
 def metrics_record(

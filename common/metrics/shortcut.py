@@ -89,7 +89,7 @@ def write_shortcut_metrics(
     (common minus rare), ``flip_gap`` (rare minus common), ``flip_risk_auroc``, ``flip_risk_ap``;
     ``per_sample``: the test images with their ``group``, ``identity`` and ``scene``.
     """
-    from common.metrics.record import metrics_record, write_metrics_record
+    from common.metrics.record import metrics_record, nan_to_none, write_metrics_record
 
     entries = {str(e["id"]): e for e in json.loads(Path(datalist_path).read_text()).get("test", []) if "id" in e}
     test = report.results()
@@ -114,12 +114,11 @@ def write_shortcut_metrics(
     flat["dice_mean"] = test["dice_mean"]
     flat["flip_risk_auroc"], flat["flip_risk_ap"] = detection["auroc"], detection["ap"]
     flat["flip_prone_fraction"] = detection["num_positive"] / max(detection["num_images"], 1)
-    clean = lambda d: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}  # noqa: E731
     extra = {
-        "groups": {g: {**clean(s), "dice": clean(s["dice"])} for g, s in summary.items()},
+        "groups": nan_to_none(summary),
         "flip_pooled": test["flip"],
-        "flip_risk_detection": clean(detection),
-        "flip_risk_detection_by_group": {g: clean(d) for g, d in detection_by_group.items()},
+        "flip_risk_detection": nan_to_none(detection),
+        "flip_risk_detection_by_group": nan_to_none(detection_by_group),
     }
     record = metrics_record(dict(settings or {}), flat, per_sample, extra)
     return write_metrics_record(Path(output_dir) / "metrics.json", record)

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from common.metrics import metrics_record, validate_metrics_record, write_metrics_record
@@ -49,3 +50,15 @@ def test_a_bad_record_is_not_written(tmp_path):
 
 def test_the_run_time_the_study_runner_adds_is_allowed():
     validate_metrics_record({"settings": {}, "metrics": {}, "per_sample": [], "extra": {}, "_run": {"seconds": 1}})
+
+
+def test_nan_to_none_replaces_nested_nan_and_keeps_the_rest():
+    from common.metrics.record import nan_to_none
+
+    nan = float("nan")
+    value = {"a": nan, "b": [1.5, np.float32("nan"), {"c": nan, "d": 2}], "e": (nan, 0.0), "f": "nan", "g": None}
+    assert nan_to_none(value) == {"a": None, "b": [1.5, None, {"c": None, "d": 2}], "e": (None, 0.0), "f": "nan",
+                                  "g": None}  # fmt: skip
+    assert nan_to_none(float("inf")) == float("inf")  # Inf kept unless asked for
+    assert nan_to_none([float("-inf"), 3.0, nan], infinite=True) == [None, 3.0, None]
+    assert nan_to_none(7) == 7 and type(nan_to_none(7)) is int
