@@ -18,6 +18,7 @@ _EXPORTS = {
     "GroupSegmentationMetrics": "group_metrics",
     "summarize_groups": "group_metrics",
     "GroupImagePanels": "seg_panels",
+    "ExamplePanels": "seg_panels",
     "ResumableCheckpoint": "resume",
     "EpochReseed": "resume",
     "AtomicCheckpointSaver": "resume",

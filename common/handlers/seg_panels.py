@@ -9,7 +9,7 @@ import torch
 
 from common.data.seg_slices import PLANE_AXES
 
-__all__ = ["GroupImagePanels", "panel"]
+__all__ = ["ExamplePanels", "GroupImagePanels", "panel"]
 
 
 def panel(image: torch.Tensor, label: torch.Tensor, pred: torch.Tensor, num_classes: int, plane: str = "axial"):
@@ -85,3 +85,90 @@ class GroupImagePanels:
         for group, img in sorted(self.panels.items()):
             self._writer.add_image(f"{self.tag}/input_label_pred_{group}", img, global_step=step)
         self._writer.flush()
+
+
+class ExamplePanels:
+    """Ignite handler: keep the first evaluated 2D image of each value of ``distinct`` among the items that match
+    ``where``, and write them to ``<output_dir>/<filename>`` at the end of the run.
+
+    The file holds ``image`` ``(N, H, W)`` (first channel), ``label`` and ``pred`` ``(N, H, W)`` (class indices; the
+    prediction is the argmax of the network output over its channels) and ``meta`` (a JSON list with each item's
+    ``where`` and ``distinct`` values), so a study's figures show examples without running the network again.
+
+    Args:
+        output_dir: folder of the file.
+        where: item fields and the values they must have (e.g. ``{"group": "rare"}``).
+        distinct: the field whose values each get one example (e.g. ``"identity"``).
+        filename: name of the ``.npz`` file.
+        enabled: ``False`` attaches nothing (e.g. on ranks other than 0).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        where: Mapping[str, object] | None = None,
+        distinct: str = "identity",
+        filename: str = "example_panels.npz",
+        enabled: bool = True,
+        image_key: str = "image",
+        label_key: str = "label",
+        pred_key: str = "pred",
+    ) -> None:
+        self.path = os.path.join(str(output_dir), filename)
+        self.where, self.distinct, self.enabled = dict(where or {}), distinct, enabled
+        self.keys = (image_key, label_key, pred_key)
+        self.items: dict[str, dict] = {}
+
+    def attach(self, engine) -> None:
+        if not self.enabled:
+            return
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.items.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    @staticmethod
+    def _value(v) -> object:
+        v = v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
+        return v if isinstance(v, (str, int, float)) else str(v)
+
+    def collect(self, engine) -> None:
+        image_key, label_key, pred_key = self.keys
+        for out, batch in zip(engine.state.output, engine.state.batch):
+            if not isinstance(batch, Mapping) or any(self._value(batch.get(k)) != v for k, v in self.where.items()):
+                continue
+            key = str(self._value(batch.get(self.distinct)))
+            if key in self.items:
+                continue
+            pred = torch.as_tensor(out[pred_key]).detach().cpu()
+            self.items[key] = {
+                "image": torch.as_tensor(out[image_key]).detach().float().cpu()[0].numpy(),
+                "label": torch.as_tensor(out[label_key]).detach().cpu()[0].long().numpy(),
+                "pred": (pred.argmax(0) if pred.shape[0] > 1 else pred[0]).long().numpy(),
+                "meta": {
+                    **{k: self._value(batch.get(k)) for k in self.where},
+                    self.distinct: self._value(batch.get(self.distinct)),
+                },
+            }
+
+    def write(self, engine) -> None:
+        import io
+        import json
+
+        import numpy as np
+
+        from common.io import atomic_write
+
+        if not self.items:
+            return
+        items = [self.items[k] for k in sorted(self.items)]
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            image=np.stack([i["image"] for i in items]),
+            label=np.stack([i["label"] for i in items]),
+            pred=np.stack([i["pred"] for i in items]),
+            meta=np.array(json.dumps([i["meta"] for i in items])),
+        )
+        atomic_write(self.path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))

@@ -172,14 +172,13 @@ def figures(record: dict, output_dir: Path) -> list[str]:
 
 
 def _example_panels(record: dict, output_dir: Path) -> str | None:
-    """Image, label, prediction and flip map of one rare test image per identity, for the first seed's model at
-    the lowest and the highest correlation (``None`` when those checkpoints are gone)."""
+    """Image, label, prediction and flip map of one rare test image per identity, as the first seed's models at the
+    lowest and the highest correlation wrote them during evaluation (``example_panels.npz``; ``None`` when those
+    run folders are gone)."""
+    import json
+
     import matplotlib.pyplot as plt
     import numpy as np
-    import torch
-    from monai.bundle import ConfigParser
-
-    from common.study.runner import BUNDLES_DIR
 
     first = [r for r in record["runs"] if r["seed"] == record["seeds"][0]]
     if not first:
@@ -187,32 +186,13 @@ def _example_panels(record: dict, output_dir: Path) -> str | None:
     picks = [min(first, key=lambda r: r["correlation"]), max(first, key=lambda r: r["correlation"])]
     rows = []
     for run in picks:
-        ckpt = Path(run["overrides"].get("ckpt_path", ""))
-        datalist = Path(run["metrics"]["settings"].get("datalist") or "")
-        if not ckpt.is_file() or not datalist.is_file():
+        path = Path(run["overrides"].get("output_dir", "")) / "example_panels.npz"
+        if not path.is_file():
             return None
-        parser = ConfigParser()
-        parser.read_config(str(BUNDLES_DIR / BUNDLE / "configs" / "inference.yaml"))
-        for key in ("channels", "image_size"):
-            if key in run["overrides"]:
-                parser[key] = run["overrides"][key]
-        net = parser.get_parsed_content("network_def", instantiate=True).eval()
-        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
-        preprocess = parser.get_parsed_content("preprocessing", instantiate=True)
-        import json
-
-        from monai.transforms import LoadImage
-
-        test = json.loads(datalist.read_text())["test"]
-        for identity in (1, 2):
-            entry = next((e for e in test if e.get("group") == "rare" and e.get("identity") == identity), None)
-            if entry is None:
-                continue
-            image = preprocess({"image": entry["image"]})["image"]
-            label = np.asarray(LoadImage(image_only=True)(entry["label"]))
-            with torch.no_grad():
-                pred = net(torch.as_tensor(image)[None].float())[0].argmax(0).numpy()
-            rows.append((f"corr {run['correlation']:g}, {entry['scene']}", np.asarray(image[0]), label, pred))
+        with np.load(path) as panels:
+            for i, meta in enumerate(json.loads(str(panels["meta"]))):
+                title = f"corr {run['correlation']:g}, identity {meta['identity']}"
+                rows.append((title, panels["image"][i], panels["label"][i], panels["pred"][i]))
     if not rows:
         return None
     from matplotlib.colors import ListedColormap
