@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["claim_interval", "holm", "kendall_w", "ranking_agreement", "verdicts"]
+__all__ = ["claim_interval", "holm", "kendall_w", "page_trend", "ranking_agreement", "verdicts"]
 
 ALPHA = 0.05  # two-sided level of the published intervals (one-sided tests at ALPHA / 2 each way)
 
@@ -134,3 +134,17 @@ def ranking_agreement(
         "median_range": float(np.ptp(np.median(table, axis=0))),
         "seed_range": float(np.median(np.ptp(table, axis=0))),
     }
+
+
+def page_trend(values: Mapping[str, Mapping[str, float | None]], levels) -> dict | None:
+    """Page's test for an increasing trend of ``values[seed][level]`` over ``levels`` (in that order), seeds as
+    blocks (SciPy's ``page_trend_test``; exact for small designs). Seeds missing a level are left out; needs 2 seeds
+    and 3 levels, else ``None``. Returns ``{"L", "p_value", "seeds", "levels"}``."""
+    from scipy.stats import page_trend_test
+
+    levels = list(levels)
+    seeds = [s for s, row in values.items() if all(row.get(k) is not None for k in levels)]
+    if len(seeds) < 2 or len(levels) < 3:
+        return None
+    result = page_trend_test(np.array([[values[s][k] for k in levels] for s in seeds], dtype=np.float64))
+    return {"L": float(result.statistic), "p_value": float(result.pvalue), "seeds": seeds, "levels": levels}

@@ -88,3 +88,16 @@ def test_verdicts_correct_the_primary_claims_only():
     assert verdicts([iv, iv], [True, True]) == ["inconclusive", "inconclusive"]
     assert verdicts([iv, iv], [True, False]) == ["supported", "supported"]
     assert verdicts([{"p_support": 0.9, "p_refute": 0.001}], [True]) == ["refuted"]
+
+
+def test_page_trend_by_hand_and_its_direction():
+    from common.study.stats import page_trend
+
+    # 3 seeds, each increasing over 4 levels: ranks 1..4 in every block, L = 3 * (1 + 4 + 9 + 16) = 90, the maximum;
+    # exact p = (1 / 4!)^3
+    rising = {s: {"a": 0.1 * i, "b": 0.2 + i, "c": 3.0, "d": 4.0 + i} for i, s in enumerate("012")}
+    out = page_trend(rising, ["a", "b", "c", "d"])
+    assert out["L"] == 90.0 and out["p_value"] == pytest.approx((1 / 24) ** 3)
+    falling = page_trend(rising, ["d", "c", "b", "a"])
+    assert falling["L"] == 3 * (4 + 6 + 6 + 4) and falling["p_value"] > 0.99  # the other direction: no trend
+    assert page_trend({"0": {"a": 1, "b": 2, "c": 3}, "1": {"a": 1, "b": None, "c": 3}}, "abc") is None
