@@ -401,13 +401,5 @@ def report(record: dict, figures: list[str]) -> str:
 
 
 SPEC = StudySpec(
-    bundle=BUNDLE,
-    title="Label errors: detection and refurbishment",
-    profiles=PROFILES,
-    runs=runs,
-    summarize=summarize,
-    claims=CLAIMS,
-    report=report,
-    figures=figures,
-    progress=progress,
+    BUNDLE, "Label errors: detection and refurbishment", PROFILES, runs, summarize, CLAIMS, report, figures, progress
 )

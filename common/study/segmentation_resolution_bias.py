@@ -636,18 +636,7 @@ def render_group_model_section(report: dict) -> str:
     return "\n".join(lines)
 
 
-SPEC = StudySpec(
-    bundle=BUNDLE,
-    title="Segmentation resolution bias",
-    profiles=PROFILES,
-    runs=runs,
-    summarize=summarize,
-    claims=CLAIMS,
-    report=report,
-    figures=figures,
-    progress=progress,
-    grids={"pooling": POOLING_CLAIMS, "all": [*CLAIMS, *POOLING_CLAIMS]},
-    tuning={"tuning_group_model.json": render_group_model_section},
-    prepare=prepare_data,
-    data_keys=("high_spacing", "low_spacing", "simulate_low_resolution", "contrast_l"),
-)
+SPEC = StudySpec(BUNDLE, "Segmentation resolution bias", PROFILES, runs, summarize, CLAIMS, report, figures, progress,
+                 grids={"pooling": POOLING_CLAIMS, "all": [*CLAIMS, *POOLING_CLAIMS]},
+                 tuning={"tuning_group_model.json": render_group_model_section}, prepare=prepare_data,
+                 data_keys=("high_spacing", "low_spacing", "simulate_low_resolution", "contrast_l"))  # fmt: skip

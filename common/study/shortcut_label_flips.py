@@ -281,13 +281,5 @@ def _fmt(v) -> str:
 
 
 SPEC = StudySpec(
-    bundle=BUNDLE,
-    title="Shortcut learning and label flips",
-    profiles=PROFILES,
-    runs=runs,
-    summarize=summarize,
-    claims=CLAIMS,
-    report=report,
-    figures=figures,
-    progress=progress,
+    BUNDLE, "Shortcut learning and label flips", PROFILES, runs, summarize, CLAIMS, report, figures, progress
 )

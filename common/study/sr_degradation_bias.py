@@ -581,17 +581,6 @@ def render_sr_collapse_section(report: dict) -> str:
     return "\n".join(lines)
 
 
-SPEC = StudySpec(
-    bundle=BUNDLE,
-    title="Super-resolution degradation bias",
-    profiles=PROFILES,
-    runs=runs,
-    summarize=summarize,
-    claims=CLAIMS,
-    report=report,
-    figures=figures,
-    progress=progress,
-    tuning={"tuning_sr_collapse.json": render_sr_collapse_section},
-    prepare=prepare_data,
-    data_keys=("num_slices",),
-)
+SPEC = StudySpec(BUNDLE, "Super-resolution degradation bias", PROFILES, runs, summarize, CLAIMS, report, figures,
+                 progress, tuning={"tuning_sr_collapse.json": render_sr_collapse_section}, prepare=prepare_data,
+                 data_keys=("num_slices",))  # fmt: skip
