@@ -28,6 +28,7 @@ from ignite.engine import Engine, Events
 
 from common.handlers.sample_loss import sample_id
 from common.io import atomic_write_json
+from common.metrics.flip import FlipMetric
 from common.metrics.label_agreement import label_dice, relative_area_change
 
 # The detector scores reported as flat metrics: per-sample loss, VOG as defined, area under the margin, EL2N.
@@ -327,14 +328,15 @@ class SegmentationReport:
         self.pred_is_logits = pred_is_logits
         self.class_names = list(class_names or [f"class_{c}" for c in range(1, self.num_classes)])
         self.records: list[dict] = []
-        self._counts: list[torch.Tensor] = []
+        self.flip_metric = FlipMetric()  # buffers every image's flip counts; pooled by ``results``
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, lambda _: self.reset())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def reset(self) -> None:
-        self.records, self._counts = [], []
+        self.records = []
+        self.flip_metric.reset()
 
     def __call__(self, engine: Engine) -> None:
         from common.handlers.sample_loss import batch_sample_ids
@@ -352,7 +354,7 @@ class SegmentationReport:
         probs = pred.softmax(1) if self.pred_is_logits else pred
         dice, counts = dice_and_flip_counts(probs.argmax(1, keepdim=True), label, self.num_classes)
         risk = flip_risk(probs)
-        self._counts.append(counts)
+        self.flip_metric.extend(counts)
         for i, sid in enumerate(ids):
             rec = {"id": sid, **{f"dice_{n}": float(dice[i, j]) for j, n in enumerate(self.class_names)}}
             fg = float(counts[i, 3])
@@ -369,7 +371,6 @@ class SegmentationReport:
     def results(self) -> dict:
         """``{"dice": {structure: mean}, "dice_mean", "flip": flip_decomposition dict, "flip_risk_mean",
         "per_image": [...]}`` (Dice means skip images where the structure is absent)."""
-        from common.metrics.flip import flip_fractions
         from common.metrics.record import nan_to_none
 
         dice = {}
@@ -380,7 +381,7 @@ class SegmentationReport:
         return {
             "dice": dice,
             "dice_mean": float(np.mean(valid)) if valid else None,
-            "flip": flip_fractions(torch.cat(self._counts)) if self._counts else None,
+            "flip": self.flip_metric.aggregate() if self.records else None,
             "flip_risk_mean": float(np.mean([r["flip_risk"] for r in self.records])) if self.records else None,
             "num_images": len(self.records),
             "per_image": nan_to_none(self.records),

@@ -7,7 +7,6 @@ from common._lazy import lazy_getattr
 
 _EXPORTS = {
     "volume_bias": "volume",
-    "VolumeBiasMetric": "volume",
     "label_volumes": "volume",
     "group_auc": "auc",
     "binary_auroc": "auc",

@@ -8,7 +8,7 @@ only copy of the scores.
 
 - PSNR: MONAI ``PSNRMetric`` with ``max_val`` = ``data_range`` (dB).
 - SSIM: MONAI ``SSIMMetric`` (11 x 11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03).
-- NRMSE, HFEN: :mod:`common.metrics.image_quality`.
+- NRMSE, HFEN: ``NRMSEMetric``, ``HFENMetric`` of :mod:`common.metrics.image_quality`.
 
 Predictions are clipped to ``[0, data_range]`` first (``clip=True``); when prediction and target sizes differ, both
 are cropped to their common top-left region.
@@ -20,7 +20,7 @@ import torch
 from monai.metrics import PSNRMetric, SSIMMetric
 
 from common.metrics.grouped import GroupedScoresMetric
-from common.metrics.image_quality import hfen, nrmse
+from common.metrics.image_quality import HFENMetric, NRMSEMetric
 
 SR_METRIC_NAMES: tuple[str, ...] = ("psnr", "ssim", "nrmse", "hfen")
 
@@ -47,6 +47,8 @@ class SRQualityMetric(GroupedScoresMetric):
         self._ssim = SSIMMetric(
             spatial_dims=2, data_range=self.data_range, win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03
         )
+        self._nrmse = NRMSEMetric()
+        self._hfen = HFENMetric()
 
     def _scores(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(B, 4)`` in the order of ``SR_METRIC_NAMES``."""
@@ -60,8 +62,8 @@ class SRQualityMetric(GroupedScoresMetric):
             pred = pred.clamp(0.0, self.data_range)
         region = tuple(slice(0, min(a, b)) for a, b in zip(pred.shape[2:], target.shape[2:]))
         pred, target = pred[(..., *region)], target[(..., *region)]
-        psnr = self._psnr(pred, target).reshape(-1)
-        ssim = self._ssim(pred, target).reshape(-1)
-        self._psnr.reset()
-        self._ssim.reset()
-        return torch.stack([psnr, ssim, nrmse(pred, target).reshape(-1), hfen(pred, target).reshape(-1)], dim=1)
+        scores = []
+        for metric in (self._psnr, self._ssim, self._nrmse, self._hfen):  # the order of SR_METRIC_NAMES
+            scores.append(metric(pred, target).reshape(-1))
+            metric.reset()
+        return torch.stack(scores, dim=1)

@@ -11,15 +11,10 @@ A single-channel input is always read as a label map, so a binary mask ``(B, 1, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
-from monai.utils import MetricReduction
 
-__all__ = ["VolumeBiasMetric", "label_volumes", "volume_bias"]
+__all__ = ["label_volumes", "volume_bias"]
 
 
 def _as_tensor(y, name: str) -> torch.Tensor:
@@ -104,7 +99,7 @@ def volume_bias(
     """Normalised signed volume bias ``(Vol(pred) - Vol(gt)) / Vol(gt)`` per sample and class: ``(B, C)`` float64.
 
     ``> 0`` is over-, ``< 0`` under-segmentation. Where ``gt`` has no voxel of a class the value is **NaN** (also when
-    ``pred`` has some), so MONAI's NaN-aware reductions skip it. ``spacing`` (see :func:`label_volumes`) scales both
+    ``pred`` has some), so NaN-aware reductions skip it. ``spacing`` (see :func:`label_volumes`) scales both
     volumes alike and so cancels in the ratio; it is accepted so the same arguments work for both functions.
 
     Args:
@@ -128,46 +123,3 @@ def volume_bias(
     v_gt = label_volumes(gt, num_classes, spacing)
     bias = torch.where(v_gt > 0, (v_pred - v_gt) / v_gt.clamp_min(torch.finfo(torch.float64).tiny), torch.nan)
     return bias if include_background else bias[:, 1:]
-
-
-class VolumeBiasMetric(CumulativeIterationMetric):
-    """Signed volume bias per sample and class, accumulated over iterations like MONAI's ``DiceMetric``.
-
-    ``metric(y_pred=pred, y=gt)`` buffers :func:`volume_bias` (``(B, C)``); ``aggregate()`` reduces the buffer with
-    ``reduction`` (NaN, i.e. empty ground truth, is skipped), and ``aggregate("none")`` returns the raw
-    ``(N, C)`` buffer, e.g. for a median with :func:`common.metrics.bootstrap_ci`. As in MONAI, a class whose
-    values are all NaN reduces to 0 with a not-NaN count of 0.
-
-    Args:
-        include_background: keep class 0.
-        reduction: a ``monai.utils.MetricReduction`` (``mean``, ``mean_batch``, ``sum``, ``none`` ...).
-        get_not_nans: ``aggregate`` also returns the count of non-NaN values.
-        num_classes: number of classes for label-map inputs; give it so every batch yields the same ``C``.
-        spacing: voxel size (cancels in the ratio; see :func:`volume_bias`).
-    """
-
-    def __init__(
-        self,
-        include_background: bool = False,
-        reduction: MetricReduction | str = MetricReduction.MEAN,
-        get_not_nans: bool = False,
-        num_classes: int | None = None,
-        spacing: float | Sequence[float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.include_background = include_background
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-        self.num_classes = num_classes
-        self.spacing = spacing
-
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return volume_bias(y_pred, y, self.include_background, self.spacing, self.num_classes)
-
-    def aggregate(self, reduction: MetricReduction | str | None = None):
-        """Reduce the buffered ``(N, C)`` biases; ``reduction="none"`` returns them unreduced."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a torch.Tensor, got {type(data)}")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f

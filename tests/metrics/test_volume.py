@@ -6,7 +6,7 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.utils import one_hot
 
-from common.metrics import VolumeBiasMetric, label_volumes, volume_bias
+from common.metrics import label_volumes, volume_bias
 
 
 def _mask(n_voxels: int, label: int = 1, shape=(4, 4, 4)) -> torch.Tensor:
@@ -70,25 +70,6 @@ def test_bad_labels_are_rejected():
         volume_bias(_mask(3), _mask(3, shape=(4, 4, 3)))
     with pytest.raises(ValueError, match="spacing must be"):
         label_volumes(_mask(3), spacing=(1.0, 1.0))
-
-
-def test_metric_accumulates_and_reduces_like_monai():
-    metric = VolumeBiasMetric(num_classes=3)
-    gt = torch.cat([_mask(5), _mask(5, label=2)])  # sample 0 has class 1 only, sample 1 class 2 only
-    pred = torch.cat([_mask(6), _mask(3, label=2)])
-    metric(y_pred=pred, y=gt)
-    metric(y_pred=_mask(10), y=_mask(5))
-    raw = metric.aggregate("none")
-    expected = torch.tensor([[0.2, float("nan")], [float("nan"), -0.4], [1.0, float("nan")]], dtype=torch.float64)
-    torch.testing.assert_close(raw, expected, equal_nan=True)
-    mean_batch = metric.aggregate("mean_batch")
-    np.testing.assert_allclose(mean_batch.numpy(), [0.6, -0.4])
-    assert metric.aggregate().item() == pytest.approx((0.2 - 0.4 + 1.0) / 3)
-    metric.reset()
-    metric.get_not_nans = True
-    metric([_mask(6)[0]], [_mask(5)[0]])  # list of channel-first samples, as after decollate
-    value, not_nans = metric.aggregate()
-    assert value.item() == pytest.approx(0.2) and not_nans.item() == 1
 
 
 # --- found by mutation testing (tests/MUTANTS.md) ---------------------------------------------------------------
@@ -177,20 +158,6 @@ def test_input_messages_name_the_argument():
         label_volumes(torch.full((1, 1, 2), 1.5))
     with pytest.raises(ValueError, match=r"different numbers of one-hot channels: \[3, 4\]"):
         volume_bias(one_hot(_mask(3), 3), one_hot(_mask(3), 4))
-
-
-def test_metric_passes_its_settings():
-    gt, pred = _mask(5), _mask(6)
-    with_bg = VolumeBiasMetric(include_background=True, get_not_nans=True)
-    with_bg(y_pred=pred, y=gt)
-    value, not_nans = with_bg.aggregate("none")
-    assert value.shape == (1, 2) and not_nans.shape == (1, 2)
-    assert value[0, 0].item() == pytest.approx((58 - 59) / 59)
-    bad = VolumeBiasMetric(spacing=-1.0)
-    with pytest.raises(ValueError, match="finite and positive"):
-        bad(y_pred=pred, y=gt)
-    with pytest.raises(ValueError, match="must be a torch.Tensor, got <class 'NoneType'>"):
-        VolumeBiasMetric().aggregate()
 
 
 def test_soft_two_channel_prediction_fixes_the_number_of_classes():
