@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from common.metrics.flip import flip_fractions
-from common.metrics.record import metrics_record, nan_to_none, write_metrics_record
+from common.metrics.record import nan_to_none, write_metrics
 
 __all__ = ["GroupSegmentationMetrics", "auc_orientation", "subject_record", "summarize_groups"]
 
@@ -201,4 +201,4 @@ class GroupSegmentationMetrics:
         if self.output_file is not None:
             per_sample = [{"id": s["subject"], **{k: v for k, v in s.items() if k != "subject"}} for s in self.subjects]
             extra = {"structures": self.structures, "groups": self.summary["groups"], "auc": self.summary["auc"]}
-            write_metrics_record(self.output_file, metrics_record(self.settings, flat, per_sample, extra))
+            write_metrics(self.output_file, self.settings, flat, per_sample, extra)

@@ -398,7 +398,7 @@ def write_label_error_metrics(
     ``detection_ap_<detector>``; ``per_sample``: the test images; ``extra``: ``{"test": the report without
     its images, "detection": detection.json's content}``.
     """
-    from common.metrics.record import metrics_record, write_metrics_record
+    from common.metrics.record import write_metrics
 
     output_dir = Path(output_dir)
     test = report.results()
@@ -415,5 +415,5 @@ def write_label_error_metrics(
             if name in DETECTOR_SCORES:
                 flat[f"detection_auroc_{name}"] = scores.get("auroc")
                 flat[f"detection_ap_{name}"] = scores.get("ap")
-    record = metrics_record(dict(settings or {}), flat, per_sample, extra)
-    return write_metrics_record(output_dir / "metrics.json", record)
+    write_metrics(output_dir / "metrics.json", dict(settings or {}), flat, per_sample, extra)
+    return output_dir / "metrics.json"

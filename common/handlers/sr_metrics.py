@@ -24,7 +24,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from common.metrics.record import metrics_record, write_metrics_record
+from common.metrics.record import write_metrics
 from common.metrics.sr_quality import SR_METRIC_NAMES, SRQualityMetric
 from common.metrics.tissue_area import GreyMatterAreaMetric
 from common.networks.sr import interpolate_up
@@ -149,9 +149,7 @@ class SRMetricsByDegradation:
                         self.summary_writer.add_scalar(f"{self.tag_prefix}/{prefix}{name}/{kind}", value, step)
         if self.summary_writer is not None:
             self.summary_writer.flush()
-        self.results = metrics_record(self.extra, flat, self._samples(), extra)
-        if self.output_file:
-            write_metrics_record(self.output_file, self.results)
+        self.results = write_metrics(self.output_file or None, self.extra, flat, self._samples(), extra)
 
     def _samples(self) -> list[dict[str, Any]]:
         """One record per test image (``id`` = kind and its index within the kind), built from the buffers."""

@@ -31,6 +31,7 @@ _EXPORTS = {
     "validate_metrics_record": "record",
     "write_metrics_record": "record",
     "nan_to_none": "record",
+    "write_metrics": "record",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,6 +8,8 @@
 - ``per_sample``: one record per evaluated sample, with its ``id``, its aggregation key (``group`` for
   segmentation groups, ``kind`` for SR test degradations) and its values;
 - ``extra``: the bundle's nested detail (per-group summaries with intervals, matrices, detector scores).
+
+:func:`write_metrics` is the one writer: it builds the record from these parts, checks it and writes it atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["metrics_record", "nan_to_none", "validate_metrics_record", "write_metrics_record"]
+__all__ = ["metrics_record", "nan_to_none", "validate_metrics_record", "write_metrics", "write_metrics_record"]
 
 
 def nan_to_none(x: Any, infinite: bool = False) -> Any:
@@ -82,3 +84,18 @@ def write_metrics_record(path: str | os.PathLike, record: Mapping[str, Any]) -> 
 
     validate_metrics_record(record, str(path))
     return atomic_write_json(path, record)
+
+
+def write_metrics(
+    path: str | os.PathLike | None,
+    settings: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    per_sample: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any] | None = None,
+) -> dict:
+    """The one writer of ``metrics.json``: build the record from its parts (:func:`metrics_record`), write it
+    atomically to ``path`` (``None``: build only) and return it."""
+    record = metrics_record(settings, metrics, per_sample, extra)
+    if path is not None:
+        write_metrics_record(path, record)
+    return record

@@ -89,7 +89,7 @@ def write_shortcut_metrics(
     (common minus rare), ``flip_gap`` (rare minus common), ``flip_risk_auroc``, ``flip_risk_ap``;
     ``per_sample``: the test images with their ``group``, ``identity`` and ``scene``.
     """
-    from common.metrics.record import metrics_record, nan_to_none, write_metrics_record
+    from common.metrics.record import nan_to_none, write_metrics
 
     entries = {str(e["id"]): e for e in json.loads(Path(datalist_path).read_text()).get("test", []) if "id" in e}
     test = report.results()
@@ -120,8 +120,8 @@ def write_shortcut_metrics(
         "flip_risk_detection": nan_to_none(detection),
         "flip_risk_detection_by_group": nan_to_none(detection_by_group),
     }
-    record = metrics_record(dict(settings or {}), flat, per_sample, extra)
-    return write_metrics_record(Path(output_dir) / "metrics.json", record)
+    write_metrics(Path(output_dir) / "metrics.json", dict(settings or {}), flat, per_sample, extra)
+    return Path(output_dir) / "metrics.json"
 
 
 def identity_uncertainty(probs: torch.Tensor, background: int = 0, eps: float = 1e-12) -> torch.Tensor:

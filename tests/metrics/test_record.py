@@ -62,3 +62,17 @@ def test_nan_to_none_replaces_nested_nan_and_keeps_the_rest():
     assert nan_to_none(float("inf")) == float("inf")  # Inf kept unless asked for
     assert nan_to_none([float("-inf"), 3.0, nan], infinite=True) == [None, 3.0, None]
     assert nan_to_none(7) == 7 and type(nan_to_none(7)) is int
+
+
+def test_write_metrics_builds_writes_and_returns_the_record(tmp_path):
+    from common.metrics import write_metrics
+
+    path = tmp_path / "metrics.json"
+    record = write_metrics(path, {"seed": 2}, {"dice": 0.5, "auc": math.nan}, [{"id": "a", "group": "L"}], {"k": [1]})
+    assert record == {"settings": {"seed": 2}, "metrics": {"dice": 0.5, "auc": None},
+                      "per_sample": [{"id": "a", "group": "L"}], "extra": {"k": [1]}}  # fmt: skip
+    assert json.loads(path.read_text()) == record
+    assert write_metrics(None, {}, {"x": 1}, [])["metrics"] == {"x": 1.0}  # build only
+    with pytest.raises(ValueError, match="need an 'id'"):
+        write_metrics(tmp_path / "bad.json", {}, {}, [{"group": "L"}])
+    assert not (tmp_path / "bad.json").exists()
