@@ -76,7 +76,7 @@ def results(session: nox.Session) -> None:
         return
     out = "runs/results"
     session.run("python", "-m", "common.study", "all", "--profile", "quick", "--output", out, *session.posargs)
-    # the named grids published beside the quick studies (common/study/render.py NAMED_GRIDS)
+    # the named grids published beside the quick studies (a study's SPEC.grids: common/study/render.py named_grids)
     session.run("python", "-m", "common.study", "segmentation_resolution_bias", "--profile", "quick", "--grid",
                 "pooling", "--output", out, *session.posargs)  # fmt: skip
     session.run("python", "-m", "common.study.render", "--from", out)

@@ -39,11 +39,22 @@ from common.study.runner import REPO_ROOT
 TUNING_SEEDS = (100, 101, 102)
 TARGET_FRACTION = 0.99  # of the old recipe's plateau: the noise of a 4-subject validation is about 1-2%
 
+# The segmentation bundle's recipe before the current one (batches of 16, Adam at a constant rate, last weights):
+# the baseline the new recipe (``segmentation_resolution_bias.RECIPE``) is timed against.
+SEG_LEGACY_RECIPE = {
+    "batch_size": 16,
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
+    "learning_rate": 0.002,
+    "keep_best": False,
+}
+
 
 def _seg_setting() -> dict[str, Any]:
     from common.study import segmentation_resolution_bias as seg
 
-    quick = {k: v for k, v in seg.PROFILES["quick"]["settings"].items() if k not in seg.RECIPE}
+    quick = {k: v for k, v in seg.PROFILES["quick"].settings.items() if k not in seg.RECIPE}
     # the old recipe runs 36 epochs (its quick profile had 24) so that its plateau is seen
     return {
         "bundle": seg.BUNDLE,
@@ -53,7 +64,7 @@ def _seg_setting() -> dict[str, Any]:
             approach: {"base": {**quick, "approach": approach, "val_interval": 2}} for approach in ("vinn", "scale_aug")
         },
         "recipes": {
-            "old": {**seg.LEGACY_RECIPE, "epochs": 36},
+            "old": {**SEG_LEGACY_RECIPE, "epochs": 36},
             "new": {**seg.RECIPE, "epochs": quick["epochs"]},
         },
         "prepare": seg.prepare_data,
@@ -64,7 +75,7 @@ def _seg_setting() -> dict[str, Any]:
 def _sr_setting() -> dict[str, Any]:
     from common.study import sr_degradation_bias as sr
 
-    quick = {**sr.PROFILES["quick"]["bundle"], "num_threads": 1}
+    quick = {**sr.PROFILES["quick"].settings, "num_threads": 1}
     return {
         "bundle": sr.BUNDLE,
         "metric": "val_psnr",
@@ -84,7 +95,7 @@ def _sr_setting() -> dict[str, Any]:
 def _label_setting() -> dict[str, Any]:
     from common.study import label_error_refurbishment as label
 
-    quick = {**label.PROFILES["quick"]["bundle"], "num_threads": 1}
+    quick = {**label.PROFILES["quick"].settings, "num_threads": 1}
     return {
         "bundle": label.BUNDLE,
         "metric": "val_mean_dice",

@@ -57,16 +57,16 @@ def quick_settings(bundle: str) -> dict[str, Any]:
     if bundle == "segmentation_resolution_bias":
         from common.study.segmentation_resolution_bias import PROFILES
 
-        settings = dict(PROFILES["quick"]["settings"])
+        settings = dict(PROFILES["quick"].settings)
     elif bundle == "sr_degradation_bias":
         from common.study.sr_degradation_bias import PROFILES
 
-        settings = {**PROFILES["quick"]["bundle"], "train_degradation": "combined"}
+        settings = {**PROFILES["quick"].settings, "train_degradation": "combined"}
     else:
         from common.study.label_error_refurbishment import PROFILES
 
         # detection and VOG are the study's algorithm, not loop overhead: moved past the benchmark's epochs
-        settings = {**PROFILES["quick"]["bundle"], "detect_epoch": 1000, "vog_first_epoch": 900}
+        settings = {**PROFILES["quick"].settings, "detect_epoch": 1000, "vog_first_epoch": 900}
     return settings
 
 

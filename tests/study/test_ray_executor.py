@@ -51,12 +51,12 @@ def ray_head(tmp_path):
 @pytest.mark.slow
 def test_smoke_study_on_a_local_ray_head_matches_the_local_executor(tmp_path, ray_head):
     out_ray = tmp_path / "ray" / "sr_degradation_bias"
-    study.run_study("smoke", out_ray, seeds=(0,), executor="ray", address=ray_head)
+    engine.run_study(study.SPEC, "smoke", out_ray, seeds=(0,), executor="ray", address=ray_head)
     out_local = tmp_path / "local" / "sr_degradation_bias"
-    study.run_study("smoke", out_local, seeds=(0,))
+    engine.run_study(study.SPEC, "smoke", out_local, seeds=(0,))
     ray_record = json.loads((out_ray / "results.json").read_text())
     local_record = json.loads((out_local / "results.json").read_text())
-    expected_runs = len(study.build("smoke", (0,)).runs)  # every smoke setting once
+    expected_runs = len(study.SPEC.study("smoke", (0,)).runs)  # every smoke setting once
     assert len(ray_record["runs"]) == expected_runs and not any(r["reused"] for r in ray_record["runs"])
     assert ray_record["summary"]["psnr"] == local_record["summary"]["psnr"]  # same seeds, same numbers
     assert engine.code_fingerprint(bundle=study.BUNDLE) == ray_record["code_fingerprint"]

@@ -1,35 +1,39 @@
 """Smoke study of segmentation_resolution_bias: results.json with the summary block, report.md and figures."""
 
 import json
+import math
 
 import pytest
 
+from common.study import engine
 from common.study import segmentation_resolution_bias as study
 
 
 def test_grid_shapes():
-    quick = study.grid_points("quick")
+    quick = study.grid_points(study.PROFILES["quick"])
     main = [r for r in quick if r["table"] == "approaches"]
     assert [r["approach"] for r in main] == list(study.APPROACHES)
     control = [r for r in quick if r["table"] == "control"]
     assert [r["approach"] for r in control] == ["resampled", "scale_aug", "vinn"]  # H-only never sees group L
     assert not [r for r in quick if r["table"] == "pooling"]  # the pooling table is its own grid
-    pooling = study.grid_points("quick", "pooling")
+    pooling = study.grid_points(study.PROFILES["quick"], "pooling")
     assert {(r["downsample"], r["approach"]) for r in pooling} == {
         (op, a) for op in study.DOWNSAMPLE_OPS for a in ("h_only", "scale_aug")
     }
-    full = study.grid_points("full")
+    full = study.grid_points(study.PROFILES["full"])
     assert {tuple(r["pair"]) for r in full if r["table"] == "approaches"} == {(1.0, 1.4), (2.0, 3.0), (3.0, 4.0)}
     assert {r["table"] for r in full} == {"approaches", "control", "pooling"}  # full runs everything
-    assert study.PROFILES["full"]["settings"]["plane"] == "all"
+    assert study.PROFILES["full"].settings["plane"] == "all"
     with pytest.raises(ValueError, match="unknown profile"):
-        study.grid_points("huge")
+        study.SPEC.study("huge", (0,))
     with pytest.raises(ValueError, match="unknown grid 'ops'"):
-        study.grid_points("quick", "ops")
+        study.grid_points(study.PROFILES["quick"], "ops")
+    with pytest.raises(ValueError, match="no grid 'ops'"):
+        study.SPEC.study("quick", (0,), "ops")
 
 
 def test_control_runs_acquire_group_l_at_the_high_resolution():
-    built = study.build("quick", (0, 1, 2))
+    built = study.SPEC.study("quick", (0, 1, 2))
     by_table = {}
     for run in built.runs:
         by_table.setdefault(run.labels["table"], []).append(run)
@@ -93,7 +97,7 @@ def test_summary_from_synthetic_runs():
 
 @pytest.mark.slow
 def test_smoke_study(tmp_path):
-    report = study.run_study("smoke", tmp_path / "segmentation_resolution_bias", seeds=(0,))
+    report = engine.run_study(study.SPEC, "smoke", tmp_path / "segmentation_resolution_bias", seeds=(0,))
     out = report.parent
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
@@ -123,7 +127,7 @@ def test_smoke_study(tmp_path):
 def test_claims_by_hand():
     summary = {
         "volume_bias_L": {"h_only": 0.3, "resampled": 0.2, "scale_aug": -0.1, "vinn": 0.2},
-        "auc": {"h_only": 0.6, "scale_aug": 0.95, "vinn": 0.75},
+        "auc": {"h_only": 0.6, "scale_aug": 0.95, "vinn": 0.75, "manual": 0.97},
         "pooling": {
             "maxpool": {"h_only": {"volume_bias_L": -0.3}},
             "blurpool": {"h_only": {"volume_bias_L": 0.1}},
@@ -131,23 +135,34 @@ def test_claims_by_hand():
             "asap": {"h_only": {"volume_bias_L": 0.4}},
         },
     }
-    values = {c.id: c.value(summary) for c in study.CLAIMS_BY_GRID["all"]}
-    assert values["h_only_bias_vs_vinn"] == pytest.approx(1.5)
-    assert values["h_only_bias_vs_scale_aug"] == pytest.approx(3.0)
-    assert values["h_only_auc_gap"] == pytest.approx(0.75 - 0.6)  # the smaller of the two gaps
-    assert values["resampled_bias_vs_vinn"] == pytest.approx(1.0)
+    claims = study.SPEC.grids["all"]
+    assert [c.id for c in claims] == [c.id for c in (*study.CLAIMS, *study.POOLING_CLAIMS)]
+    values = {c.id: c.value(summary) for c in claims}
+    # the |bias| ratios are now claimed on the log scale against log 2 (a ratio of 2)
+    assert values["h_only_bias_vs_vinn"] == pytest.approx(math.log(1.5))  # |0.3| / |0.2|
+    assert values["h_only_bias_vs_scale_aug"] == pytest.approx(math.log(3.0))  # |0.3| / |-0.1|
+    # the separation claims compare each approach's group AUC with the manual volumes' on the same subjects
+    assert values["scale_aug_keeps_separation"] == pytest.approx(0.95 - 0.97)
+    assert values["vinn_keeps_separation"] == pytest.approx(0.75 - 0.97)
+    assert values["h_only_loses_separation"] == pytest.approx(0.6 - 0.97)
+    assert values["resampled_not_enough"] == pytest.approx(0.0)  # log of |0.2| / |0.2|
     assert values["anti_aliasing_h_only"] == pytest.approx(0.3 - 0.2)  # median |bias| of 0.1, 0.2, 0.4
     assert values["anti_aliasing_scale_aug"] is None
-    holds = {c.id: c.holds(values[c.id]) for c in study.CLAIMS_BY_GRID["all"] if values[c.id] is not None}
+    holds = {c.id: c.holds(values[c.id]) for c in claims if values[c.id] is not None}
     assert holds == {
-        "h_only_bias_vs_vinn": False,
+        "h_only_bias_vs_vinn": False,  # a ratio of 1.5, not 2
         "h_only_bias_vs_scale_aug": True,
-        "scale_aug_auc": True,
-        "vinn_auc": False,
-        "h_only_auc_gap": True,
-        "resampled_bias_vs_vinn": False,
+        "scale_aug_keeps_separation": True,  # 0.02 below the manual AUC, within the 0.05 margin
+        "vinn_keeps_separation": False,
+        # stated in the loss direction ('<' -0.05): H-only's AUC falls more than 0.05 below the manual one
+        "h_only_loses_separation": True,
+        "resampled_not_enough": False,  # equal |bias|: not larger
         "anti_aliasing_h_only": True,
     }
+    assert {c.id: c.direction for c in claims if c.direction == "<"} == {"h_only_loses_separation": "<"}
+    # without the manual AUC the separation claims have no value (a missing seed, not a failure)
+    no_manual = {**summary, "auc": {k: v for k, v in summary["auc"].items() if k != "manual"}}
+    assert [c.value(no_manual) for c in claims if c.id.endswith("separation")] == [None, None, None]
 
 
 def test_pooling_ranking_noise_orders_by_absolute_bias():

@@ -4,16 +4,17 @@ import json
 
 import pytest
 
-from common.study.engine import evaluate_claims
-from common.study.shortcut_label_flips import CLAIMS, PROFILES, build, render_report, run_study, summarize
+from common.study.engine import evaluate_claims, run_study
+from common.study.report import render_report
+from common.study.shortcut_label_flips import CLAIMS, PROFILES, SPEC, summarize
 
 
 def test_quick_grid_is_the_correlations_times_seeds():
-    study = build("quick", (0, 1, 2))
+    study = SPEC.study("quick", (0, 1, 2))
     assert [r.overrides["correlation"] for r in study.runs] == [0.5, 0.75, 0.9, 0.99]
     assert study.seeds == (0, 1, 2) and all(r.overrides["num_threads"] == 1 for r in study.runs)
     with pytest.raises(ValueError, match="unknown profile"):
-        build("huge", (0,))
+        SPEC.study("huge", (0,))
 
 
 def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample, auroc=None):
@@ -53,15 +54,16 @@ def test_report_renders_without_per_sample_records():
     s = summarize([_run(c, 0.9, 0.8, 0.0, 0.1 * i, []) for i, c in enumerate((0.5, 0.75, 0.9, 0.99))])
     record = {"profile": "quick", "seeds": [0], "runs": [{"name": "a"}], "seconds": 60.0, "run_seconds": 100.0,
               "code_fingerprint": "f", "command": "python -m common.study shortcut_label_flips", "claims": [],
-              "profile_settings": PROFILES["quick"], "summary": {**s, "per_seed": {"0": s}}}  # fmt: skip
-    text = render_report(record, ["results/shortcut_vs_correlation.png"])
+              "profile_settings": {"settings": PROFILES["quick"].settings, "axes": PROFILES["quick"].axes, "jobs": 2},
+              "summary": {**s, "per_seed": {"0": s}}}  # fmt: skip
+    text = render_report(SPEC, record, ["results/shortcut_vs_correlation.png"])
     assert "| 0.99 | 0.900 | 0.800 | 0.100 | 0.000 | 0.300 |" in text
     assert "![shortcut_vs_correlation.png](results/shortcut_vs_correlation.png)" in text
 
 
 @pytest.mark.slow
 def test_smoke_study(tmp_path):
-    report = run_study("smoke", tmp_path / "shortcut_label_flips", seeds=(0,))
+    report = run_study(SPEC, "smoke", tmp_path / "shortcut_label_flips", seeds=(0,))
     out = report.parent
     results = json.loads((out / "results.json").read_text())
     per_corr = results["summary"]["per_correlation"]

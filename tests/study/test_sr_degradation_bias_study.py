@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from common.study.sr_degradation_bias import KSPACE_KINDS, METRICS, TEST_KINDS, matrices, run_study, table_checks
+from common.study import engine
+from common.study.sr_degradation_bias import KSPACE_KINDS, METRICS, SPEC, TEST_KINDS, matrices, table_checks
 
 
 def _biased_matrix() -> dict[str, dict[str, float]]:
@@ -56,7 +57,7 @@ def test_matrices_collects_runs_by_training_set():
 @pytest.mark.slow
 def test_smoke_study_writes_results_report_and_figures(tmp_path):
     out = tmp_path / "sr_degradation_bias"
-    report = run_study("smoke", out, seeds=(0,))
+    report = engine.run_study(SPEC, "smoke", out, seeds=(0,))
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
     for m in METRICS:
@@ -76,6 +77,7 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
     assert {c["id"] for c in results["claims"]} == {
         "own_degradation_best",
         "combined_most_robust",
+        "combined_smallest_worst_loss",
         "beats_bicubic_on_own",
         "kspace_own_degradation_best",
         "kspace_combined_most_robust",
@@ -97,7 +99,7 @@ def test_smoke_study_writes_results_report_and_figures(tmp_path):
 
     # the same seeds at the same code give the same numbers, run again from scratch in another folder
     again_dir = tmp_path / "again" / "sr_degradation_bias"
-    run_study("smoke", again_dir, seeds=(0,))
+    engine.run_study(SPEC, "smoke", again_dir, seeds=(0,))
     again = json.loads((again_dir / "results.json").read_text())
     assert not any(r["reused"] for r in again["runs"])
     assert again["summary"] == summary and again["claims"] == results["claims"]
@@ -109,7 +111,6 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     """The full profile's loss and architecture grids reach results.json and report.md over three seeds (runs
     stubbed: seed s adds s - 4 dB, so the medians are seed 4's numbers)."""
     import common.data.sr_slices as sr_slices
-    import common.study.engine as engine
 
     def fake_run(name, configs, overrides, output_dir):
         assert configs == ["train.yaml", "evaluate.yaml"] and overrides["train_first"] is True
@@ -144,7 +145,7 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine, "run_bundle", fake_run)
     monkeypatch.setattr(sr_slices, "generate_sr_slices", lambda *a, **k: tmp_path / "datalist.json")
-    report = run_study("full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
+    report = engine.run_study(SPEC, "full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
     results = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
     summary = results["summary"]
     assert set(summary["loss_grid"]) == {"mse", "l1", "ssim"}
@@ -168,6 +169,9 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         by_id["kspace_own_degradation_best"]["median"] == 5.0 and by_id["kspace_own_degradation_best"]["holds_in"] == 3
     )
     assert by_id["kspace_combined_most_robust"]["median"] == 3.0  # 31 - 28
+    # the stubbed mix ("combined": 28 dB on every kind) is 6 dB below each column's best, as every single model is
+    # somewhere: no smaller worst-case loss
+    assert by_id["combined_smallest_worst_loss"]["median"] == 0.0
     mis = summary["misregistration"]
     assert set(mis["test_on_legacy"]) == {*TEST_KINDS, "combined", "bicubic_interpolation"}
     assert mis["test_on_legacy"]["bicubic"]["gaussian"] == 1.5 and "bicubic" not in mis["test_on_legacy"]["mean"]
@@ -192,6 +196,6 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
         raise AssertionError("a finished setting was run again")
 
     monkeypatch.setattr(engine, "run_bundle", must_not_run)  # a rerun reuses every finished setting
-    run_study("full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
+    engine.run_study(SPEC, "full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
     again = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
     assert again["summary"]["psnr"] == results["summary"]["psnr"]

@@ -1,7 +1,10 @@
 """The group-model tuning experiment: it refuses the published seeds and summarises a study's results."""
 
+import copy
+
 import pytest
 
+from common.study import engine
 from common.study import segmentation_resolution_bias as seg
 from tests.tuning import seg_group_model
 
@@ -28,14 +31,24 @@ def test_summary_keeps_claims_medians_and_every_seed():
     assert out["per_seed"] == {"100": {"volume_bias_L": {"h_only": 0.2}, "dice_L": {}, "auc": {}}}
 
 
-def test_run_preset_restores_the_quick_profile(tmp_path, monkeypatch):
-    before = {**seg.PROFILES["quick"], "settings": dict(seg.PROFILES["quick"]["settings"])}
+def test_run_preset_runs_a_modified_spec_and_leaves_the_study_alone(tmp_path, monkeypatch):
+    before = copy.deepcopy(seg.PROFILES)
+    quick = seg.SPEC.profiles["quick"]
     seen = {}
 
-    def fake_run_study(profile, output, seeds):
-        seen.update(control=seg.PROFILES["quick"]["control"], contrast=seg.PROFILES["quick"]["settings"]["contrast_l"])
+    def fake_run_study(spec, profile, output, seeds):
+        seen.update(spec=spec, profile=profile, output=output, seeds=seeds)
 
-    monkeypatch.setattr(seg, "run_study", fake_run_study)
+    monkeypatch.setattr(engine, "run_study", fake_run_study)
     assert seg_group_model.run_preset("reduced", [100], tmp_path) == tmp_path / "reduced" / "results.json"
-    assert seen == {"control": False, "contrast": "reduced"}
-    assert seg.PROFILES["quick"] == before
+    spec = seen["spec"]
+    assert (seen["profile"], seen["output"], seen["seeds"]) == ("quick", tmp_path / "reduced", [100])
+    preset = spec.profiles["quick"]
+    assert preset.axes["control"] is False and preset.settings["contrast_l"] == "reduced"
+    assert {k: v for k, v in preset.settings.items() if k != "contrast_l"} == quick.settings
+    assert spec.profiles["smoke"] is seg.SPEC.profiles["smoke"] and spec.claims == seg.SPEC.claims
+    tables = {r.labels["table"] for r in spec.study("quick", (100,)).runs}
+    assert tables == {"approaches"}  # the approach grid without its control arm
+    # the study module itself is untouched: its quick profile still runs the control arm at the default contrast
+    assert seg.PROFILES == before and seg.SPEC.profiles["quick"] is quick
+    assert quick.axes["control"] is True and "contrast_l" not in quick.settings

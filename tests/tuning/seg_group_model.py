@@ -10,25 +10,31 @@ grey-matter volume bias, grey-matter Dice and the group AUC of every approach.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
+from common.study import engine
 from common.study import segmentation_resolution_bias as seg
-from common.study.engine import code_fingerprint, git_commit
+from common.study.engine import StudySpec, code_fingerprint, git_commit
 
 PRESETS = ("inverted", "reduced")
 TUNING_SEEDS = (100, 101, 102)
 
 
+def preset_spec(contrast: str, spec: StudySpec = seg.SPEC) -> StudySpec:
+    """``spec`` whose quick profile has ``contrast_l=contrast`` and no control arm (a new spec; ``spec`` and its
+    profiles are left as they are)."""
+    quick = spec.profiles["quick"]
+    preset = dataclasses.replace(
+        quick, settings={**quick.settings, "contrast_l": contrast}, axes={**quick.axes, "control": False}
+    )
+    return dataclasses.replace(spec, profiles={**spec.profiles, "quick": preset})
+
+
 def run_preset(contrast: str, seeds, output: Path) -> Path:
     """The quick approach grid with ``contrast_l=contrast`` over ``seeds`` into ``output/contrast``."""
-    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in seg.PROFILES["quick"].items()}
-    try:
-        seg.PROFILES["quick"]["control"] = False
-        seg.PROFILES["quick"]["settings"] = {**seg.PROFILES["quick"]["settings"], "contrast_l": contrast}
-        seg.run_study("quick", output / contrast, seeds=list(seeds))
-    finally:
-        seg.PROFILES["quick"].update(saved)
+    engine.run_study(preset_spec(contrast), "quick", output / contrast, seeds=list(seeds))
     return output / contrast / "results.json"
 
 

@@ -65,7 +65,7 @@ def measure(network: torch.nn.Module, loader) -> dict:
 def run_one(candidate: str, train_set: str, seed: int, epochs: int, output: Path) -> dict:
     from monai.bundle import ConfigParser
 
-    settings = {**sr.PROFILES["quick"]["bundle"], "num_threads": 1}
+    settings = {**sr.PROFILES["quick"].settings, "num_threads": 1}
     run_dir = output / "runs" / candidate / train_set / f"seed{seed}"
     overrides = {
         **settings,
@@ -89,7 +89,13 @@ def run_one(candidate: str, train_set: str, seed: int, epochs: int, output: Path
     network = parser.get_parsed_content("network").eval()
     result = measure(network, parser.get_parsed_content("validate#dataloader"))
     parser.get_parsed_content("summary_writer").close()
-    return {"candidate": candidate, "train_set": train_set, "seed": seed, "cpu_s": time.process_time() - start, **result}
+    return {
+        "candidate": candidate,
+        "train_set": train_set,
+        "seed": seed,
+        "cpu_s": time.process_time() - start,
+        **result,
+    }
 
 
 def main(argv=None) -> None:
@@ -119,9 +125,7 @@ def main(argv=None) -> None:
         "runs": rows,
     }
     (args.output / "sr_collapse.json").write_text(json.dumps(report, indent=1))
-    from common.study.render import render_sr_collapse_section
-
-    print(render_sr_collapse_section(report))
+    print(sr.render_sr_collapse_section(report))
 
 
 if __name__ == "__main__":
