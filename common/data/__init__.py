@@ -14,6 +14,7 @@ _EXPORTS = {
     "EchoPhantomConfig": "echo_phantom",
     "generate_sr_slices": "sr_slices",
     "load_datalist": "datalist",
+    "load_split": "datalist",
     "validate_datalist": "datalist",
     "DatalistError": "datalist",
     "resolve_datalist": "datalist",

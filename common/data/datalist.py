@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["DatalistError", "load_datalist", "validate_datalist", "resolve_datalist"]
+__all__ = ["DatalistError", "load_datalist", "load_split", "validate_datalist", "resolve_datalist"]
 
 DEFAULT_SPLITS = ("training", "validation")
 AFFINE_ATOL_MM = 1e-3  # largest allowed difference between image and label affine entries (mm)
@@ -415,3 +415,10 @@ def inference_items(
         return load_datalist(datalist, dataset_dir or None, path_keys=["image"])[split]
     return []
 
+
+def load_split(datalist_path: str | Path, split: str) -> list[dict]:
+    """Entries of ``split`` in a datalist JSON (paths as written there); a clear error if the split is missing."""
+    data = json.loads(Path(datalist_path).read_text())
+    if not data.get(split):
+        raise ValueError(f"datalist {datalist_path} has no {split!r} entries")
+    return data[split]

@@ -12,7 +12,7 @@ _EXPORTS = {
     "TrainingDynamicsHandler": "sample_loss",
     "VOGHandler": "vog",
     "RefurbishHandler": "refurbish",
-    "SegmentationReport": "refurbish",
+    "SegmentationReport": "segmentation_report",
     "CachedLabels": "refurbish",
     "write_label_error_metrics": "refurbish",
     "GroupSegmentationMetrics": "group_metrics",

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
-from monai.transforms import MapTransform
 
 
 def _as_index(x: torch.Tensor) -> torch.Tensor:
@@ -145,32 +144,10 @@ class FlipMetric(CumulativeIterationMetric):
         return flip_fractions(data)
 
 
-class FlipRiskd(MapTransform):
-    """Dictionary transform: flip-risk of the probability map ``keys`` (``(C, *spatial)``, C >= 3) into ``risk_key``.
+def __getattr__(name: str):
+    """``FlipRiskd``, a dictionary transform, lives in :mod:`common.transforms.flip_risk`; importable here too."""
+    if name == "FlipRiskd":
+        from common.transforms.flip_risk import FlipRiskd
 
-    With ``csv_path`` it also keeps a table ``image,flip_risk`` of every image seen (rewritten atomically
-    after each image); the image name comes from the map's ``filename_or_obj`` metadata.
-    """
-
-    def __init__(self, keys="pred", risk_key: str = "flip_risk", csv_path: str | None = None, background: int = 0):
-        super().__init__(keys)
-        self.risk_key = risk_key
-        self.csv_path = csv_path
-        self.background = background
-        self.rows: dict[str, float] = {}
-
-    def __call__(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            probs = torch.as_tensor(d[key])
-            risk = float(flip_risk(probs[None], self.background)[0])
-            d[self.risk_key] = risk
-            if self.csv_path:
-                from common.io import atomic_write_text
-
-                meta = getattr(d[key], "meta", {}) or {}
-                name = str(meta.get("filename_or_obj", f"image_{len(self.rows)}"))
-                self.rows[name] = risk
-                text = "image,flip_risk\n" + "".join(f"{k},{v:.6f}\n" for k, v in self.rows.items())
-                atomic_write_text(self.csv_path, text)
-        return d
+        return FlipRiskd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform
 
 from common.metrics.auc import binary_auroc, binary_average_precision
 
@@ -28,8 +27,6 @@ __all__ = [
     "group_summary",
     "identity_uncertainty",
     "write_shortcut_metrics",
-    "SaveFlipRiskd",
-    "IdentityUncertaintyd",
 ]
 
 
@@ -139,49 +136,11 @@ def identity_uncertainty(probs: torch.Tensor, background: int = 0, eps: float = 
     return (entropy * (probs.argmax(0, keepdim=True) != background)).clamp(0.0, 1.0)
 
 
-class IdentityUncertaintyd(MapTransform):
-    """Dictionary transform: :func:`identity_uncertainty` of the probability map ``keys`` into ``output_key``
-    (a copy of the map's metadata is kept, so it can be inverted and saved like the prediction)."""
+def __getattr__(name: str):
+    """The dictionary transforms ``IdentityUncertaintyd`` and ``SaveFlipRiskd`` live in
+    :mod:`common.transforms.flip_risk`; importable here too."""
+    if name in ("IdentityUncertaintyd", "SaveFlipRiskd"):
+        import common.transforms.flip_risk as flip_risk_transforms
 
-    def __init__(self, keys="pred", output_key: str = "identity_uncertainty", background: int = 0):
-        super().__init__(keys)
-        self.output_key = output_key
-        self.background = background
-
-    def __call__(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            pred = d[key]
-            unc = identity_uncertainty(pred, self.background)
-            if hasattr(pred, "copy_meta_from"):
-                from monai.data import MetaTensor
-
-                unc = MetaTensor(unc, meta=dict(pred.meta), applied_operations=list(pred.applied_operations))
-            d[self.output_key] = unc
-        return d
-
-
-class SaveFlipRiskd(MapTransform):
-    """Dictionary transform: write ``<output_dir>/<image stem>_flip_risk.json`` = ``{"image", "flip_risk"}``
-    for the flip-risk already stored under ``keys`` (see ``common.metrics.FlipRiskd``)."""
-
-    def __init__(self, keys="flip_risk", output_dir: str = ".", image_key: str = "image", enabled: bool = True):
-        super().__init__(keys)
-        self.output_dir, self.image_key, self.enabled = Path(output_dir), image_key, enabled
-
-    def __call__(self, data):
-        from common.io import atomic_write_json
-
-        d = dict(data)
-        if not self.enabled:
-            return d
-        for key in self.key_iterator(d):
-            meta = getattr(d.get(self.image_key), "meta", {}) or {}
-            name = str(meta.get("filename_or_obj", "image"))
-            stem = Path(name).name
-            for ext in (".nii.gz", ".nii", ".png"):
-                if stem.endswith(ext):
-                    stem = stem[: -len(ext)]
-                    break
-            atomic_write_json(self.output_dir / f"{stem}_flip_risk.json", {"image": name, key: float(d[key])})
-        return d
+        return getattr(flip_risk_transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

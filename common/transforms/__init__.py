@@ -18,8 +18,12 @@ _EXPORTS = {
     "SimulateLowResolution": "acquisition",
     "SimulateLowResolutiond": "acquisition",
     "CorruptLabel": "label_errors",
+    "RandCorruptLabel": "label_errors",
     "RandCorruptLabeld": "label_errors",
     "SpacingWithPathsd": "spacing",
+    "FlipRiskd": "flip_risk",
+    "IdentityUncertaintyd": "flip_risk",
+    "SaveFlipRiskd": "flip_risk",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,7 @@ Pixels a structure loses by erosion take the label of the nearest pixel outside
 the eroded structure (an LV cavity traced too small becomes myocardium, not
 background); dilation overwrites whatever it covers.
 
-:class:`CorruptLabel` is the array transform, :class:`RandCorruptLabeld` the
+:class:`RandCorruptLabel` (old name ``CorruptLabel``) is the array transform, :class:`RandCorruptLabeld` the
 dictionary transform that corrupts with probability ``prob`` and records a flag.
 :func:`corrupt_datalist` injects errors once into an exact fraction of a
 datalist's training samples, reproducibly, writes the corrupted labels, and
@@ -41,6 +41,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
+
+from common.data.datalist import load_split  # noqa: F401  (its old home; bundle configs read it from common.data)
 
 ERROR_KINDS = ("boundary_jitter", "random_size_matched", "systematic", "boundary_shift", "label_swap", "random")
 # Kinds whose direction (dilate or erode) is drawn per structure; "random" is the old name of boundary_jitter.
@@ -90,7 +92,7 @@ def shift_labels(label: np.ndarray, offset: Sequence[int]) -> np.ndarray:
     return ndimage.shift(label, offset, order=0, mode="constant", cval=0).astype(label.dtype)
 
 
-class CorruptLabel(RandomizableTransform):
+class RandCorruptLabel(RandomizableTransform):
     """Corrupt a label map of shape ``(C=1, *spatial)`` (or ``(*spatial)``) with one simulated annotation error.
 
     Args:
@@ -189,8 +191,11 @@ class CorruptLabel(RandomizableTransform):
         return bool(self._plan)
 
 
+CorruptLabel = RandCorruptLabel  # the name before the transform took MONAI's ``Rand`` prefix
+
+
 class RandCorruptLabeld(RandomizableTransform, MapTransform):
-    """Dictionary version of :class:`CorruptLabel`; with probability ``prob`` corrupts ``keys``.
+    """Dictionary version of :class:`RandCorruptLabel`; with probability ``prob`` corrupts ``keys``.
 
     Writes ``flag_key`` (1 corrupted, 0 clean) into the dictionary and, if ``clean_key`` is given,
     a copy of the original label under it. Keeps ``MetaTensor`` metadata (the affine is unchanged).
@@ -208,7 +213,7 @@ class RandCorruptLabeld(RandomizableTransform, MapTransform):
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        self.corrupt = CorruptLabel(kind=kind, prob=1.0, **kwargs)
+        self.corrupt = RandCorruptLabel(kind=kind, prob=1.0, **kwargs)
         self.flag_key = flag_key
         self.clean_key = clean_key
 
@@ -262,7 +267,7 @@ def corrupt_datalist(
 
     if not 0.0 <= float(error_level) <= 1.0:
         raise ValueError(f"error_level must be a fraction in [0, 1], got {error_level}")
-    CorruptLabel(kind=kind, **corrupt_kwargs)  # validate arguments before any work
+    RandCorruptLabel(kind=kind, **corrupt_kwargs)  # validate arguments before any work
     if isinstance(datalist, (str, Path)):
         datalist_path = Path(datalist)
         if not datalist_path.is_file():
@@ -306,7 +311,7 @@ def corrupt_datalist(
         if flag:
             src = nib.load(entry[label_key])
             arr = np.asarray(src.dataobj)
-            corrupt = CorruptLabel(kind=kind, **corrupt_kwargs)
+            corrupt = RandCorruptLabel(kind=kind, **corrupt_kwargs)
             corrupt.set_random_state(seed=int(np.random.default_rng([seed, i]).integers(2**31)))
             bad = corrupt(np.rint(arr).astype(np.int16)).astype(arr.dtype)
             img = nib.Nifti1Image(bad, src.affine, src.header)
@@ -325,11 +330,3 @@ def corrupt_datalist(
     out["label_errors"] = {"kind": kind, "error_level": float(error_level), "seed": seed, **corrupt_kwargs}
     atomic_write_json(out_path, out)
     return out_path
-
-
-def load_split(datalist_path: str | Path, split: str) -> list[dict]:
-    """Entries of ``split`` in a datalist JSON (paths as written there); a clear error if the split is missing."""
-    data = json.loads(Path(datalist_path).read_text())
-    if not data.get(split):
-        raise ValueError(f"datalist {datalist_path} has no {split!r} entries")
-    return data[split]
