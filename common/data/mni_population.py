@@ -94,7 +94,9 @@ class MNIPopulationConfig:
 
     def __post_init__(self):
         require(self, ("n_train", "n_val", "n_test"), lambda v: v >= 0, ">= 0")
-        require(self, ("base_spacing", "low_spacing", "deformation_grid_mm", "group_l_scale"), lambda v: v > 0, "positive")
+        require(
+            self, ("base_spacing", "low_spacing", "deformation_grid_mm", "group_l_scale"), lambda v: v > 0, "positive"
+        )
         require(self, ("group_l_gm_change",), lambda v: -0.5 < v < 0.5, "in (-0.5, 0.5)")
         if isinstance(self.contrast_l, str):
             if self.contrast_l not in GROUP_L_CONTRASTS:

@@ -21,7 +21,6 @@ a MetaTensor's affine, and spacings given as floats, are eager-mode conveniences
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -75,11 +74,11 @@ class MultiPlaneSegmenter(nn.Module):
             else:
                 nets[p] = SegUNet(2, self.thickness, out_channels, channels, downsample=downsample)
         self.nets = nn.ModuleDict(nets)
-        self.axes: Dict[str, int] = {p: PLANE_AXES[p] for p in self.planes}
+        self.axes: dict[str, int] = {p: PLANE_AXES[p] for p in self.planes}
         self.pad_multiple = 1 if self.is_vinn else 2 ** (len(channels) - 1)  # VINN sizes its own internal grid
 
     @torch.jit.unused
-    def _eager_inputs(self, x: torch.Tensor, spacing: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _eager_inputs(self, x: torch.Tensor, spacing: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Eager mode: the voxel size of a MetaTensor from its affine (if ``spacing`` is ``None``), a plain tensor."""
         if spacing is None and hasattr(x, "affine"):
             if x.ndim == 4:
@@ -92,7 +91,7 @@ class MultiPlaneSegmenter(nn.Module):
             spacing = torch.as_tensor(spacing, dtype=torch.float32).reshape(x.shape[0], 3)
         return (x.as_tensor() if hasattr(x, "as_tensor") else x), spacing
 
-    def _run2d(self, x: torch.Tensor, plane: str, spacing: Optional[torch.Tensor]) -> torch.Tensor:
+    def _run2d(self, x: torch.Tensor, plane: str, spacing: torch.Tensor | None) -> torch.Tensor:
         """Logits of slices ``x`` ``(B, thickness, H, W)`` by ``plane``'s network (U-Net inputs padded to 2**depth)."""
         h, w = x.shape[2], x.shape[3]
         m = self.pad_multiple
@@ -104,7 +103,7 @@ class MultiPlaneSegmenter(nn.Module):
                 return net(x, spacing)[:, :, :h, :w]
         raise ValueError(f"2D input needs plane= one of {self.planes}, got {plane}")
 
-    def forward(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None, plane: Optional[str] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spacing: torch.Tensor | None = None, plane: str | None = None) -> torch.Tensor:
         if not torch.jit.is_scripting():
             x, spacing = self._eager_inputs(x, spacing)
         if x.dim() == 4:
@@ -117,7 +116,7 @@ class MultiPlaneSegmenter(nn.Module):
             raise ValueError(f"expected slices (B, {self.thickness}, H, W) or a volume (B, 1, X, Y, Z), got {x.shape}")
         return self.segment_volume(x, spacing)
 
-    def segment_volume(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def segment_volume(self, x: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
         """Weighted per-plane logits ``(B, out_channels, X, Y, Z)`` of volumes ``(B, 1, X, Y, Z)``."""
         if not torch.jit.is_scripting():
             x, spacing = self._eager_inputs(x, spacing)
@@ -129,7 +128,7 @@ class MultiPlaneSegmenter(nn.Module):
                 axis = self.axes[plane]
                 slabs = thick_slices_along(x[i], axis, self.thickness)  # (S, T, H, W)
                 sp2 = torch.cat([sp[i, :axis], sp[i, axis + 1 :]])
-                chunks: List[torch.Tensor] = []
+                chunks: list[torch.Tensor] = []
                 for j in range(0, slabs.shape[0], self.slice_batch):
                     chunk = slabs[j : j + self.slice_batch]
                     chunks.append(self._run2d(chunk, plane, sp2[None].expand(chunk.shape[0], 2)))

@@ -15,7 +15,6 @@ up-sampling step the result is padded (replicate) or cropped to the size of its 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,7 @@ class ConvBlock(TwoConv):
     """Two ``conv3 -> norm -> dropout -> act`` layers (MONAI's ``TwoConv``): ``(B, in, *n) -> (B, out, *n)``."""
 
 
-def match_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
+def match_size(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     """Pad (replicate, at the end) or crop (at the end) the spatial axes of ``x`` (B, C, *n) to ``size``."""
     size = [int(n) for n in size]
     if list(x.shape[2:]) == size:
@@ -43,7 +42,7 @@ def match_size(x: torch.Tensor, size: List[int]) -> torch.Tensor:
     for d in range(len(size)):
         if x.shape[d + 2] > size[d]:
             x = x.narrow(d + 2, 0, size[d])
-    pad: List[int] = []
+    pad: list[int] = []
     for d in range(len(size) - 1, -1, -1):
         pad += [0, max(size[d] - x.shape[d + 2], 0)]
     if max(pad) > 0:
@@ -199,7 +198,7 @@ class SegUNet(nn.Module):
         )
         self.head = Conv[Conv.CONV, spatial_dims](2 * channels[0], out_channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of ``x``; ``spacing`` is ignored (a plain U-Net does not know voxel sizes; see VINN)."""
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(

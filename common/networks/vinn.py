@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -71,11 +70,11 @@ class VINN(SegUNet):
             raise ValueError(f"internal_spacing must be positive, one value or {spatial_dims}, got {internal_spacing}")
         self.spatial_dims = spatial_dims
         self.internal_spacing = spacing  # a plain attribute, not a buffer: no state_dict entry, scripted or not
-        self.internal_spacing_mm: List[float] = spacing.tolist()
+        self.internal_spacing_mm: list[float] = spacing.tolist()
         self.interp_mode = "bilinear" if spatial_dims == 2 else "trilinear"
 
     @torch.jit.unused
-    def _native_spacing(self, x: torch.Tensor, spacing: Optional[torch.Tensor]) -> torch.Tensor:
+    def _native_spacing(self, x: torch.Tensor, spacing: torch.Tensor | None) -> torch.Tensor:
         """Native voxel sizes as a ``(B, spatial_dims)`` float tensor (eager mode: MetaTensor affine, floats)."""
         b, sd = x.shape[0], self.spatial_dims
         if spacing is None:
@@ -94,21 +93,21 @@ class VINN(SegUNet):
             raise ValueError(f"spacing must be positive with shape ({b}, {sd}), got {tuple(s.shape)}: {s.tolist()}")
         return s
 
-    def _spacing_tensor(self, x: torch.Tensor, spacing: Optional[torch.Tensor]) -> torch.Tensor:
+    def _spacing_tensor(self, x: torch.Tensor, spacing: torch.Tensor | None) -> torch.Tensor:
         """TorchScript mode: ``spacing`` ``(B, sd)``, ``(sd,)`` or ``None`` (the internal spacing) as ``(B, sd)``."""
         b = x.shape[0]
         if spacing is None:
             return self.internal_spacing.expand(b, self.spatial_dims).cpu()
         return spacing.to(torch.float32).reshape(-1, self.spatial_dims).expand(b, self.spatial_dims).cpu()
 
-    def _resample(self, t: torch.Tensor, size: List[int]) -> torch.Tensor:
+    def _resample(self, t: torch.Tensor, size: list[int]) -> torch.Tensor:
         if list(t.shape[2:]) == list(size):  # in eager mode shape[2:] is a torch.Size, which never equals a list
             return t
         return F.interpolate(t, size=size, mode=self.interp_mode, align_corners=False)
 
-    def _grid(self, native: List[int], spacing: torch.Tensor) -> List[int]:
+    def _grid(self, native: list[int], spacing: torch.Tensor) -> list[int]:
         """The encoder/decoder grid for ``native`` voxels at ``spacing`` ``(spatial_dims,)`` float64 mm."""
-        size: List[int] = []
+        size: list[int] = []
         for d in range(len(native)):
             size.append(max(1, int(math.floor(native[d] * float(spacing[d]) / self.internal_spacing_mm[d] + 0.5))))
         return size
@@ -117,13 +116,13 @@ class VINN(SegUNet):
         """The encoder/decoder grid for one image of ``native_size`` voxels at ``native_spacing`` mm."""
         return internal_size(native_size, native_spacing, self.internal_spacing_mm)
 
-    def forward(self, x: torch.Tensor, spacing: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spacing: torch.Tensor | None = None) -> torch.Tensor:
         if torch.jit.is_scripting():
             spacing = self._spacing_tensor(x, spacing)
         else:
             spacing = self._native_spacing(x, spacing)
             x = x.as_tensor() if hasattr(x, "as_tensor") else x
-        native: List[int] = list(x.shape[2:])
+        native: list[int] = list(x.shape[2:])
         features = self.input_block(x)
         # voxel sizes equal to 5 decimals share one pass through the encoder/decoder
         keys = torch.round(spacing.to(torch.float64) * 1e5) / 1e5

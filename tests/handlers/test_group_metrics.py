@@ -1,7 +1,7 @@
 """Per-group segmentation metrics: hand-computed Dice, volumes, volume bias, oriented AUC and flip fractions."""
 
-import math
 import json
+import math
 
 import numpy as np
 import pytest

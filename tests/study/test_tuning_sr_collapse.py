@@ -14,7 +14,10 @@ def test_refuses_published_seeds():
 
 def _loader(n=3, size=12, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(1, 1, size, size, generator=g), "label": torch.rand(1, 1, 2 * size, 2 * size, generator=g)} for _ in range(n)]
+    return [
+        {"image": torch.rand(1, 1, size, size, generator=g), "label": torch.rand(1, 1, 2 * size, 2 * size, generator=g)}
+        for _ in range(n)
+    ]
 
 
 def test_measure_counts_live_units_and_gain():
