@@ -75,10 +75,8 @@ def results(session: nox.Session) -> None:
         session.run("python", "-m", "common.study.render", "--check")
         return
     out = "runs/results"
-    session.run("python", "-m", "common.study", "all", "--profile", "quick", "--output", out, *session.posargs)
-    # the named grids published beside the quick studies (a study's SPEC.grids: common/study/render.py named_grids)
-    session.run("python", "-m", "common.study", "segmentation_resolution_bias", "--profile", "quick", "--grid",
-                "pooling", "--output", out, *session.posargs)  # fmt: skip
+    # every bundle's quick study and each named grid with a committed record (python -m common.study published)
+    session.run("python", "-m", "common.study", "published", "--profile", "quick", "--output", out, *session.posargs)
     session.run("python", "-m", "common.study.render", "--from", out)
 
 

@@ -4,7 +4,7 @@ Importing this module calls :func:`pin_numerics` (every bundle config imports it
 ATen take the pinned paths in a plain ``python -m monai.bundle run``: they read their variables at their first
 convolution or call, after the config's imports. numpy and its OpenBLAS read theirs when numpy is imported,
 which ``monai.bundle`` does before any config; for those the pins must be in the environment from the start:
-``eval "$(python -m common.numerics)"`` exports them all (``common.study`` runs get them from the runner), and
+``eval "$(python -m common.numerics)"`` exports them all (the study runner passes them to every run it starts), and
 :func:`numerics_record` lists any that came too late under ``late_pins``.
 
 Each pin, and the experiment behind it (same training, same seed, on an AVX-512 host):

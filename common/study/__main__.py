@@ -21,7 +21,9 @@ PROFILES = ("smoke", "quick", "full")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.study", description=__doc__)
-    parser.add_argument("bundle", choices=[*bundle_names(), "all"])
+    parser.add_argument("bundle", choices=[*bundle_names(), "all", "published"],
+                        help="a bundle, every bundle (all), or every published study: each bundle's quick profile and "
+                        "each named grid with a committed record (published)")  # fmt: skip
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--output", type=Path, default=Path("runs"))
     parser.add_argument(
@@ -40,14 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --seeds or --seed, not both")
     seeds = [args.seed] if args.seed is not None else args.seeds
 
-    names = bundle_names() if args.bundle == "all" else (args.bundle,)
+    names = bundle_names() if args.bundle in ("all", "published") else (args.bundle,)
+    if args.bundle == "published":
+        from common.study.render import load_grid_results
+
+        if args.profile != "quick" or args.grid:
+            parser.error("published: the quick profile of every bundle and its published grids (no --grid)")
+        studies = [(n, None) for n in names]
+        studies += [(n, g) for n in names for g in load_spec(n).grids if load_grid_results(n, g) is not None]
+    else:
+        studies = [(n, args.grid) for n in names]
     reports = []
-    for name in names:
+    for name, grid in studies:
         t0 = time.perf_counter()
         try:
             report = engine.run_study(
-                load_spec(name), args.profile, args.output / (f"{name}-{args.grid}" if args.grid else name), seeds,
-                executor=args.executor, address=args.address, jobs=args.jobs, grid=args.grid,
+                load_spec(name), args.profile, args.output / (f"{name}-{grid}" if grid else name), seeds,
+                executor=args.executor, address=args.address, jobs=args.jobs, grid=grid,
             )  # fmt: skip
         except (BundleRunError, ValueError, FileNotFoundError, RuntimeError) as err:
             print(f"error: study {name} stopped: {err}", file=sys.stderr)

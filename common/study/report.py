@@ -79,18 +79,22 @@ def report_header(record: dict, title: str) -> list[str]:
     commit = (record.get("git") or {}).get("commit") or "unknown"
     env = record.get("environment") or {}
     numerics = env.get("numerics") or {}
-    machine = numerics.get("cpu_model") or env.get("platform", "unknown CPU")
-    simd = numerics.get("cpu_capability")
+    pins = ", ".join(f"`{k}={v}`" for k, v in (numerics.get("pins") or {}).items()) or "none recorded"
+    threads = (record.get("profile_settings") or {}).get("settings", {}).get("num_threads")
     lines = [
         f"# {title}",
         "",
         f"Profile `{record['profile']}`, seeds {', '.join(map(str, seeds))}: {n_settings} settings x "
         f"{len(seeds)} seeds = {len(record['runs'])} bundle runs, {record['seconds']:.0f} s wall from the first "
-        f"run's start to the last one's end ({record['run_seconds']:.0f} s summed over runs) on "
-        f"{env.get('cpu_count', '?')} cores of {machine}{f' ({simd})' if simd else ''}. "
-        f"Code fingerprint `{record['code_fingerprint']}`, commit `{commit[:10]}`. Produced by:",
+        f"run's start to the last one's end ({record['run_seconds']:.0f} s summed over runs). Code fingerprint "
+        f"`{record['code_fingerprint']}`, commit `{commit[:10]}`. Produced by:",
         "",
         f"    {record['command']}",
+        "",
+        f"Machine: {env.get('cpu_count', '?')} cores of {numerics.get('cpu_model') or env.get('platform', 'an unrecorded CPU')}"
+        f" (highest SIMD level {numerics.get('cpu_simd') or 'unrecorded'}); Python {env.get('python', '?')}, torch "
+        f"{env.get('torch', '?')}, MONAI {env.get('monai', '?')}, NumPy {env.get('numpy', '?')}; torch threads per run: "
+        f"{'default' if not threads else threads}; numeric pins in every run: {pins}.",
         "",
         "## Claims",
         "",
