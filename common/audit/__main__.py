@@ -1,5 +1,10 @@
 """``python -m common.audit DATALIST --output DIR --by ATTR [--by ATTR ...] [options]``: bias audit of a model.
 
+``DATALIST`` is a decathlon-style JSON file, or a BIDS root folder whose ``participants.tsv`` lists the
+participants and their attributes (``--by`` defaults to all its columns), with ``--prediction-pattern`` (and
+``--label-pattern``) naming each participant's files under ``--derivatives``, e.g.
+``seg/{participant_id}/anat/{participant_id}_dseg.nii.gz``.
+
 Two ways to get the predictions:
 
 - in the datalist: every entry carries ``prediction`` (a segmentation file of any tool, on the image's grid);
@@ -8,7 +13,7 @@ Two ways to get the predictions:
   ``configs/inference.json`` / ``.yaml`` segments the entries without ``prediction``; predictions are written to
   ``<output>/predictions/`` and reused by a rerun (a killed audit resumes).
 
-Writes ``results.json``, ``report.md`` and PNG figures into ``--output``. Exit status 1 with every problem of the
+Writes ``results.json``, ``report.md``, a self-contained ``report.html`` and PNG figures into ``--output``. Exit status 1 with every problem of the
 datalist (one line each) when it is not usable.
 """
 
@@ -38,9 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m common.audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("datalist", type=Path, help="decathlon-style JSON: a list of entries or an object of splits")
-    p.add_argument("--output", type=Path, required=True, help="folder for results.json, report.md, figures")
-    p.add_argument("--by", action="append", required=True, metavar="ATTR", help="attribute to group by (repeatable)")
+    p.add_argument(
+        "datalist", type=Path, help="decathlon-style JSON (a list of entries or an object of splits) or a BIDS root"
+    )
+    p.add_argument("--output", type=Path, required=True, help="folder for results.json, report.md/.html, figures")
+    p.add_argument("--by", action="append", default=[], metavar="ATTR", help="attribute to group by (repeatable)")
+    p.add_argument("--intersect", action="store_true", help="also compare the combinations of the --by groups")
+    p.add_argument("--control", metavar="ATTR", help="stratify every comparison by this attribute (e.g. site)")
+    p.add_argument(
+        "--min-group-size", type=int, default=5, metavar="N", help="compare only groups of at least N cases (5)"
+    )
+    p.add_argument(
+        "--correction",
+        choices=["holm", "fdr_bh"],
+        default="holm",
+        help="multiple-test correction over every test of the report: holm (family-wise, default) or fdr_bh",
+    )
+    bids = p.add_argument_group("BIDS input (DATALIST is a BIDS root folder)")
+    bids.add_argument("--derivatives", type=Path, metavar="DIR", help="base of the patterns (default ROOT/derivatives)")
+    bids.add_argument(
+        "--prediction-pattern",
+        metavar="PATTERN",
+        help="prediction file per participant, e.g. "
+        "pred/{participant_id}_dseg.nii.gz ({subject} is the id without 'sub-'; * allowed)",
+    )
+    bids.add_argument("--label-pattern", metavar="PATTERN", help="manual label file per participant (same form)")
+    bids.add_argument("--image-pattern", metavar="PATTERN", help="image per participant, relative to the BIDS root")
     p.add_argument("--bins", type=int, metavar="K", help="also cut numeric attributes into K quantile groups")
     p.add_argument(
         "--categorical", action="append", default=[], metavar="ATTR", help="treat a numeric attribute as categorical"
@@ -76,11 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--bins must be at least 2")
     if args.bundle is not None and not args.bundle.is_dir():
         parser.error(f"--bundle {args.bundle}: not a folder")
+    if args.min_group_size < 2:
+        parser.error("--min-group-size must be at least 2")
+    source = args.datalist
+    if args.datalist.is_dir():
+        from common.audit.bids import BidsInput
+
+        source = BidsInput(
+            args.datalist, args.prediction_pattern, args.label_pattern, args.image_pattern, args.derivatives
+        )
+    elif any(v is not None for v in (args.prediction_pattern, args.label_pattern, args.image_pattern)):
+        parser.error(f"{args.datalist}: the --*-pattern options need a BIDS root folder as DATALIST")
+    elif not args.by:
+        parser.error("--by ATTR is required with a datalist (a BIDS root uses its participants.tsv columns)")
     from common.audit.run import run_audit
 
     try:
         run_audit(
-            args.datalist,
+            source,
             args.output,
             args.by,
             bundle=args.bundle,
@@ -95,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             surface=not args.no_surface,
             progress=not args.no_progress,
             command=shlex.join(["python", "-m", "common.audit", *argv]),
+            intersect=args.intersect,
+            control=args.control,
+            min_group_size=args.min_group_size,
+            correction=args.correction,
         )
     except DatalistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output / 'report.md'} and {args.output / 'results.json'}")
+    print(f"wrote {args.output / 'report.html'}, {args.output / 'report.md'} and {args.output / 'results.json'}")
     return 0
 
 

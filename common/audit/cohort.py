@@ -7,9 +7,13 @@ A datalist is decathlon-style JSON: either a list of entries or an object whose 
 :class:`common.data.DatalistError` listing all problems (one line each, naming the file or entry) before any
 inference or measurement starts.
 
+A BIDS dataset (:class:`common.audit.bids.BidsInput`) is read into the same entries, one per participant.
+
 Attributes: a string (or bool) attribute is categorical, its values are the groups. A numeric one is continuous:
 the audit fits volume bias against it; with ``bins`` it is also cut into that many quantile groups. A list of
-numbers (e.g. ``spacing: [1, 1, 3]``) counts as its largest element, the coarsest voxel side.
+numbers (e.g. ``spacing: [1, 1, 3]``) counts as its largest element, the coarsest voxel side. With ``intersect``
+the grouped attributes are also crossed into one ``A x B`` attribute whose groups are the combinations
+(``F & Q1 [20, 41]``). A ``control`` attribute (e.g. the site) is categorical and stratifies every comparison.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ VOXEL_RTOL = 1e-3  # largest relative difference between the voxel sizes of a la
 
 @dataclass
 class Attribute:
-    """One ``--by`` attribute: ``kind`` is ``"categorical"`` or ``"continuous"``.
+    """One ``--by`` attribute: ``kind`` is ``"categorical"``, ``"continuous"`` or ``"intersection"``.
 
     ``values`` holds the raw value per case (float for continuous ones), ``groups`` the group name per case
     (``None`` for a continuous attribute without bins), ``order`` the group names in display order.
@@ -49,13 +53,15 @@ class Attribute:
 
 @dataclass
 class Cohort:
-    """Validated cases (absolute paths), their ids, the attributes to group by and the named structures."""
+    """Validated cases (absolute paths), their ids, the attributes to group by, the named structures and the
+    attribute every comparison is stratified by (``control``, categorical, or None)."""
 
     source: str
     entries: list[dict[str, Any]]
     ids: list[str]
     attributes: dict[str, Attribute]
     structures: dict[int, str]
+    control: Attribute | None = None
 
 
 def parse_labels(text: str | None) -> dict[int, str]:
@@ -210,6 +216,41 @@ def _attributes(
     return attributes
 
 
+INTERSECT = " x "  # joins attribute names of an intersection: "sex x age"
+AND = " & "  # joins group names of an intersection: "F & Q1 [20, 41]"
+
+
+def _intersection(attributes: Mapping[str, Attribute], source: str, problems: list[str]) -> Attribute | None:
+    """The cross of every grouped attribute: one group per combination present (empty combinations are absent)."""
+    grouped = [a for a in attributes.values() if a.groups is not None]
+    if len(grouped) < 2:
+        problems.append(
+            f"{source}: --intersect needs at least two grouped --by attributes, got "
+            f"{[a.name for a in grouped]} (numeric attributes need --bins to be grouped)"
+        )
+        return None
+    groups = [AND.join(parts) for parts in zip(*(a.groups for a in grouped))]
+    ranks = [{g: k for k, g in enumerate(a.order)} for a in grouped]
+    order = sorted(set(groups), key=lambda g: tuple(r[p] for r, p in zip(ranks, g.split(AND))))
+    name = INTERSECT.join(a.name for a in grouped)
+    return Attribute(name, "intersection", [tuple(v) for v in zip(*(a.groups for a in grouped))], groups, order)
+
+
+def _control(entries, ids, name: str, source: str, problems: list[str]) -> Attribute | None:
+    missing = [tag for tag, e in zip(ids, entries) if e.get(name) is None]
+    for tag in missing:
+        problems.append(f"{source}: {tag} has no '{name}' attribute (--control {name})")
+    if missing:
+        return None
+    raw = [e[name] for e in entries]
+    groups = [str(v) for v in raw]
+    order = sorted(set(groups))
+    if len(order) < 2:
+        problems.append(f"{source}: --control {name}: every entry has {name} '{order[0]}', nothing to control for")
+        return None
+    return Attribute(name, "categorical", raw, groups, order)
+
+
 def load_cohort(
     datalist,
     by: Sequence[str],
@@ -220,27 +261,37 @@ def load_cohort(
     categorical: Sequence[str] = (),
     structures: Mapping[int, str] | None = None,
     can_predict: bool = False,
+    intersect: bool = False,
+    control: str | None = None,
 ) -> Cohort:
-    """Read and validate the datalist; raise one :class:`DatalistError` listing every problem.
+    """Read and validate the datalist (or BIDS dataset); raise one :class:`DatalistError` listing every problem.
 
     Checks: the JSON parses and holds entries (of ``split`` if given); every entry has an ``image`` and either a
     ``prediction`` or, with ``can_predict`` (a bundle was given), an image file to predict from; every file exists
     and reads completely (NIfTI, finite voxels); labels and predictions hold integers; label and prediction (or,
     where the prediction is still to be made, label and image) have the same shape and voxel size; every entry has each ``by``
     attribute; every group (a categorical value or a quantile bin) is non-empty and an attribute has at least two
-    values.
+    values; every entry has the ``control`` attribute, which has at least two values.
 
     Args:
-        datalist: path of the JSON file, or its loaded content (relative paths then need ``dataset_dir``).
+        datalist: path of the JSON file, its loaded content (relative paths then need ``dataset_dir``), or a
+            :class:`common.audit.bids.BidsInput`.
         by: attributes to group by.
         bins: cut numeric attributes into this many quantile groups.
         categorical: attributes to treat as categorical even when numeric.
         structures: label value -> name; default ``label_<value>`` for every foreground value found.
         can_predict: entries without ``prediction`` are allowed (their images are read and checked).
+        intersect: also form the cross of the grouped attributes.
+        control: the attribute (e.g. ``site``) every comparison is stratified by.
     """
+    from common.audit.bids import BidsInput, read_bids
+
     if bins is not None and bins < 2:
         raise ValueError(f"--bins must be at least 2, got {bins}")
-    entries, ids, problems, source = _read_entries(datalist, dataset_dir, split)
+    if isinstance(datalist, BidsInput):
+        entries, ids, problems, source = read_bids(datalist, can_predict)
+    else:
+        entries, ids, problems, source = _read_entries(datalist, dataset_dir, split)
     if not entries:
         raise DatalistError(problems, source)
     infos: dict[tuple[str, bool], Any] = {}
@@ -261,10 +312,11 @@ def load_cohort(
             if key in entry and not isinstance(entry[key], str):
                 problems.append(f"{source}: {tag} '{key}' must be a file path, got {entry[key]!r}")
                 entry.pop(key)
+        missing_files = entry.pop("_reported", [])
         has_pred = "prediction" in entry
-        if "image" not in entry and not has_pred:
+        if "image" not in entry and not has_pred and "prediction" not in missing_files:
             problems.append(f"{source}: {tag} has no 'image' key")
-        if not has_pred and not can_predict:
+        if not has_pred and not can_predict and "prediction" not in missing_files:
             problems.append(f"{source}: {tag} has no 'prediction' and no --bundle was given to make one")
         label = read(entry["label"], True) if "label" in entry else None
         pred = read(entry["prediction"], True) if has_pred else None
@@ -293,8 +345,13 @@ def load_cohort(
                     f"{label.path} voxel size {list(label.zooms[:dims])} mm"
                 )
     attributes = _attributes(entries, ids, by, bins, categorical, source, problems)
+    if intersect and len(attributes) == len(by):
+        cross = _intersection(attributes, source, problems)
+        if cross is not None:
+            attributes[cross.name] = cross
+    stratum = _control(entries, ids, control, source, problems) if control else None
     if problems:
         raise DatalistError(list(dict.fromkeys(problems)), source)
     if not structures:
         structures = {v: f"label_{v}" for v in range(1, max_value + 1)}
-    return Cohort(source, entries, ids, attributes, dict(sorted(structures.items())))
+    return Cohort(source, entries, ids, attributes, dict(sorted(structures.items())), stratum)

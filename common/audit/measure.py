@@ -3,14 +3,18 @@
 Per case and structure (:func:`measure_cases`): predicted and manual volume in ml (voxel counts times the voxel
 size in each file's NIfTI header, :func:`common.metrics.label_volumes`), the normalised volume bias
 ``(V_pred - V_true) / V_true`` (:func:`common.metrics.volume_bias`), Dice (``monai.metrics.compute_dice``), the
-symmetric average surface distance in mm (``monai.metrics.compute_average_surface_distance``) and the Flip
-counts of the structure's manual voxels (correct / flip to another structure / miss to background,
-:func:`common.metrics.flip.flip_counts`).
+symmetric average surface distance in mm (``monai.metrics.compute_average_surface_distance``), the voxel
+sensitivity ``TP / V_true`` and false-positive rate ``FP / V_true`` (false-positive voxels relative to the
+structure's manual size; both in voxels, NaN without manual voxels) and the Flip counts of the structure's manual
+voxels (correct / flip to another structure / miss to background, :func:`common.metrics.flip.flip_counts`).
 
 Per attribute (:func:`summarise`): per group and structure the means, medians, the median volume bias with its
-percentile-bootstrap 95% interval (:func:`common.metrics.bootstrap_ci`) and the pooled Flip fractions; for a
-two-group attribute the group AUC by predicted and by manual volume (:func:`common.metrics.group_auc`); for a
-numeric attribute the least-squares trend of volume bias against it with a 95% interval on the slope.
+percentile-bootstrap 95% interval (:func:`common.metrics.bootstrap_ci`) and the pooled Flip fractions; across
+the groups of at least ``min_group_size`` cases the disparity summary and between-group tests
+(:mod:`common.audit.disparity`), stratified by the cohort's control attribute; for a two-group attribute the
+group AUC by predicted and by manual volume with the test of their difference; for a numeric attribute the
+least-squares trend of volume bias against it with a 95% interval on the slope. Every p-value is corrected over
+all tests of the report.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ def measure_case(
                 "volume_bias": nan,
                 "dice": nan,
                 "surface_distance": nan,
+                "sensitivity": nan,
+                "fp_rate": nan,
             }
         return case
     g = torch.from_numpy(gt)[None, None]
@@ -100,12 +106,18 @@ def measure_case(
         else:
             asd = np.full(len(values), nan)
     for k, (v, name) in enumerate(structures.items()):
+        manual, predicted = gt == v, pred == v
+        size = int(manual.sum())
+        tp = int(np.count_nonzero(manual & predicted))
+        fp = int(predicted.sum()) - tp
         case.structures[name] = {
             "volume_pred_ml": float(v_pred[v]),
             "volume_true_ml": float(v_true[v]),
             "volume_bias": float(bias[v]),
             "dice": float(dice[k]),
             "surface_distance": float(asd[k]) if np.isfinite(asd[k]) else nan,
+            "sensitivity": tp / size if size else nan,
+            "fp_rate": fp / size if size else nan,
         }
         only = torch.from_numpy(np.where(gt == v, v, 0))[None, None]
         case.flip_counts[name] = flip_counts(p, only)[0].tolist()
@@ -174,6 +186,8 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
     labelled = [c for c in cases if c.has_label]
     out: dict[str, Any] = {"n": len(cases), "n_labelled": len(labelled)}
     out["dice"] = _mean([c.structures[name]["dice"] for c in labelled])
+    out["sensitivity"] = _mean([c.structures[name]["sensitivity"] for c in labelled])
+    out["fp_rate"] = _mean([c.structures[name]["fp_rate"] for c in labelled])
     out["surface_distance"] = _mean([c.structures[name]["surface_distance"] for c in labelled])
     out["volume_pred_ml"] = _median([c.structures[name]["volume_pred_ml"] for c in cases])
     out["volume_true_ml"] = _median([c.structures[name]["volume_true_ml"] for c in labelled])
@@ -199,37 +213,82 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
     return out
 
 
-def _auc(cases: list[Case], groups: list[str], order: list[str], name: str) -> dict[str, Any]:
-    from common.metrics import group_auc
+def _auc(
+    cases: list[Case], groups: list[str], order: list[str], name: str, strata, n_resamples: int, seed: int
+) -> dict[str, Any]:
+    """AUCs of the two ``order`` groups by predicted and manual volume (within strata) and the test of their
+    difference; the group with the larger median manual (else predicted) volume is positive."""
+    from common.audit.disparity import auc_difference_test, stratified_auc
 
-    labelled = [k for k, c in enumerate(cases) if c.has_label]
-    labelled_groups = {groups[k] for k in labelled}
-    use_manual = len(labelled_groups) == 2
-    idx = labelled if use_manual else list(range(len(cases)))
-    g = [groups[k] for k in idx]
-    pred = [cases[k].structures[name]["volume_pred_ml"] for k in idx]
-    true = [cases[k].structures[name]["volume_true_ml"] for k in idx] if use_manual else None
+    member = [k for k, g in enumerate(groups) if g in order]
+    labelled = [k for k in member if cases[k].has_label]
+    use_manual = {groups[k] for k in labelled} == set(order)
+    idx = labelled if use_manual else member
+    g = np.asarray([groups[k] for k in idx], dtype=object)
+    s = None if strata is None else np.asarray([strata[k] for k in idx], dtype=object)
+    pred = np.asarray([cases[k].structures[name]["volume_pred_ml"] for k in idx], dtype=np.float64)
+    true = np.asarray([cases[k].structures[name]["volume_true_ml"] for k in idx], dtype=np.float64)
     reference = true if use_manual else pred
-    medians = {grp: np.median([v for v, gg in zip(reference, g) if gg == grp]) for grp in order}
+    medians = {grp: np.median(reference[g == grp]) for grp in order}
     positive = order[1] if medians[order[1]] >= medians[order[0]] else order[0]  # larger volumes: positive
     negative = order[0] if positive == order[1] else order[1]
     out: dict[str, Any] = {"positive": positive, "negative": negative, "n": len(idx), "predicted": None, "manual": None}
-    try:
-        out["predicted"] = group_auc(pred, g, positive)
-        if use_manual:
-            out["manual"] = group_auc(true, g, positive)
-    except ValueError:  # a non-finite volume or a group without cases
-        pass
+    out["test"] = None
+    if not np.isfinite(pred).all() or (use_manual and not np.isfinite(true).all()):
+        return out
+    is_pos = g == positive
+    out["predicted"] = nan_to_none(float(stratified_auc(pred, is_pos, s)))
+    if use_manual:
+        out["manual"] = nan_to_none(float(stratified_auc(true, is_pos, s)))
+        test = auc_difference_test(pred, true, is_pos, s, n_resamples=n_resamples, seed=seed)
+        out["test"] = test if test["p"] is not None else None
     return out
 
 
-def summarise(cohort: Cohort, cases: list[Case], n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """``{"by": ..., "auc": ..., "trend": ...}`` as laid out in ``results.json`` (see :mod:`common.audit.report`)."""
+METRICS = ("dice", "sensitivity", "fp_rate", "volume_bias")  # compared between groups by the disparity summary
+TESTED = ("dice", "volume_bias")  # their group differences are tested
+
+
+def _control_for(cohort: Cohort, attr) -> str | None:
+    """The control attribute's name for ``attr``, or None when there is none or ``attr`` contains it."""
+    from common.audit.cohort import INTERSECT
+
+    control = cohort.control
+    if control is None or control.name == attr.name or control.name in attr.name.split(INTERSECT):
+        return None
+    return control.name
+
+
+def summarise(
+    cohort: Cohort,
+    cases: list[Case],
+    n_resamples: int = 2000,
+    seed: int = 0,
+    min_group_size: int = 5,
+    correction: str = "holm",
+) -> dict[str, Any]:
+    """``{"by", "too_small", "disparity", "auc", "trend", "tests", "control"}`` as laid out in ``results.json``
+    (see :mod:`common.audit.report`).
+
+    Groups with fewer than ``min_group_size`` cases (labelled ones when the cohort has labels) keep their row in
+    ``by`` and are listed in ``too_small``; they take no part in the disparity summary, the tests or the AUC.
+    """
+    from collections import Counter
+
+    from common.audit.disparity import CORRECTIONS, correct, disparity_summary, group_difference_test
+
+    if min_group_size < 2:
+        raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
     names = list(cohort.structures.values())
+    any_label = any(c.has_label for c in cases)
     by: dict[str, Any] = {}
+    too_small: dict[str, dict[str, int]] = {}
+    disparity: dict[str, Any] = {}
     auc: dict[str, Any] = {}
     trend: dict[str, Any] = {}
     for attr in cohort.attributes.values():
+        control = _control_for(cohort, attr)
+        strata = cohort.control.groups if control else None
         if attr.groups is not None:
             by[attr.name] = {
                 group: {
@@ -238,10 +297,53 @@ def summarise(cohort: Cohort, cases: list[Case], n_resamples: int = 2000, seed: 
                 }
                 for group in attr.order
             }
-            if len(attr.order) == 2:
-                auc[attr.name] = {name: _auc(cases, attr.groups, attr.order, name) for name in names}
+            sizes = Counter(g for g, c in zip(attr.groups, cases) if c.has_label or not any_label)
+            too_small[attr.name] = {g: sizes[g] for g in attr.order if sizes[g] < min_group_size}
+            compared = [g for g in attr.order if sizes[g] >= min_group_size]
+            if len(compared) >= 2 and any_label:
+                disparity[attr.name] = {}
+                for name in names:
+                    values = {m: [c.structures[name][m] for c in cases] for m in METRICS}
+                    d = disparity_summary(values, attr.groups, compared, strata, n_resamples, seed)
+                    for metric in TESTED:
+                        if "error" not in d[metric]:
+                            d[metric]["test"] = group_difference_test(values[metric], attr.groups, compared, strata)
+                    disparity[attr.name][name] = {"groups": compared, "controlled_by": control, **d}
+            if len(compared) == 2:
+                auc[attr.name] = {
+                    name: {
+                        **_auc(cases, attr.groups, compared, name, strata, n_resamples, seed),
+                        "controlled_by": control,
+                    }
+                    for name in names
+                }
         if attr.kind == "continuous":
-            trend[attr.name] = {
-                name: fit_trend(attr.values, [c.structures[name]["volume_bias"] for c in cases]) for name in names
-            }
-    return {"by": by, "auc": auc, "trend": trend}
+            biases = {name: [c.structures[name]["volume_bias"] for c in cases] for name in names}
+            if control:
+                from common.audit.disparity import trend as controlled_trend
+
+                trend[attr.name] = {name: controlled_trend(attr.values, biases[name], strata) for name in names}
+            else:
+                trend[attr.name] = {name: fit_trend(attr.values, biases[name]) for name in names}
+            for t in trend[attr.name].values():
+                t["controlled_by"] = control
+    family = [
+        d[metric]["test"]
+        for structures in disparity.values()
+        for d in structures.values()
+        for metric in TESTED
+        if (d[metric].get("test") or {}).get("p") is not None
+    ]
+    family += [a["test"] for structures in auc.values() for a in structures.values() if a.get("test")]
+    for test, p in zip(family, correct([t["p"] for t in family], correction)):
+        test["p_corrected"] = p
+    return {
+        "control": cohort.control.name if cohort.control else None,
+        "min_group_size": min_group_size,
+        "by": by,
+        "too_small": too_small,
+        "disparity": disparity,
+        "auc": auc,
+        "trend": trend,
+        "tests": {"n": len(family), "correction": correction, "correction_name": CORRECTIONS[correction]},
+    }

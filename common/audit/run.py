@@ -18,7 +18,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "torch", "monai", "nibabel"):
+    for name in ("numpy", "scipy", "statsmodels", "torch", "monai", "nibabel"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -43,15 +43,35 @@ def run_audit(
     surface: bool = True,
     progress: bool = True,
     command: str | None = None,
+    intersect: bool = False,
+    control: str | None = None,
+    min_group_size: int = 5,
+    correction: str = "holm",
 ) -> dict[str, Any]:
-    """Run the audit and write ``results.json``, ``report.md`` and figures into ``output``; return the results.
+    """Run the audit and write ``results.json``, ``report.md``, ``report.html`` and figures into ``output``;
+    return the results.
+
+    ``datalist`` may be a :class:`common.audit.bids.BidsInput`; ``by`` then defaults to every column of its
+    ``participants.tsv``. ``intersect``, ``control``, ``min_group_size`` and ``correction`` (``"holm"`` or
+    ``"fdr_bh"``): see :func:`common.audit.cohort.load_cohort` and :func:`common.audit.measure.summarise`.
 
     Raises:
         common.data.DatalistError: every problem of the datalist, before any inference or measurement.
     """
+    from common.audit.bids import BidsInput, participant_columns
+    from common.audit.disparity import CORRECTIONS
     from common.audit.measure import measure_cases, summarise
     from common.audit.report import write_report, write_results
 
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, got {correction!r}")
+    if min_group_size < 2:
+        raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
+    by = list(by or [])
+    if not by and isinstance(datalist, BidsInput):
+        by = [c for c in participant_columns(datalist) if c != control]
+    if not by:
+        raise ValueError("no attribute to group by: give --by ATTR (a BIDS cohort uses its participants.tsv columns)")
     structures = dict(labels or {})
     if not structures and bundle is not None:
         structures = structure_names_from_bundle(bundle)
@@ -64,6 +84,8 @@ def run_audit(
         categorical=categorical,
         structures=structures,
         can_predict=bundle is not None,
+        intersect=intersect,
+        control=control,
     )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -79,9 +101,12 @@ def run_audit(
         "versions": versions(),
         "structures": {str(v): name for v, name in cohort.structures.items()},
         "attributes": {a.name: {"kind": a.kind, "groups": a.order or None} for a in cohort.attributes.values()},
-        **summarise(cohort, cases, n_resamples=n_resamples, seed=seed),
+        **summarise(
+            cohort, cases, n_resamples=n_resamples, seed=seed, min_group_size=min_group_size, correction=correction
+        ),
     }
-    attr_names = list(cohort.attributes)
+    attr_names = [a for a in cohort.attributes if cohort.attributes[a].kind != "intersection"]
+    attr_names += [cohort.control.name] if cohort.control and cohort.control.name not in attr_names else []
     results["cases"] = [
         {
             "id": case.id,

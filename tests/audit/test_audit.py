@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import stats
 
 from common.audit import load_cohort, run_audit
 from common.audit.__main__ import main
@@ -57,7 +58,7 @@ def _two_group_cohort(root: Path) -> Path:
 
 def test_volume_bias_and_auc_recovered(tmp_path):
     datalist = _two_group_cohort(tmp_path)
-    results = run_audit(datalist, tmp_path / "out", ["group"], progress=False, n_resamples=500)
+    results = run_audit(datalist, tmp_path / "out", ["group"], progress=False, n_resamples=500, min_group_size=4)
     h, low = results["by"]["group"]["H"]["label_1"], results["by"]["group"]["L"]["label_1"]
     assert h["n"] == low["n"] == 4
     # H: prediction == label: bias exactly 0 with a zero-width interval, Dice 1, surface distance 0
@@ -85,13 +86,51 @@ def test_volume_bias_and_auc_recovered(tmp_path):
     assert auc["positive"] == "H"
     assert auc["manual"] == pytest.approx(1.0)
     assert auc["predicted"] == pytest.approx((6 + 0.5 * 4) / 16)
+    # disparity: H exact, L over-segments; sensitivity 1 everywhere, L's false positives equal its volume bias
+    d = results["disparity"]["group"]["label_1"]
+    dice_l = [2 * a / (a + b) for a, b in zip([64, 80, 100, 120], [144, 168, 196, 224])]
+    assert d["dice"]["means"] == pytest.approx({"H": 1.0, "L": np.mean(dice_l)})
+    assert (d["dice"]["worst"], d["dice"]["best"]) == ("L", "H")
+    assert d["dice"]["gap"]["estimate"] == pytest.approx(1 - np.mean(dice_l))
+    assert d["dice"]["ratio"]["estimate"] == pytest.approx(np.mean(dice_l))
+    assert d["dice"]["equity_scaled"]["estimate"] == pytest.approx(
+        np.mean([1.0] * 4 + dice_l) / (1 + (1 - np.mean(dice_l)) / 2)
+    )
+    welch = stats.ttest_ind([1.0] * 4, dice_l, equal_var=False)
+    assert d["dice"]["test"]["statistic"] == pytest.approx(welch.statistic**2)
+    assert d["volume_bias"]["gap"]["estimate"] == pytest.approx(np.mean(expected))
+    assert d["volume_bias"]["gap"]["ci_low"] <= np.mean(expected) <= d["volume_bias"]["gap"]["ci_high"]
+    assert d["sensitivity"]["means"] == {"H": 1.0, "L": 1.0}
+    assert d["fp_rate"]["means"] == pytest.approx({"H": 0.0, "L": np.mean(expected)})
+    assert low["sensitivity"] == 1.0 and low["fp_rate"] == pytest.approx(np.mean(expected))
+    # three tests (Dice, volume bias, AUC), each Holm-corrected over the three
+    assert results["tests"] == {"n": 3, "correction": "holm", "correction_name": "Holm"}
+    tests = [d["dice"]["test"], d["volume_bias"]["test"], auc["test"]]
+    order = sorted(range(3), key=lambda k: tests[k]["p"])
+    holm, running = [0.0] * 3, 0.0
+    for rank, k in enumerate(order):  # Holm by hand: (3 - rank) x p, made monotone, capped at 1
+        running = max(running, min(1.0, (3 - rank) * tests[k]["p"]))
+        holm[k] = running
+    assert [t["p_corrected"] for t in tests] == pytest.approx(holm)
     # report: findings first, then tables and figures
     report = (tmp_path / "out" / "report.md").read_text()
     findings = report.split("## Findings")[1].split("## Tables")[0]
+    assert "3 between-group tests made" in findings and "Holm-corrected over all 3" in findings
     assert "- label_1 is over-segmented in group L by +103.0% [" in findings
     assert "- label_1 shows no clear volume bias in group H: +0.0% [0.0, 0.0]" in findings
     assert (
-        "- label_1: predicted volumes separate group H from L less well than manual ones, AUC 0.50 vs 1.00" in findings
+        "- label_1: the model shrinks the group difference: manual volumes are larger in group H than in L, "
+        "predicted ones separate the groups less well (AUC 0.50 predicted vs 1.00 manual); the AUC difference is "
+        in findings
+    )
+    assert f"- label_1 Dice by group: worst in group L ({np.mean(dice_l):.3f}), best in group H (1.000); gap " in (
+        findings
+    )
+    assert "- label_1 mean volume bias by group: highest in group L (+" in findings
+    assert (
+        "- label_1 errors by group: group H neither misses nor adds voxels (misses 0.0% of the manual voxels, adds "
+        "0.0% false positives); group L over-segments (misses 0.0% of the manual voxels, adds "
+        f"{100 * np.mean(expected):.1f}% false positives)" in findings
     )
     assert findings.index("over-segmented") < report.index("## Tables") < report.index("## Figures")
     assert (tmp_path / "out" / "volume_bias_by_group.png").stat().st_size > 1000
@@ -134,6 +173,12 @@ def test_flip_decomposition_known_swap(tmp_path):
     assert site["a"]["myo"]["volume_bias"]["median"] == pytest.approx(9 / 8 - 1)
     assert site["a"]["lv"]["dice"] == pytest.approx(2 * 3 / (5 + 3))
     assert results["structures"] == {"1": "lv", "2": "myo"}
+    # one case per site: both too small to compare (default minimum 5), reported, nothing compared
+    assert results["too_small"] == {"site": {"a": 1, "b": 1}}
+    assert results["disparity"] == {} and results["auc"] == {} and results["tests"]["n"] == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "- site a is too small to compare: 1 case, fewer than 5; it is in the tables" in report
+    assert "| a (too small) | lv |" in report
 
 
 def _trend_cohort(root: Path) -> Path:
@@ -315,7 +360,10 @@ def test_cli_predictions_only(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(infer, "run_bundle_on_image", no_inference)
     datalist = _two_group_cohort(tmp_path)
     out = tmp_path / "audit"
-    rc = main([str(datalist), "--output", str(out), "--by", "group", "--labels", "1=cube", "--no-progress"])
+    rc = main(
+        [str(datalist), "--output", str(out), "--by", "group", "--labels", "1=cube", "--no-progress"]
+        + ["--min-group-size", "4", "--correction", "fdr_bh", "--no-surface"]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert results["command"].startswith("python -m common.audit ")
@@ -325,6 +373,10 @@ def test_cli_predictions_only(tmp_path, monkeypatch, capsys):
     assert results["auc"]["group"]["cube"]["manual"] == 1.0
     assert not (out / "predictions").exists()
     assert "- cube is over-segmented in group L by +103.0%" in (out / "report.md").read_text()
+    assert results["tests"]["correction_name"] == "Benjamini-Hochberg"
+    assert "Benjamini-Hochberg-corrected over all 3" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2 and "<table>" in html
 
 
 def test_cli_reports_datalist_errors(tmp_path, capsys):
