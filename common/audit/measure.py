@@ -56,6 +56,19 @@ def load_label_map(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
     return np.rint(data).astype(np.int64), zooms
 
 
+def _crop(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps cut to the bounding box of their foreground plus one background voxel on each side (clipped to
+    the image): Dice, surface distance, sensitivity and Flip counts are those of the whole image, faster."""
+    foreground = (pred > 0) | (gt > 0)
+    if not foreground.any():
+        return pred, gt
+    box = []
+    for axis in range(foreground.ndim):
+        hit = np.flatnonzero(foreground.any(axis=tuple(a for a in range(foreground.ndim) if a != axis)))
+        box.append(slice(max(int(hit[0]) - 1, 0), int(hit[-1]) + 2))
+    return pred[tuple(box)], gt[tuple(box)]
+
+
 def _masks(labels: np.ndarray, values: list[int]):
     import torch
 
@@ -95,6 +108,8 @@ def measure_case(
     g = torch.from_numpy(gt)[None, None]
     v_true = label_volumes(g, num_classes, spacing=gt_zooms)[0].numpy() / MM3_PER_ML
     bias = volume_bias(p, g, include_background=True, num_classes=num_classes)[0].numpy()
+    pred, gt = _crop(pred, gt)
+    p = torch.from_numpy(np.ascontiguousarray(pred))[None, None]
     y_pred, y = _masks(pred, values), _masks(gt, values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty structures give NaN / Inf with a warning each

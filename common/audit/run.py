@@ -70,7 +70,7 @@ def run_audit(
     by = list(by or [])
     if not by and isinstance(datalist, BidsInput):
         by = [c for c in participant_columns(datalist) if c != control]
-    if not by:
+    if not by and not isinstance(datalist, BidsInput):
         raise ValueError("no attribute to group by: give --by ATTR (a BIDS cohort uses its participants.tsv columns)")
     structures = dict(labels or {})
     if not structures and bundle is not None:
@@ -87,6 +87,10 @@ def run_audit(
         intersect=intersect,
         control=control,
     )
+    if not cohort.attributes:  # a BIDS participants.tsv with no column to group by
+        from common.data.datalist import DatalistError
+
+        raise DatalistError([f"{cohort.source}: no attribute column besides participant_id to group by"], cohort.source)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     if any("prediction" not in e for e in cohort.entries):

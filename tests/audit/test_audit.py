@@ -571,3 +571,35 @@ def test_trend_of_constant_bias_is_flat():
     }
     assert fit_trend([1.0, 1.0, 1.0], [0.1, 0.2, 0.3])["slope"] is None  # no spread in the attribute
     assert fit_trend([1.0, 2.0], [0.1, 0.2])["slope"] is None  # two points: no interval
+
+
+def test_measure_case_crop_gives_whole_image_values(tmp_path):
+    """Measurements on the foreground's bounding box equal MONAI's on the whole image (structures off-centre,
+    one touching the image border)."""
+    import torch
+    from monai.metrics import compute_average_surface_distance, compute_dice
+
+    from common.audit.measure import measure_case
+
+    rng = np.random.default_rng(3)
+    label = np.zeros((24, 20, 12), np.uint8)
+    label[3:9, 4:12, 2:7] = 1
+    label[9:13, 0:6, 3:8] = 2  # touches the y = 0 border
+    pred = label.copy()
+    noise = rng.random(label.shape) < 0.15
+    pred[noise] = rng.integers(0, 3, int(noise.sum()))
+    lab = _save(tmp_path / "lab.nii.gz", label, spacing=(1.0, 1.5, 2.0))
+    prd = _save(tmp_path / "pred.nii.gz", pred, spacing=(1.0, 1.5, 2.0))
+    case = measure_case("c", prd, lab, {1: "a", 2: "b"})
+    y_pred = torch.from_numpy(np.stack([pred == 1, pred == 2])[None].astype(np.float32))
+    y = torch.from_numpy(np.stack([label == 1, label == 2])[None].astype(np.float32))
+    asd = compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True, spacing=[1.0, 1.5, 2.0])
+    dice = compute_dice(y_pred, y, include_background=True)
+    for k, name in enumerate(("a", "b")):
+        assert case.structures[name]["surface_distance"] == pytest.approx(float(asd[0, k]))
+        assert case.structures[name]["dice"] == pytest.approx(float(dice[0, k]))
+        v = k + 1
+        tp = int(((pred == v) & (label == v)).sum())
+        assert case.structures[name]["sensitivity"] == pytest.approx(tp / int((label == v).sum()))
+        assert case.structures[name]["fp_rate"] == pytest.approx(((pred == v).sum() - tp) / (label == v).sum())
+        assert case.flip_counts[name][3] == int((label == v).sum())

@@ -122,3 +122,15 @@ def test_bids_patterns_need_a_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "dl.json"), "--output", str(tmp_path / "o"), "--prediction-pattern", PRED])
     assert "need a BIDS root folder" in capsys.readouterr().err
+
+
+def test_bids_without_participants_tsv_or_attributes(tmp_path, capsys):
+    root = _bids(tmp_path / "bids")
+    (root / "participants.tsv").unlink()
+    assert _errors(root, tmp_path, capsys) == [
+        f"{root / 'participants.tsv'}: file not found (a BIDS dataset lists its participants there)"
+    ]
+    (root / "participants.tsv").write_text("participant_id\n" + "\n".join(p[0] for p in PARTICIPANTS) + "\n")
+    assert _errors(root, tmp_path, capsys) == [
+        f"{root / 'participants.tsv'}: no attribute column besides participant_id to group by"
+    ]
