@@ -3,7 +3,8 @@
 A datalist is decathlon-style JSON: either a list of entries or an object whose list-valued keys are splits
 (``training``, ``validation``, ``test`` ...). Each entry is ``{"image": path, "label": path (optional),
 "prediction": path (optional), <attribute>: value, ...}``; relative paths are taken relative to the JSON's folder
-(or ``dataset_dir``). :func:`load_cohort` reads every label and prediction once and raises one
+(or ``dataset_dir``). A prediction is a label map or a probability map: floating point with a trailing class
+axis ``(X, Y, Z, C)`` whose classes sum to 1 (its argmax is the label map). :func:`load_cohort` reads every label and prediction once and raises one
 :class:`common.data.DatalistError` listing all problems (one line each, naming the file or entry) before any
 inference or measurement starts.
 
@@ -18,6 +19,7 @@ the grouped attributes are also crossed into one ``A x B`` attribute whose group
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -80,6 +82,41 @@ def parse_labels(text: str | None) -> dict[int, str]:
             raise ValueError(f"--labels: {part!r} is not VALUE=NAME with an integer VALUE >= 1 (0 is background)")
         out[key] = name.strip()
     return out
+
+
+PROBABILITY_ATOL = 1e-3  # a probability map's classes may sum to 1 within this
+
+
+def is_probability_map(path: str, label_ndim: int | None) -> bool:
+    """Whether a prediction file holds class probabilities: a floating-point image with a trailing class axis
+    (``(X, Y, Z, C)``, or ``(X, Y, C)`` next to a 2D label), read from the header only."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        shape, dtype = img.shape, img.get_data_dtype()
+    except Exception:  # unreadable: reported by the full read
+        return False
+    if not np.issubdtype(dtype, np.floating) or len(shape) < 3 or shape[-1] < 2:
+        return False
+    return len(shape) == label_ndim + 1 if label_ndim is not None else len(shape) == 4
+
+
+def _check_probabilities(path: str, problems: list[str]) -> None:
+    """Values in [0, 1] and classes summing to 1 at every voxel."""
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(path).dataobj, dtype=np.float64)
+    if data.min() < -PROBABILITY_ATOL or data.max() > 1 + PROBABILITY_ATOL:
+        problems.append(f"{path}: probability map holds values outside [0, 1] ({data.min():g} .. {data.max():g})")
+        return
+    total = data.sum(axis=-1)
+    off = np.abs(total - 1.0) > PROBABILITY_ATOL
+    if off.any():
+        problems.append(
+            f"{path}: probability map's {data.shape[-1]} classes do not sum to 1 at {int(off.sum())} voxel(s) "
+            f"(e.g. {total[off].flat[0]:g})"
+        )
 
 
 def bundle_config(bundle_dir: str | os.PathLike) -> Path | None:
@@ -319,7 +356,16 @@ def load_cohort(
         if not has_pred and not can_predict and "prediction" not in missing_files:
             problems.append(f"{source}: {tag} has no 'prediction' and no --bundle was given to make one")
         label = read(entry["label"], True) if "label" in entry else None
-        pred = read(entry["prediction"], True) if has_pred else None
+        pred = None
+        if has_pred:
+            label_ndim = len(label.shape) if label is not None and label.affine is not None else None
+            if is_probability_map(entry["prediction"], label_ndim):
+                pred = copy.copy(read(entry["prediction"], False))  # the copy describes the argmax label map
+                if pred.affine is not None:
+                    _check_probabilities(pred.path, problems)
+                    pred.shape, pred.vmin, pred.vmax = pred.shape[:-1], 0.0, float(pred.shape[-1] - 1)
+            else:
+                pred = read(entry["prediction"], True)
         image = None
         if not has_pred and can_predict and "image" in entry:
             image = read(entry["image"], False)

@@ -42,6 +42,44 @@ class Case:
     has_label: bool
     structures: dict[str, dict[str, float]] = field(default_factory=dict)
     flip_counts: dict[str, list[float]] = field(default_factory=dict)  # correct, flip, miss, manual voxels
+    # with a probability map: per structure the reliability bins' voxel counts, summed probabilities, summed truth
+    calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+CALIBRATION_BINS = 10  # equal-width probability bins of the expected calibration error and reliability diagrams
+
+
+def load_prediction(path: str, label_ndim: int | None) -> tuple[np.ndarray, tuple[float, ...], np.ndarray | None]:
+    """Label map, voxel size (mm) and, for a probability map ``(spatial..., C)``, the probabilities (else None);
+    a probability map's label map is its argmax over the classes."""
+    from common.audit.cohort import is_probability_map
+
+    if not is_probability_map(path, label_ndim):
+        return (*load_label_map(path), None)
+    import nibabel as nib
+
+    img = nib.load(path)
+    probs = np.asarray(img.dataobj, dtype=np.float32)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: probs.ndim - 1])
+    return probs.argmax(axis=-1).astype(np.int64), zooms, probs
+
+
+def _calibration(probs: np.ndarray, gt: np.ndarray, values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per structure the expected calibration error (``monai.metrics.CalibrationErrorMetric``) of its class
+    probability against its manual mask over every voxel, ``(K,)``, and the reliability bins ``(K, 3, bins)``:
+    voxel count, summed probability, summed truth (``monai.metrics.calibration_binning``)."""
+    import torch
+    from monai.metrics import CalibrationErrorMetric
+    from monai.metrics.calibration import calibration_binning
+
+    y_pred = torch.from_numpy(np.stack([probs[..., v] for v in values])[None])
+    y = torch.from_numpy(np.stack([gt == v for v in values])[None].astype(np.float32))
+    ece = CalibrationErrorMetric(num_bins=CALIBRATION_BINS, include_background=True)(y_pred, y)[0].numpy()
+    mean_p, mean_gt, counts = (
+        t[0].numpy().astype(np.float64) for t in calibration_binning(y_pred, y, CALIBRATION_BINS)
+    )
+    bins = np.stack([counts, np.nan_to_num(mean_p) * counts, np.nan_to_num(mean_gt) * counts], axis=1)
+    return ece, bins
 
 
 def load_label_map(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -85,8 +123,8 @@ def measure_case(
     from common.metrics import label_volumes, volume_bias
     from common.metrics.flip import flip_counts
 
-    pred, pred_zooms = load_label_map(prediction)
     gt, gt_zooms = load_label_map(label) if label else (None, None)
+    pred, pred_zooms, probs = load_prediction(prediction, None if gt is None else gt.ndim)
     values = list(structures)
     num_classes = max([*values, int(pred.max()), int(gt.max()) if gt is not None else 0]) + 1
     p = torch.from_numpy(pred)[None, None]
@@ -108,6 +146,10 @@ def measure_case(
     g = torch.from_numpy(gt)[None, None]
     v_true = label_volumes(g, num_classes, spacing=gt_zooms)[0].numpy() / MM3_PER_ML
     bias = volume_bias(p, g, include_background=True, num_classes=num_classes)[0].numpy()
+    if probs is not None:
+        ece, bins = _calibration(probs, gt, values)
+        for k, name in enumerate(structures.values()):
+            case.calibration[name] = {"ece": float(ece[k]), "bins": bins[k].tolist()}
     pred, gt = _crop(pred, gt)
     p = torch.from_numpy(np.ascontiguousarray(pred))[None, None]
     y_pred, y = _masks(pred, values), _masks(gt, values)
@@ -144,7 +186,7 @@ def measure_cases(cohort: Cohort, progress: bool = True, surface: bool = True) -
     from tqdm import tqdm
 
     if not cohort.structures:  # no labels to name structures from: every foreground value of the predictions
-        top = max(int(load_label_map(e["prediction"])[0].max()) for e in cohort.entries)
+        top = max(int(load_prediction(e["prediction"], None)[0].max()) for e in cohort.entries)
         cohort.structures = {v: f"label_{v}" for v in range(1, top + 1)}
     items = list(zip(cohort.ids, cohort.entries))
     return [
@@ -204,6 +246,17 @@ def _group_summary(cases: list[Case], name: str, n_resamples: int, seed: int) ->
     out["sensitivity"] = _mean([c.structures[name]["sensitivity"] for c in labelled])
     out["fp_rate"] = _mean([c.structures[name]["fp_rate"] for c in labelled])
     out["surface_distance"] = _mean([c.structures[name]["surface_distance"] for c in labelled])
+    calibrated = [c.calibration[name] for c in labelled if name in c.calibration]
+    out["ece"] = _mean([k["ece"] for k in calibrated])
+    out["reliability"] = None
+    if calibrated:
+        counts, sum_p, sum_gt = np.sum([k["bins"] for k in calibrated], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["reliability"] = {
+                "count": counts.tolist(),
+                "mean_probability": [nan_to_none(v) for v in (sum_p / counts).tolist()],
+                "frequency": [nan_to_none(v) for v in (sum_gt / counts).tolist()],
+            }
     out["volume_pred_ml"] = _median([c.structures[name]["volume_pred_ml"] for c in cases])
     out["volume_true_ml"] = _median([c.structures[name]["volume_true_ml"] for c in labelled])
     values = [c.structures[name]["volume_bias"] for c in labelled]

@@ -8,7 +8,9 @@
      "by":    {<attr>: {<group>: {<structure>: {"n", "n_labelled", "dice", "sensitivity", "fp_rate",
                                                "surface_distance", "volume_pred_ml", "volume_true_ml",
                                                "volume_bias": {"median", "ci_low", "ci_high", "values"},
-                                               "flip": {"correct", "flip", "miss"}}}}},
+                                               "flip": {"correct", "flip", "miss"},
+                                               "ece", "reliability": {"count", "mean_probability",
+                                                                      "frequency"}}}}},  # probability maps only
      "too_small": {<attr>: {<group>: n}},                       # groups below min_group_size: no comparisons
      "disparity": {<attr>: {<structure>: {"groups", "controlled_by",
                    "dice":        {"n", "means", "worst", "best", "gap", "ratio", "equity_scaled", "test"},
@@ -224,6 +226,14 @@ def findings(results: dict[str, Any]) -> list[str]:
     for attr, structures in results.get("disparity", {}).items():
         for name, d in structures.items():
             lines += disparity_sentences(name, attr, d, control, correction_name)
+            ece = {g: results["by"][attr][g][name].get("ece") for g in d["groups"]}
+            ece = {g: v for g, v in ece.items() if v is not None}
+            if len(ece) > 1:
+                worst, best = max(ece, key=ece.get), min(ece, key=ece.get)
+                lines.append(
+                    f"{name} calibration by {attr}: expected calibration error highest in {attr} {worst} "
+                    f"({ece[worst]:.4f}), lowest in {attr} {best} ({ece[best]:.4f})"
+                )
     for attr, structures in results["auc"].items():
         for name, a in structures.items():
             sentence = auc_sentence(name, attr, a, correction_name)
@@ -300,6 +310,10 @@ def _tables(results: dict[str, Any]) -> list[str]:
                 )
         headers = ["group", "structure", "n", "labelled", "Dice", "sensitivity", "FP (% of size)", "ASD (mm)"]
         headers += ["V pred (ml)", "V true (ml)", "volume bias [95% CI]", "correct/flip/miss"]
+        if any(s.get("ece") is not None for structures in groups.values() for s in structures.values()):
+            headers.append("ECE")
+            eces = [s.get("ece") for structures in groups.values() for s in structures.values()]
+            rows = [[*row, _fmt(e, ".4f")] for row, e in zip(rows, eces)]
         lines += [f"### By {attr}", "", markdown_table(headers, rows)]
     if results.get("disparity"):
         rows = []
@@ -460,6 +474,26 @@ def _figures(results: dict[str, Any], cohort, cases, out: Path) -> list[tuple[st
             path = out / f"dice_by_{_file_name(attr)}.png"
             _boxplots(dice, names, attr, "Dice", False, path)
             written.append((f"Dice by {attr}", path.name))
+    for attr, groups in results["by"].items():
+        if not any(s.get("reliability") for structures in groups.values() for s in structures.values()):
+            continue
+        fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.6), squeeze=False)
+        for ax, name in zip(axes[0], names):
+            for group, structures in groups.items():
+                r = structures[name].get("reliability")
+                if r:
+                    pairs = [(p, f) for p, f in zip(r["mean_probability"], r["frequency"]) if p is not None]
+                    ax.plot(*zip(*pairs), marker="o", ms=3, label=f"{group} (ECE {structures[name]['ece']:.3f})")
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+            ax.set_title(name)
+            ax.set_xlabel("predicted probability")
+            ax.set_ylabel("observed frequency")
+            ax.legend(fontsize=7)
+        path = out / f"reliability_by_{_file_name(attr)}.png"
+        fig.tight_layout()
+        save_figure(fig, path)
+        plt.close(fig)
+        written.append((f"Reliability by {attr}", path.name))
     for attr, structures in results["trend"].items():
         x = np.asarray(cohort.attributes[attr].values, dtype=np.float64)
         fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
