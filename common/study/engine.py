@@ -40,6 +40,7 @@ __all__ = [
     "Run",
     "Study",
     "code_fingerprint",
+    "fingerprint_files",
     "evaluate_claims",
     "execute",
     "git_commit",
@@ -146,18 +147,16 @@ def _tag(value: Any) -> str:
 OUTSIDE_BUNDLE_RUNS = ("study", "audit")
 
 
-def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False, bundle: str | None = None) -> str:
-    """Hash (16 hex digits) of the code that produces a study's numbers, by relative path and content (so a
-    fresh clone gives the same value).
+def fingerprint_files(
+    root: str | Path = REPO_ROOT, bundle_runs_only: bool = False, bundle: str | None = None
+) -> list[Path]:
+    """The files :func:`code_fingerprint` hashes, in its order.
 
     - no ``bundle``: all of ``common/**/*.py`` and ``bundles/*/configs/*``;
     - ``bundle``: ``bundles/<bundle>/configs/*`` and the ``common`` modules those configs import, directly or
       through other modules (:func:`common.study.code_files.import_closure`; package ``__init__`` files that only
       declare lazy exports are left out), plus, unless ``bundle_runs_only``,
       the modules its study module ``common.study.<bundle>`` imports (summaries, claims and reports).
-
-    ``bundle_runs_only=True`` is a run's key: a change to a report reruns no bundle run, and a change to code no
-    run of the bundle imports leaves its runs (and its published results) valid.
     """
     from common.study.code_files import config_modules, import_closure, is_lazy_package_init
 
@@ -173,22 +172,39 @@ def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = Fals
         if not bundle_runs_only:
             start.add(f"common.study.{bundle}")
         files = [p for p in import_closure(root, start) if not is_lazy_package_init(p)]
+    return files + configs
+
+
+def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = False, bundle: str | None = None) -> str:
+    """Hash (16 hex digits) of the code that produces a study's numbers (:func:`fingerprint_files`), by relative
+    path and content (so a fresh clone gives the same value).
+
+    ``bundle_runs_only=True`` is a run's key: a change to a report reruns no bundle run, and a change to code no
+    run of the bundle imports leaves its runs (and its published results) valid.
+    """
+    root = Path(root)
     digest = hashlib.sha256()
-    for path in files + configs:
+    for path in fingerprint_files(root, bundle_runs_only, bundle):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def git_commit(root: str | Path = REPO_ROOT) -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}``; dirty means uncommitted changes under ``common``
-    or ``bundles/*/configs`` (the fingerprinted code)."""
+def git_commit(root: str | Path = REPO_ROOT, bundle: str | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}``; dirty means uncommitted changes in the fingerprinted code:
+    ``bundle``'s :func:`fingerprint_files`, or with no ``bundle`` anything under ``common`` or ``bundles/*/configs``."""
+    root = Path(root)
+    paths = (
+        ["common", "bundles"]
+        if bundle is None
+        else [p.relative_to(root).as_posix() for p in fingerprint_files(root, bundle=bundle)]
+    )
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "common", "bundles"],
+            ["git", "status", "--porcelain", "--", *paths],
             cwd=root,
             capture_output=True,
             text=True,
@@ -654,7 +670,7 @@ def run_study(
     record.update({
         "command": command,
         "environment": environment_record(seeds[0]),
-        "git": git_commit(),
+        "git": git_commit(bundle=spec.bundle),
         "code_fingerprint": code_fingerprint(bundle=spec.bundle),
         "seconds": runs_span_seconds(results) or round(time.perf_counter() - t0, 1),
         "invocation_seconds": round(time.perf_counter() - t0, 1),

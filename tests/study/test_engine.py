@@ -254,3 +254,29 @@ def test_a_runs_validation_curve_is_reduced_to_its_own_metric(tmp_path):
     }
     path.write_text("{not json")
     assert read_validation_curve(path) is None
+
+
+def test_a_record_is_dirty_only_for_uncommitted_changes_to_its_own_code(tmp_path):
+    import subprocess
+
+    from common.study.engine import fingerprint_files, git_commit
+
+    (tmp_path / "common" / "audit").mkdir(parents=True)
+    (tmp_path / "bundles/demo/configs").mkdir(parents=True)
+    (tmp_path / "common" / "__init__.py").write_text("")
+    (tmp_path / "common" / "used.py").write_text("x = 1\n")
+    (tmp_path / "common" / "audit" / "tool.py").write_text("y = 1\n")
+    (tmp_path / "bundles/demo/configs/train.yaml").write_text("imports: ['$import common.used']\n")
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=t", "add", "-A")
+    git("-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "x")
+    files = {
+        p.relative_to(tmp_path).as_posix() for p in fingerprint_files(tmp_path, bundle_runs_only=True, bundle="demo")
+    }
+    assert files == {"common/__init__.py", "common/used.py", "bundles/demo/configs/train.yaml"}
+    assert git_commit(tmp_path, bundle="demo")["dirty"] is False
+    (tmp_path / "common" / "audit" / "tool.py").write_text("y = 2\n")  # not the demo bundle's code
+    assert git_commit(tmp_path, bundle="demo")["dirty"] is False and git_commit(tmp_path)["dirty"] is True
+    (tmp_path / "common" / "used.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, bundle="demo")["dirty"] is True
