@@ -9,10 +9,13 @@ by one voxel (a volume bias built in), every other prediction is the label with 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from pathlib import Path
 
 import numpy as np
+
+from common.io import atomic_write, atomic_write_text
 
 __all__ = ["make_sample_cohort"]
 
@@ -64,11 +67,12 @@ def make_sample_cohort(
             ("prediction", pred, np.uint8),
         ):
             path = folder / f"case{k:04d}_{key}.nii.gz"
-            nib.save(nib.Nifti1Image(data.astype(dtype), np.eye(4)), str(path))
+            raw = gzip.compress(nib.Nifti1Image(data.astype(dtype), np.eye(4)).to_bytes(), compresslevel=1, mtime=0)
+            atomic_write(path, lambda tmp, raw=raw: Path(tmp).write_bytes(raw))
             entry[key] = path.name
         entries.append(entry)
     datalist = folder / "datalist.json"
-    datalist.write_text(json.dumps({"test": entries}, indent=1))
+    atomic_write_text(datalist, json.dumps({"test": entries}, indent=1))
     return datalist
 
 

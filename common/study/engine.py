@@ -521,29 +521,6 @@ def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str,
     return out
 
 
-def format_value(v: float | None, unit: str = "") -> str:
-    """A claim's number as reports print it: ``-`` when missing, ``+x.x%`` for ``unit="%"``, else 3 digits."""
-    if v is None:
-        return "-"
-    if unit == "%":
-        return f"{100 * v:+.1f}%"
-    return f"{v:.3g}"
-
-
-def format_claim(claim: Mapping[str, Any]) -> str:
-    """One report line: verdict, 95% interval against the margin, then the per-seed description and the text."""
-    fmt = lambda v: format_value(v, claim.get("unit", ""))  # noqa: E731
-    lo, hi = claim.get("ci95") or (None, None)
-    seeds = ", ".join(f"{s}: {fmt(v)}" for s, v in claim["per_seed"].items())
-    kind = "primary" if claim.get("primary", True) else "secondary"
-    side = f"{claim.get('direction', '>')} {fmt(claim['margin'])}" if "margin" in claim else ""
-    return (
-        f"**{claim.get('verdict', 'inconclusive')}** ({kind}; 95% interval [{fmt(lo)}, {fmt(hi)}], paper's side "
-        f"{side}; holds in {claim['holds_in']} of {claim['of']} seeds: {seeds}): {claim['claim']}"
-        + (f" Estimand: {claim['estimand']}." if claim.get("estimand") else "")
-    )
-
-
 # ---------------------------------------------------------------------------------------------- one study
 
 DEFAULT_SEEDS = {"smoke": (0,), "quick": (0, 1, 2), "full": (0, 1, 2)}

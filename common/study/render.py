@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from common.io import atomic_write_text
-from common.study.engine import code_fingerprint, format_claim
-from common.study.report import render_report
+from common.study.engine import code_fingerprint
+from common.study.report import format_claim, render_report
 from common.study.runner import REPO_ROOT, bundle_names, load_spec
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

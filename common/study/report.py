@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -54,10 +54,31 @@ def figure_lines(figures: Sequence[str]) -> list[str]:
     return [f"![{Path(n).name}]({n})\n" for n in figures]
 
 
+def format_value(v: float | None, unit: str = "") -> str:
+    """A claim's number as reports print it: ``-`` when missing, ``+x.x%`` for ``unit="%"``, else 3 digits."""
+    if v is None:
+        return "-"
+    if unit == "%":
+        return f"{100 * v:+.1f}%"
+    return f"{v:.3g}"
+
+
+def format_claim(claim: Mapping[str, Any]) -> str:
+    """One report line: verdict, 95% interval against the margin, then the per-seed description and the text."""
+    fmt = lambda v: format_value(v, claim.get("unit", ""))  # noqa: E731
+    lo, hi = claim.get("ci95") or (None, None)
+    seeds = ", ".join(f"{s}: {fmt(v)}" for s, v in claim["per_seed"].items())
+    kind = "primary" if claim.get("primary", True) else "secondary"
+    side = f"{claim.get('direction', '>')} {fmt(claim['margin'])}" if "margin" in claim else ""
+    return (
+        f"**{claim.get('verdict', 'inconclusive')}** ({kind}; 95% interval [{fmt(lo)}, {fmt(hi)}], paper's side "
+        f"{side}; holds in {claim['holds_in']} of {claim['of']} seeds: {seeds}): {claim['claim']}"
+        + (f" Estimand: {claim['estimand']}." if claim.get("estimand") else "")
+    )
+
+
 def claims_section(claims: Sequence[dict]) -> list[str]:
     """The claims as report lines, primary first, each with its verdict and interval."""
-    from common.study.engine import format_claim
-
     ordered = [c for c in claims if c.get("primary", True)] + [c for c in claims if not c.get("primary", True)]
     lines = [f"- {format_claim(c)}" for c in ordered] or ["(none)"]
     n_primary = sum(1 for c in claims if c.get("primary", True))

@@ -15,12 +15,12 @@ from common.study.engine import (
     code_fingerprint,
     evaluate_claims,
     execute,
-    format_claim,
     grid,
     median_over_seeds,
     merge_seeds,
     run_key,
 )
+from common.study.report import format_claim
 from common.study.runner import REPO_ROOT
 
 
