@@ -134,6 +134,9 @@ def auc_sentence(name: str, attr: str, a: dict, correction_name: str = "Holm") -
             f"the model exaggerates the group difference: manual volumes are larger in {attr} {big} than in "
             f"{small}, predicted ones separate the groups better ({aucs})"
         )
+    if abs(p - m) <= AUC_MARGIN and test.startswith("significant"):
+        # a real but small change: say that its size is below the margin, so "no change" and "significant" agree
+        return f"{name}: {what}; the AUC difference ({p - m:+.2f}) is {test}, but smaller than {AUC_MARGIN:.2f}"
     return f"{name}: {what}; the AUC difference is {test}"
 
 

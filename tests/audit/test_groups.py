@@ -198,6 +198,20 @@ def test_finding_no_change():
     )
 
 
+def test_a_significant_but_small_auc_change_says_it_is_small():
+    test = {"p": 0.0005, "p_corrected": 0.012}
+    a = {"predicted": 0.51, "manual": 0.52, "positive": "M", "negative": "F", "test": test}
+    assert auc_sentence("label_1", "sex", a) == (
+        "label_1: neither manual nor predicted volumes tell sex M from F (AUC 0.51 predicted vs 0.52 manual): no "
+        "change; the AUC difference (-0.01) is significant (p < 0.001, Holm-corrected p = 0.012), but smaller than "
+        "0.05"
+    )
+    large = {**a, "predicted": 0.30}  # beyond the margin: no such clause
+    assert auc_sentence("label_1", "sex", large).endswith(
+        "the AUC difference is significant (p < 0.001, Holm-corrected p = 0.012)"
+    )
+
+
 def test_finding_gain():
     odd, even = [5, 7, 9, 11, 13, 15], [4, 6, 8, 10, 12, 14]
     results = _cohort(odd, even, [v + 10 for v in odd], even)
