@@ -6,19 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
 from common.audit import load_cohort, run_audit
 from common.data import DatalistError
+from tests.audit.cohort_files import case_entry, save_nifti, write_datalist
 
 SHAPE = (8, 8, 4)  # 256 voxels; the structure is a 4 x 4 x 2 box of 32
-
-
-def _save(path: Path, data: np.ndarray, dtype) -> str:
-    nib.save(nib.Nifti1Image(data.astype(dtype), np.eye(4)), str(path))
-    return str(path)
 
 
 def _cohort(root: Path) -> Path:
@@ -30,19 +25,8 @@ def _cohort(root: Path) -> Path:
         probs = np.zeros((*SHAPE, 2), np.float32)
         probs[..., 0] = 1.0
         probs[label == 1] = [1 - p, p]
-        for k in range(5):
-            name = f"{group}{k}"
-            entries.append(
-                {
-                    "image": _save(root / f"{name}_img.nii.gz", label, np.float32),
-                    "label": _save(root / f"{name}_lab.nii.gz", label, np.uint8),
-                    "prediction": _save(root / f"{name}_prob.nii.gz", probs, np.float32),
-                    "group": group,
-                }
-            )
-    path = root / "cohort.json"
-    path.write_text(json.dumps(entries))
-    return path
+        entries += [case_entry(root, f"{group}{k}", label, label, probs, np.float32, group=group) for k in range(5)]
+    return write_datalist(root, entries)
 
 
 def test_expected_calibration_error_by_group(tmp_path):
@@ -68,13 +52,13 @@ def test_probability_map_problems_named(tmp_path):
     path = _cohort(tmp_path)
     entries = json.loads(path.read_text())
     bad_sum = np.full((*SHAPE, 2), 0.6, np.float32)
-    _save(Path(entries[0]["prediction"]), bad_sum, np.float32)
+    save_nifti(Path(entries[0]["prediction"]), bad_sum, np.float32)
     bad_range = np.zeros((*SHAPE, 2), np.float32)
     bad_range[..., 0], bad_range[..., 1] = 1.5, -0.5
-    _save(Path(entries[1]["prediction"]), bad_range, np.float32)
+    save_nifti(Path(entries[1]["prediction"]), bad_range, np.float32)
     wrong_grid = np.zeros((8, 8, 5, 2), np.float32)
     wrong_grid[..., 0] = 1.0
-    _save(Path(entries[2]["prediction"]), wrong_grid, np.float32)
+    save_nifti(Path(entries[2]["prediction"]), wrong_grid, np.float32)
     with pytest.raises(DatalistError) as info:
         load_cohort(path, ["group"])
     assert info.value.problems == [

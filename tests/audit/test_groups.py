@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -14,13 +13,9 @@ from common.audit import run_audit
 from common.audit.cohort import Attribute, Cohort
 from common.audit.measure import Case, summarise
 from common.audit.report import auc_sentence, findings
+from tests.audit.cohort_files import case_entry, write_datalist
 
 SHAPE = (12, 8, 4)
-
-
-def _save(path: Path, data: np.ndarray) -> str:
-    nib.save(nib.Nifti1Image(data.astype(np.uint8), np.eye(4)), str(path))
-    return str(path)
 
 
 # Site B over-segments every structure by exactly 50% (box 4 -> 6 or 6 -> 9 voxels wide), site A is exact.
@@ -38,19 +33,8 @@ def _sex_site_cohort(root: Path) -> Path:
             pred = np.zeros(SHAPE, np.uint8)
             grown = nx * 3 // 2 if site == "B" else nx
             pred[1 : 1 + grown, 1:5, 1:3] = 1
-            name = f"{sex}{site}{k}"
-            entries.append(
-                {
-                    "image": _save(root / f"{name}_img.nii.gz", label),
-                    "label": _save(root / f"{name}_lab.nii.gz", label),
-                    "prediction": _save(root / f"{name}_pred.nii.gz", pred),
-                    "sex": sex,
-                    "site": site,
-                }
-            )
-    path = root / "cohort.json"
-    path.write_text(json.dumps(entries))
-    return path
+            entries.append(case_entry(root, f"{sex}{site}{k}", label, label, pred, sex=sex, site=site))
+    return write_datalist(root, entries)
 
 
 def test_several_attributes_intersection_and_small_group(tmp_path):
