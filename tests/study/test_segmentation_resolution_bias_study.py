@@ -7,6 +7,7 @@ import pytest
 
 from common.study import engine
 from common.study import segmentation_resolution_bias as study
+from common.study import segmentation_resolution_bias_report as study_report
 
 
 def test_grid_shapes():
@@ -173,12 +174,12 @@ def test_pooling_ranking_noise_orders_by_absolute_bias():
 
     # by |bias|: avgpool (0.05) < blurpool (0.1) < maxpool (-0.3) in every seed; signed values would put maxpool first
     per_seed = {"0": seed([-0.30, 0.05, 0.10]), "1": seed([-0.32, 0.04, 0.12]), "2": seed([-0.28, 0.06, 0.11])}
-    out = study.pooling_ranking_noise(per_seed, ops, "h_only")
+    out = study_report.pooling_ranking_noise(per_seed, ops, "h_only")
     assert out["kendall_w"] == pytest.approx(1.0)
     assert out["p_value"] == pytest.approx(1 / 36, abs=0.004)  # 3 items, 3 seeds: (1 / 3!) ** 2
     assert out["median_range"] == pytest.approx(0.30 - 0.05)
     assert out["seed_range"] == pytest.approx(0.02)  # item ranges 0.04, 0.02, 0.02
-    assert study.pooling_ranking_noise(per_seed, ops, "scale_aug") is None
+    assert study_report.pooling_ranking_noise(per_seed, ops, "scale_aug") is None
 
 
 def test_report_states_whether_the_pooling_ranking_is_above_noise():
@@ -187,7 +188,7 @@ def test_report_states_whether_the_pooling_ranking_is_above_noise():
         s: {"pooling": {op: {"h_only": {"volume_bias_L": v}} for op, v in zip(ops, vals)}}
         for s, vals in {"0": [0.3, 0.1, 0.2], "1": [0.1, 0.3, 0.2], "2": [0.2, 0.1, 0.3]}.items()
     }
-    text = "\n".join(study._pooling_noise_lines(per_seed, ops))
+    text = "\n".join(study_report._pooling_noise_lines(per_seed, ops))
     assert "Is the operator ranking above seed noise?" in text
     row = next(line for line in text.splitlines() if line.startswith("| (a) H-only"))
     assert row.rstrip(" |").endswith("no")
