@@ -676,6 +676,6 @@ def summarize_record(
         "grid": grid,
         "seeds": list(seeds),
         "summary": {**median_over_seeds(per_seed), "seeds": list(seeds), "per_seed": per_seed},
-        "claims": evaluate_claims(spec.claims_for(grid), per_seed),
+        "claims": evaluate_claims(spec.claims_for(grid or spec.profile(profile).grid), per_seed),
         "runs": list(results),
     }

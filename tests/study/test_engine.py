@@ -280,3 +280,14 @@ def test_a_record_is_dirty_only_for_uncommitted_changes_to_its_own_code(tmp_path
     assert git_commit(tmp_path, bundle="demo")["dirty"] is False and git_commit(tmp_path)["dirty"] is True
     (tmp_path / "common" / "used.py").write_text("x = 2\n")
     assert git_commit(tmp_path, bundle="demo")["dirty"] is True
+
+
+def test_a_profile_whose_default_grid_is_named_is_judged_on_that_grids_claims():
+    from common.study.engine import Profile, StudySpec, summarize_record
+
+    quick_claim = Claim("quick", "x", lambda s: s["x"], 0.0)
+    grid_claim = Claim("all", "x", lambda s: s["x"], 0.0)
+    spec = StudySpec("demo", "Demo", {"quick": Profile({}), "full": Profile({}, grid="all")}, lambda p, g: [],
+                     lambda runs: {"x": 1.0}, [quick_claim], lambda r, f: "", grids={"all": [quick_claim, grid_claim]})  # fmt: skip
+    assert [c["id"] for c in summarize_record(spec, "quick", None, [0], [])["claims"]] == ["quick"]
+    assert [c["id"] for c in summarize_record(spec, "full", None, [0], [])["claims"]] == ["quick", "all"]
