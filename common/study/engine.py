@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_claims",
     "execute",
     "git_commit",
+    "uncommitted_paths",
     "grid",
     "median_over_seeds",
     "run_key",
@@ -190,30 +191,37 @@ def code_fingerprint(root: str | Path = REPO_ROOT, bundle_runs_only: bool = Fals
     return digest.hexdigest()[:16]
 
 
+def uncommitted_paths(root: str | Path, paths: Sequence[str]) -> list[str]:
+    """The files under ``paths`` (relative to ``root``) that differ from the last commit, untracked ones included.
+    Raises ``RuntimeError`` when git cannot tell."""
+    cmd = ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *paths]
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    except OSError as err:
+        raise RuntimeError(f"cannot tell whether {root} is committed: {err}") from err
+    if proc.returncode != 0:
+        raise RuntimeError(f"cannot tell whether {root} is committed: git status failed: {proc.stderr.strip()}")
+    entries, out = iter(proc.stdout.split("\0")), []
+    for entry in entries:
+        if not entry:
+            continue
+        if entry[0] in "RC":  # a rename or copy: its old path follows
+            next(entries, None)
+        out.append(entry[3:])
+    return out
+
+
 def git_commit(root: str | Path = REPO_ROOT, bundle: str | None = None) -> dict:
     """``{"commit": sha or None, "dirty": bool or None}``; dirty means uncommitted changes in the fingerprinted code:
-    ``bundle``'s :func:`fingerprint_files`, or with no ``bundle`` anything under ``common`` or ``bundles/*/configs``."""
+    ``bundle``'s :func:`fingerprint_files`, or with no ``bundle`` every bundle's."""
     root = Path(root)
-    paths = (
-        ["common", "bundles"]
-        if bundle is None
-        else [p.relative_to(root).as_posix() for p in fingerprint_files(root, bundle=bundle)]
-    )
+    paths = [p.relative_to(root).as_posix() for p in fingerprint_files(root, bundle=bundle)]
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", *paths],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = bool(uncommitted_paths(root, paths))
+    except (OSError, subprocess.CalledProcessError, RuntimeError):
         return {"commit": None, "dirty": None}
-    dirty = any("/configs/" in line or " common/" in line for line in status.splitlines())
-    return {"commit": sha, "dirty": dirty}
+    return {"commit": sha.stdout.strip(), "dirty": dirty}
 
 
 def run_key(bundle: str, configs: Sequence[str], overrides: Mapping[str, Any], fingerprint: str) -> str:

@@ -21,7 +21,6 @@ files and never typed by hand.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import io
 import json
@@ -30,7 +29,7 @@ import sys
 from pathlib import Path
 
 from common.io import atomic_write_text
-from common.study.engine import code_fingerprint
+from common.study.engine import code_fingerprint, uncommitted_paths
 from common.study.report import format_claim, render_report
 from common.study.runner import REPO_ROOT, bundle_names, load_spec
 
@@ -259,26 +258,14 @@ def slim_record(record: dict) -> dict:
     return {**record, "runs": runs}
 
 
-def _flatten(record: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = json.dumps(value)
-        else:
-            out[name] = value
-    return out
+def per_sample_table(record: dict):
+    """Every run's per-sample records as one flat ``pandas.DataFrame``: columns ``run``, ``seed`` and the records'
+    keys, nested ones joined by ``.`` (``dice.grey_matter``)."""
+    import pandas as pd
 
-
-def per_sample_table(record: dict) -> list[dict]:
-    """Every run's per-sample records as flat rows ``{"run", "seed", <record keys, nested ones joined by '.'>}``."""
-    rows = []
-    for run in record.get("runs", []):
-        for sample in run.get("metrics", {}).get("per_sample", []):
-            rows.append({"run": run["name"], "seed": run.get("seed"), **_flatten(sample)})
-    return rows
+    rows = [{"run": run["name"], "seed": run.get("seed"), **sample}
+            for run in record.get("runs", []) for sample in run.get("metrics", {}).get("per_sample", [])]  # fmt: skip
+    return pd.json_normalize(rows, sep=".")
 
 
 def _write_gzip(dest: Path, data: bytes) -> None:
@@ -299,21 +286,17 @@ def write_record(record: dict, dest: Path) -> None:
     atomic_write_text(dest, dump_json({k: v for k, v in slim.items() if k != "runs"}))
 
 
-def write_per_sample(rows: list[dict], dest: Path) -> None:
-    """``rows`` as a gzipped CSV (columns: the union of the rows' keys in first-seen order; empty cells for missing
-    values); byte-identical for identical rows (no time stamp in the gzip header)."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_gzip(dest, text.getvalue().encode())
+def write_per_sample(table, dest: Path) -> None:
+    """``table`` (:func:`per_sample_table`) as a gzipped CSV, byte-identical for identical tables (no time stamp or
+    name in the gzip header)."""
+    _write_gzip(dest, table.to_csv(index=False, lineterminator="\n").encode())
 
 
 def read_per_sample(path: Path) -> list[dict]:
     """The rows of a :func:`write_per_sample` file, every value a string (``""`` where missing)."""
-    with gzip.open(path, "rt", newline="") as f:
-        return list(csv.DictReader(f))
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
 
 
 def dump_json(record: dict) -> str:
@@ -387,21 +370,7 @@ def import_convergence(source: Path, root: Path = REPO_ROOT) -> list[str]:
 def require_clean_tree(root: Path = REPO_ROOT) -> None:
     """Raise ``RuntimeError`` naming the paths under ``common/`` or ``bundles/`` that differ from the last commit
     (``bundles/*/docs/results``, which this command writes, aside): published numbers come from committed code."""
-    import subprocess
-
-    cmd = ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "common", "bundles"]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"cannot tell whether {root} is committed: git status failed: {proc.stderr.strip()}")
-    entries, dirty = iter(proc.stdout.split("\0")), []
-    for entry in entries:
-        if not entry:
-            continue
-        if entry[0] in "RC":  # a rename or copy: its old path follows
-            next(entries, None)
-        parts = Path(entry[3:]).parts
-        if not (parts[0] == "bundles" and parts[2:4] == ("docs", "results")):
-            dirty.append(entry[3:])
+    dirty = [p for p in uncommitted_paths(root, ["common", "bundles"]) if Path(p).parts[2:4] != ("docs", "results")]
     if dirty:
         raise RuntimeError(
             f"uncommitted changes in {', '.join(dirty)}: commit them first, so that the published numbers "

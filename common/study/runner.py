@@ -6,6 +6,7 @@ A study is a grid of such runs. Every bundle's ``evaluate.yaml`` writes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ def bundle_names(root: str | os.PathLike = REPO_ROOT) -> tuple[str, ...]:
 BUNDLE_NAMES = bundle_names()
 
 
+@functools.cache
 def load_spec(name: str, root: str | os.PathLike = REPO_ROOT):
     """The :class:`common.study.engine.StudySpec` of bundle ``name``: ``SPEC`` in ``common/study/<name>.py``
     (under ``root``; a tree other than this repository's is loaded from that file)."""

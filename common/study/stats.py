@@ -62,15 +62,11 @@ def claim_interval(values, margin: float, direction: str = ">", alpha: float = A
 
 
 def holm(p_values) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order (family-wise error at any level)."""
-    p = np.asarray(list(p_values), dtype=np.float64)
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
+    """Holm's step-down adjusted p-values, in the input order (statsmodels ``multipletests``)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = list(p_values)
+    return [float(v) for v in multipletests(p, method="holm")[1]] if p else []
 
 
 def verdicts(intervals, primary, alpha: float = ALPHA) -> list[str]:
