@@ -14,8 +14,10 @@ heart is the same object in every image:
 
 The truth of each heart is analytic: the LV cavity is an ellipse (semi-axes ``a`` along the long axis, ``b``
 across) cut at the mitral plane ``u = t a`` from its centre, so its area is ``a b (t sqrt(1 - t^2) +
-arcsin t + pi/2)`` mm^2 and its long-axis length (apex to mitral plane) ``a (1 + t)`` mm. Volumes follow the
-single-plane area-length method, ``V = 8 A^2 / (3 pi L)`` (mL), and ``EF = (EDV - ESV) / EDV``.
+arcsin t + pi/2)`` mm^2; its long-axis length is the maximum Feret diameter of that outline (as
+:func:`common.metrics.precision.lv_long_axis_length_mm` measures a mask; a little longer than the apex-to-mitral
+distance ``a (1 + t)``). Volumes follow the single-plane area-length method, ``V = 8 A^2 / (3 pi L)`` (mL), and
+``EF = (EDV - ESV) / EDV``.
 
 :func:`generate_cardiac_phantom` writes NIfTI images and labels plus a decathlon-style ``datalist.json`` into
 a cache folder keyed by the configuration and seed, and reuses it when called again. ``training`` and
@@ -48,6 +50,7 @@ __all__ = [
     "draw_heart",
     "render_frame",
     "lv_area_mm2",
+    "lv_length_mm",
     "area_length_volume_ml",
     "generate_cardiac_phantom",
 ]
@@ -110,6 +113,16 @@ def lv_area_mm2(a: float, b: float) -> float:
     return _truncated_area(a, b, MITRAL_T)
 
 
+def lv_length_mm(a: float, b: float, points: int = 1441) -> float:
+    """True LV long-axis length (mm): the maximum Feret diameter of the cut ellipse's outline (arc sampled at
+    ``points`` angles; the mitral chord's ends are on the arc)."""
+    from scipy.spatial.distance import pdist
+
+    theta0 = math.acos(MITRAL_T)
+    theta = np.linspace(theta0, 2.0 * math.pi - theta0, points)
+    return float(pdist(np.c_[a * np.cos(theta), b * np.sin(theta)]).max())
+
+
 def area_length_volume_ml(area_mm2: float, length_mm: float) -> float:
     """Single-plane area-length volume ``8 A^2 / (3 pi L)`` in mL (area in mm^2, length in mm)."""
     return 8.0 * area_mm2**2 / (3.0 * math.pi * length_mm) / 1000.0
@@ -139,7 +152,7 @@ class Heart:
         """Analytic LV areas (mm^2), lengths (mm), area-length volumes (mL) per phase and EF (fraction)."""
         out = {}
         for p in PHASES:
-            area, length = lv_area_mm2(self.a[p], self.b[p]), self.a[p] * (1.0 + MITRAL_T)
+            area, length = lv_area_mm2(self.a[p], self.b[p]), lv_length_mm(self.a[p], self.b[p])
             out[f"lv_area_{p.lower()}_mm2"] = area
             out[f"lv_length_{p.lower()}_mm"] = length
             out[f"{p.lower()}v_true"] = area_length_volume_ml(area, length)
@@ -253,7 +266,7 @@ def render_frame(heart: Heart, phase: str, session: dict, rng: np.random.Generat
 
 def _cache_key(config: CardiacPhantomConfig, seed: int) -> str:
     blob = json.dumps(
-        {"generator": "cardiac_phantom/1", "config": dataclasses.asdict(config), "seed": seed}, sort_keys=True
+        {"generator": "cardiac_phantom/2", "config": dataclasses.asdict(config), "seed": seed}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -14,6 +14,7 @@ from common.data.cardiac_phantom import (
     draw_session,
     generate_cardiac_phantom,
     lv_area_mm2,
+    lv_length_mm,
     render_frame,
 )
 
@@ -21,6 +22,10 @@ from common.data.cardiac_phantom import (
 def test_truncated_lv_area_by_hand():
     # t = 0.72: t sqrt(1 - t^2) + arcsin t + pi / 2 = 0.49966 + 0.80380 + 1.57080 = 2.87426
     assert lv_area_mm2(10.0, 5.0) == pytest.approx(50.0 * 2.87426, rel=1e-4)
+    # a circle cut at 0.72 r: the farthest pair spans the full diameter; a long ellipse: a little over the
+    # apex-to-chord-end distance hypot(a (1 + t), b sqrt(1 - t^2)) = hypot(17.2, 3.4705) = 17.547
+    assert lv_length_mm(10.0, 10.0) == pytest.approx(20.0, rel=1e-5)
+    assert 17.547 < lv_length_mm(10.0, 5.0) < 17.62
     # 8 * 3000^2 / (3 pi 80) mm^3 = 95.493 mL
     assert area_length_volume_ml(3000.0, 80.0) == pytest.approx(95.4930, rel=1e-4)
 
