@@ -251,7 +251,7 @@ def test_flip_metric_background_and_error_messages():
 def test_flip_riskd_writes_the_risk_and_a_table(tmp_path):
     from monai.data import MetaTensor
 
-    from common.metrics import FlipRiskd
+    from common.transforms import FlipRiskd
 
     probs = torch.tensor([[0.1, 0.6, 0.3], [0.2, 0.4, 0.4], [0.8, 0.1, 0.1]]).T.reshape(3, 3, 1)  # (C, H, W)
     expected = float(flip_risk(probs[None])[0])

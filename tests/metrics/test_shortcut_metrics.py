@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from common.metrics.flip import flip_risk
+from common.transforms import IdentityUncertaintyd
 from common.metrics.shortcut import (
-    IdentityUncertaintyd,
     average_precision,
     flip_risk_detection,
     group_summary,

@@ -13,7 +13,10 @@ from common.study import segmentation_resolution_bias_report as study_report
 def test_grid_shapes():
     quick = study.grid_points(study.PROFILES["quick"])
     main = [r for r in quick if r["table"] == "approaches"]
-    assert [r["approach"] for r in main] == list(study.APPROACHES)
+    assert [(r["approach"], r["pair"]) for r in main] == [
+        (a, pair) for pair in ((3.0, 4.0), (2.0, 3.0)) for a in study.APPROACHES
+    ]  # the paper's 3/4 mm pair first: the main pair, where the control arm runs
+    assert {r["pair"] for r in quick if r["table"] == "control"} == {(3.0, 4.0)}
     control = [r for r in quick if r["table"] == "control"]
     assert [r["approach"] for r in control] == ["resampled", "scale_aug", "vinn"]  # H-only never sees group L
     assert not [r for r in quick if r["table"] == "pooling"]  # the pooling table is its own grid
@@ -40,7 +43,7 @@ def test_control_runs_acquire_group_l_at_the_high_resolution():
         by_table.setdefault(run.labels["table"], []).append(run)
     assert all(r.overrides["simulate_low_resolution"] is False for r in by_table["control"])
     assert all("simulate_low_resolution" not in r.overrides for r in by_table["approaches"])
-    assert built.seeds == (0, 1, 2) and len(built.runs) == 7
+    assert built.seeds == (0, 1, 2) and len(built.runs) == 11
     assert "simulate_low_resolution" in built.data_keys  # the two arms use different generated populations
 
 
@@ -192,3 +195,23 @@ def test_report_states_whether_the_pooling_ranking_is_above_noise():
     assert "Is the operator ranking above seed noise?" in text
     row = next(line for line in text.splitlines() if line.startswith("| (a) H-only"))
     assert row.rstrip(" |").endswith("no")
+
+
+def test_difference_kept_is_the_predicted_over_the_true_group_difference():
+    def subject(group, pred, true):
+        return {"group": group, "volume_pred": {"grey_matter": pred}, "volume_true": {"grey_matter": true}}
+
+    # true means H 100, L 90 (difference 10); predicted means H 101, L 97 (difference 4): 0.4 of it kept
+    subjects = [subject("H", 100.0, 98.0), subject("H", 102.0, 102.0), subject("L", 96.0, 89.0), subject("L", 98.0, 91.0)]
+    assert study._difference_kept(subjects) == pytest.approx(0.4)
+    swapped = [{**s, "volume_pred": s["volume_true"], "volume_true": s["volume_pred"]} for s in subjects]
+    assert study._difference_kept(swapped) == pytest.approx(2.5)  # not symmetric in pred and true
+    assert study._difference_kept([s for s in subjects if s["group"] == "H"]) is None
+
+
+def test_resampling_claim_at_the_second_pair_reads_that_pair():
+    summary = {"by_pair": {"2/3": {"volume_bias_L": {"resampled": 0.02, "vinn": 0.08}}}}
+    claim = next(c for c in study.CLAIMS if c.id == "resampled_not_enough_2_3mm")
+    assert claim.value(summary) == pytest.approx(math.log(0.25))
+    assert not claim.primary
+    assert next(c for c in study.CLAIMS if c.id == "resampled_not_enough").primary  # decided at 3/4 mm

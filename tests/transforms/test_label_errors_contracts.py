@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import DatalistError
+from common.data import DatalistError, load_split
 from common.data.label_error_datalist import prepare_label_error_datalist
 from common.transforms.label_errors import (
     CorruptLabel,
     RandCorruptLabeld,
-    load_split,
     shift_labels,
 )
 from tests.transforms.test_label_errors import _label, _write_datalist
