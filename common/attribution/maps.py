@@ -131,7 +131,8 @@ def gradcam_maps(
     out = []
     with torch.enable_grad():
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size]
+            # inputs that require grad keep full backward hooks on a first layer well defined
+            batch = images[start : start + batch_size].detach().clone().requires_grad_(True)
             out.append(cam(batch, class_idx=0).detach()[:, 0].float().cpu().numpy())
     return np.concatenate(out, axis=0)
 
