@@ -17,6 +17,10 @@ Definitions, matching OSCAR's analysis code:
   recompute the statistic; percentile interval;
 * localisation score per region: product of the standardised (``ddof=1``) residuals of ``ts`` and
   ``sa`` after regressing each on ``[1, ba]``.
+
+OSCAR also analyses a second setting (its "ushort" runs) in which the roles of the two reference
+models are exchanged: the statistics are computed as ``f(ts, ba, sa)``, conditioning on ``sa``. The
+functions here are symmetric in that respect; pass the profiles in the order wanted.
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ def test_localisation_scores(profiles):
 def test_partitions():
     np.testing.assert_array_equal(grid_partition((32, 32), 8), REF["grid_32x32_8"])
     yy, xx = np.mgrid[0:40, 0:48]
-    ref = (
-        0.4 * np.exp(-((yy - 12) ** 2 + (xx - 30) ** 2) / 60.0) + 0.3 * (xx > 20) + 0.05 * np.sin(yy / 3.0)
-    ).astype(np.float32)
+    ref = (0.4 * np.exp(-((yy - 12) ** 2 + (xx - 30) ** 2) / 60.0) + 0.3 * (xx > 20) + 0.05 * np.sin(yy / 3.0)).astype(
+        np.float32
+    )
     np.testing.assert_array_equal(slic_partition(ref, REF["slic_n_segments"]), REF["slic_partition"])
 
 

@@ -112,18 +112,18 @@ def test_permutation_p_is_seeded():
 def _rank_sets(n=30, r=16, seed=0):
     rng = np.random.default_rng(seed)
     shared, base = rng.standard_normal(r), rng.standard_normal(r)
+
     def ranks(a, b):
         s = a * shared + b * base + rng.standard_normal((n, r))
         return stats.rankdata(-s, axis=1)
+
     return ranks(1.0, 1.0), ranks(1.2, 0.0), ranks(0.0, 1.2)
 
 
 def test_bootstrap_interval_contains_estimate_and_is_reproducible():
     ts, sa, ba = _rank_sets()
     est, lo, hi = partial_correlation_bootstrap(ts, sa, ba, num_bootstrap=300, seed=9)
-    assert est == pytest.approx(
-        partial_correlation(np.median(ts, 0), np.median(sa, 0), np.median(ba, 0))
-    )
+    assert est == pytest.approx(partial_correlation(np.median(ts, 0), np.median(sa, 0), np.median(ba, 0)))
     assert lo <= est <= hi and lo < hi
     assert partial_correlation_bootstrap(ts, sa, ba, num_bootstrap=300, seed=9) == (est, lo, hi)
     assert partial_correlation_bootstrap(ts, sa, ba, num_bootstrap=300, seed=10) != (est, lo, hi)
