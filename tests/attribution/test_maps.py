@@ -163,3 +163,24 @@ def test_occlusion_classifier_variant_and_signed_drops():
     assert signed.min() < 0 < signed.max()  # this case has a region whose mean fill raises the score
     assert (_left_fraction(clipped) == 1.0).all()
     assert model.training  # mode restored
+
+
+@pytest.mark.parametrize("fill", ["mean", "blur"])
+def test_occlusion_equals_one_region_at_a_time_attenuation(fill):
+    from common.attribution.attenuation import attenuate_regions
+
+    torch.manual_seed(1)
+    net = Classifier(in_shape=(2, H, W), classes=3, channels=(4, 8), strides=(2, 2)).eval()
+    x = torch.randn(2, 2, H, W)
+    part = grid_partition((H, W), 3)  # 16 is not a multiple of 3: unequal cells
+    maps = occlusion_maps(net, x, part, fill=fill, batch_size=4, positive_only=False, sigma=1.5)
+    with torch.inference_mode():
+        for i in range(2):
+            base = net(x[i : i + 1])[0]
+            c = int(base.argmax())
+            for r in range(9):
+                occl = attenuate_regions(x[i : i + 1], part, [r], mode=fill, sigma=1.5)
+                expected = float(base[c] - net(occl)[0, c])
+                np.testing.assert_allclose(maps[i][part == r], expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        occlusion_maps(net, x, part, fill="zero")
