@@ -7,8 +7,18 @@ the common and rare Dice, flip fractions and the label-free flip-risk's AUROC/AP
 images; the claims say whether rare-group flips rise and the common-rare gap widens with the correlation,
 and whether flip-risk flags the flip-prone images.
 
+OSCAR (Achara, Triantafillou, Puyol-Antón, Hammers and King 2025, "Localising Shortcut Learning in Pixel Space via
+Ordinal Scoring Correlations for Attribution Representations"): each run also writes the region ranks of its
+identity decision on a fixed set of test images (``attribution_ranks.npz``, :mod:`common.attribution.handlers`),
+and one extra run per seed trains the scene model SA (``train_scene.yaml``, run ``run_scene``) and writes the ranks
+of its scene decision. Per seed, the summary pairs each test model TS (correlation > 0.5) with the baseline BA
+(the correlation-0.5 run of the same seed) and SA, and computes the rank-profile correlations, the partial
+correlation r(TS, SA | BA) with an image bootstrap interval and the per-region localisation scores
+(:mod:`common.attribution.statistics`), from those files alone.
+
 Outputs in ``output_dir``: ``results.json``, ``report.md``, ``shortcut_vs_correlation.png`` and
-``example_panels.png`` (rare test images under the lowest- and highest-correlation models of the first seed).
+``example_panels.png`` (rare test images under the lowest- and highest-correlation models of the first seed),
+``oscar_profiles.png`` and ``oscar_partial_r.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 from common.study.engine import Claim, Profile, Run, StudySpec, grid
 from common.study.report import figure_lines, markdown_table, save_figure, use_agg_backend
@@ -27,34 +38,50 @@ GROUPS = ("common", "rare")
 PROFILES: dict[str, Profile] = {
     # Proves the wiring: two correlations, a couple of epochs on a handful of images.
     "smoke": Profile(
-        settings={"epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2, "num_threads": 1},
+        settings={"epochs": 2, "num_train": 16, "num_val": 4, "num_test": 8, "val_interval": 2, "num_threads": 1,
+                  "num_attribution": 8},
         axes={"correlation": (0.5, 0.99)},
     ),
     # The paper's qualitative findings on the embedded phantom, on a 2-core CPU (cue strength and epochs
     # chosen on tuning seed 100). 240 test images (60 per identity x scene cell): about 5% of test images are
     # flip-prone at correlation 0.9, so 240 gives about 10 flip-prone images where 48 gave 2 or 3; testing costs
     # inference only.
+        # OSCAR ranks 48 of the test images (12 per cell) for every model: GradCAM and 8 x 8 occlusion cost about
+    # 50 backward and 3,100 forward passes per run.
     "quick": Profile(
-        settings={"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 240, "val_interval": 10, "num_threads": 1},
+        settings={"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 240, "val_interval": 10, "num_threads": 1,
+                  "num_attribution": 48},
         axes={"correlation": (0.5, 0.75, 0.9, 0.99)},
     ),
     # A finer grid, more data and longer training; meant for a GPU.
     "full": Profile(
         settings={"epochs": 60, "num_train": 400, "num_val": 48, "num_test": 200, "image_size": 96,
-                  "val_interval": 10, "num_threads": 1},
+                  "val_interval": 10, "num_threads": 1, "num_attribution": 96},
         axes={"correlation": (0.5, 0.6, 0.75, 0.9, 0.95, 0.99, 1.0)},
         jobs=1,
     ),
 }  # fmt: skip
 
 
+BASELINE_CORRELATION = 0.5  # OSCAR's balanced baseline BA: scene and identity independent in training
+SCENE_RUN = "scene"
+
+
 def runs(profile: Profile, grid_name: str | None = None) -> list[Run]:
-    """One run per training correlation of ``profile``."""
-    return grid("corr", profile.settings, {"correlation": list(profile.axes["correlation"])})
+    """The scene model SA (run ``run_scene``, trained on the balanced data), then one segmentation run per training
+    correlation of ``profile`` (the one at 0.5 is OSCAR's baseline BA)."""
+    if BASELINE_CORRELATION not in profile.axes["correlation"]:
+        raise ValueError(f"{BUNDLE}: OSCAR needs the baseline correlation {BASELINE_CORRELATION} in the grid")
+    scene = Run(SCENE_RUN, {**profile.settings, "correlation": BASELINE_CORRELATION, "run_id": "run_scene"},
+                {"grid": SCENE_RUN, "model": SCENE_RUN, "correlation": None})  # fmt: skip
+    return [scene, *grid("corr", profile.settings, {"correlation": list(profile.axes["correlation"])},
+                         labels={"model": "segmentation"})]  # fmt: skip
 
 
 def progress(metrics: dict) -> str:
     m = metrics["metrics"]
+    if "scene_accuracy" in m:
+        return f"scene model, test accuracy {m['scene_accuracy']:.3f}"
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     return f"rare flip {fmt(m.get('flip_flip_rare'))}, rare Dice {fmt(m.get('dice_mean_rare'))}"
 
@@ -80,7 +107,8 @@ def summarize(runs: list[dict]) -> dict:
     pooled over every test image of the grid (flip-risk levels of different models mixed)."""
     from common.metrics.shortcut import flip_risk_detection
 
-    runs = sorted(runs, key=lambda r: r["correlation"])
+    all_runs = runs
+    runs = sorted((r for r in runs if r.get("model") != SCENE_RUN), key=lambda r: r["correlation"])
     per_corr = {}
     for r in runs:
         m = r["metrics"]["metrics"]
@@ -112,10 +140,131 @@ def summarize(runs: list[dict]) -> dict:
         "flip_prone_pooled": pooled["num_positive"],
         "num_images_pooled": pooled["num_images"],
         "flip_threshold": threshold,
+        "oscar": oscar_summary(all_runs),
     }
 
 
+# OSCAR's choices, fixed before seeds 0-2 ran (none tuned): occlusion on the 8 x 8 grid is the primary attribution
+# (the occlusion patches are the grid cells, so each region's score is exactly the decision's change when that
+# region is hidden); GradCAM, the 16 x 16 grid and SLIC superpixels are reported beside it. The top-k shortcut
+# regions are the top decile of localisation scores (k = R / 10, at least 1).
+OSCAR_PRIMARY = ("occlusion", "grid8")
+OSCAR_TOP_FRACTION = 0.1
+OSCAR_PERMUTATIONS = 1000
+OSCAR_BOOTSTRAP = 1000
+FOV_DIFFERENT = 0.5  # a region lies where the scenes' fields of view differ when they differ in half its pixels
+
+
+class OscarInputError(ValueError):
+    """A seed's runs cannot be paired into OSCAR's three models, or their rank files disagree."""
+
+
+def _combo(method: str, partition: str) -> str:
+    return f"{method}/{partition}"
+
+
+def _ranks_of(run: dict) -> dict:
+    from common.attribution.handlers import ATTRIBUTION_FILE, load_attribution_ranks
+
+    out_dir = (run.get("overrides") or {}).get("output_dir")
+    if not out_dir:
+        raise OscarInputError(f"{BUNDLE} OSCAR: run {run.get('name')!r} seed {run.get('seed')} has no output_dir "
+                              "override (OSCAR reads its attribution_ranks.npz)")  # fmt: skip
+    return load_attribution_ranks(Path(out_dir) / ATTRIBUTION_FILE)
+
+
+def oscar_summary(runs: list[dict]) -> dict:
+    """OSCAR on one seed's runs, from their ``attribution_ranks.npz`` files only.
+
+    BA is the run at correlation 0.5, SA the scene-model run, TS every run at a higher correlation; all three
+    must have ranked the same test images. Per TS correlation (key ``f"{c:g}"``) and ``"<method>/<partition>"``:
+    ``r_ts_sa``, ``r_ts_ba``, ``r_sa_ba`` (Pearson r of the median rank profiles) with permutation ``p_*``,
+    ``partial_r`` = r(TS, SA | BA) with its image-bootstrap 95% interval ``partial_lo``/``partial_hi``, the top-k
+    localisation regions ``top_regions``, their share off the object (``off_object_share``; a region is off the
+    object when the object's mean coverage of it is at most the image-wide object fraction) against the share of
+    all regions (``off_object_chance``), and the same for regions where the scenes' fields of view differ
+    (``fov_share``/``fov_chance``). Also ``partial_r_spearman`` per combination (Spearman rho with the
+    correlation), the primary combination's values at the highest correlation, and its ``profiles`` (median
+    ranks of BA, SA and each TS; localisation scores at the highest correlation) for the figures.
+
+    Raises:
+        OscarInputError: no scene-model (SA) run, no baseline (BA) run, or rank files of different images.
+        FileNotFoundError: a run's rank file is gone.
+    """
+    from common.attribution import regions, statistics
+
+    scene = [r for r in runs if r.get("model") == SCENE_RUN]
+    seg = sorted((r for r in runs if r.get("model") != SCENE_RUN), key=lambda r: r["correlation"])
+    seed = next((r.get("seed") for r in runs), None)
+    if not scene:
+        raise OscarInputError(f"{BUNDLE} OSCAR: seed {seed} has no scene-model (SA) run (label model="
+                              f"{SCENE_RUN!r}); the study's runs() adds it")  # fmt: skip
+    base = [r for r in seg if r["correlation"] == BASELINE_CORRELATION]
+    if not base:
+        raise OscarInputError(f"{BUNDLE} OSCAR: seed {seed} has no baseline (BA) run at correlation "
+                              f"{BASELINE_CORRELATION}")  # fmt: skip
+    sa, ba = _ranks_of(scene[0]), _ranks_of(base[0])
+    tests = [(r["correlation"], _ranks_of(r)) for r in seg if r["correlation"] > BASELINE_CORRELATION]
+    for name, other in [("SA", sa)] + [(f"TS {c:g}", t) for c, t in tests]:
+        if other["ids"] != ba["ids"]:
+            raise OscarInputError(f"{BUNDLE} OSCAR: seed {seed}: {name} ranked other test images than BA")
+    combos = [k for k in ba["ranks"] if k in sa["ranks"] and all(k in t["ranks"] for _, t in tests)]
+    object_fraction = float(ba["meta"]["object_fraction"])
+    per_corr: dict[str, dict] = {}
+    profiles: dict[str, Any] = {}
+    for c, ts in tests:
+        row = {}
+        for method, part in combos:
+            r_ts, r_sa, r_ba = ts["ranks"][(method, part)], sa["ranks"][(method, part)], ba["ranks"][(method, part)]
+            p_ts, p_sa, p_ba = (regions.median_rank_profile(x) for x in (r_ts, r_sa, r_ba))
+            corr = statistics.profile_correlations(p_ts, p_sa, p_ba, OSCAR_PERMUTATIONS, seed=0)
+            partial, lo, hi = statistics.partial_correlation_bootstrap(r_ts, r_sa, r_ba, OSCAR_BOOTSTRAP, seed=0)
+            loc = statistics.localisation_scores(p_ts, p_sa, p_ba)
+            top = statistics.top_regions(loc, max(1, int(round(OSCAR_TOP_FRACTION * len(loc)))))
+            off = ba["object_coverage"][part] <= object_fraction
+            fov = ba["fov_difference"][part] >= FOV_DIFFERENT
+            row[_combo(method, part)] = {
+                **{f"r_{k}": _clean(v["r"]) for k, v in corr.items()},
+                **{f"p_{k}": v["p"] for k, v in corr.items()},
+                "partial_r": _clean(partial), "partial_lo": _clean(lo), "partial_hi": _clean(hi),
+                "top_regions": [int(i) for i in top],
+                "off_object_share": float(off[top].mean()), "off_object_chance": float(off.mean()),
+                "fov_share": float(fov[top].mean()), "fov_chance": float(fov.mean()),
+            }  # fmt: skip
+            if (method, part) == OSCAR_PRIMARY:
+                profiles.setdefault("ts", {})[_corr_key(c)] = [float(v) for v in p_ts]
+                profiles["sa"], profiles["ba"] = [float(v) for v in p_sa], [float(v) for v in p_ba]
+                profiles["localisation"] = [_clean(v) for v in loc]
+        per_corr[_corr_key(c)] = row
+    levels = [c for c, _ in tests]
+    spearman = {_combo(*k): _spearman(levels, [per_corr[_corr_key(c)][_combo(*k)]["partial_r"] for c in levels])
+                for k in combos}  # fmt: skip
+    top_row = per_corr[_corr_key(max(levels))] if levels else {}
+    primary = top_row.get(_combo(*OSCAR_PRIMARY), {})
+    slic = top_row.get(_combo(OSCAR_PRIMARY[0], "slic"), {})
+    diff = (abs(primary["partial_r"] - slic["partial_r"])
+            if primary.get("partial_r") is not None and slic.get("partial_r") is not None else None)  # fmt: skip
+    return {
+        "primary": _combo(*OSCAR_PRIMARY),
+        "scene_accuracy": scene[0]["metrics"]["metrics"].get("scene_accuracy"),
+        "num_images": len(ba["ids"]),
+        "per_correlation": per_corr,
+        "partial_r_spearman": spearman,
+        "partial_r_at_highest": primary.get("partial_r"),
+        "partition_difference_at_highest": diff,
+        "off_object_excess_at_highest": (primary["off_object_share"] - primary["off_object_chance"])
+        if primary
+        else None,
+        "profiles": profiles,
+    }
+
+
+def _clean(v) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
 SOURCE = "Achara et al. 2026"
+OSCAR_SOURCE = "Achara et al. 2025"
 # The paper's statements, in its direction, declared before seeds 0-2 ran; each decided on one value per seed.
 CLAIMS = [
     Claim("rare_flips_rise", f"Label flips on rare-scene images rise with the training correlation ({SOURCE})",
@@ -131,6 +280,24 @@ CLAIMS = [
           lambda s: s["flip_risk_auroc_median"], 0.8, ">",
           "AUROC of flip-risk for flip-prone images, median over the correlations where it is defined",
           primary=False),
+    Claim("oscar_partial_r_rises", f"The test model's attribution follows the scene model's more, beyond the baseline, "
+          f"as the training correlation rises ({OSCAR_SOURCE})",
+          lambda s: s["oscar"]["partial_r_spearman"][s["oscar"]["primary"]], 0.0, ">",
+          "Spearman rho between training correlation (> 0.5) and partial r(TS, SA | BA) of the median rank profiles "
+          "(occlusion, 8 x 8 grid)"),
+    Claim("oscar_partial_r_positive", f"At the highest correlation the test model's rank profile correlates with the "
+          f"scene model's given the baseline ({OSCAR_SOURCE})",
+          lambda s: s["oscar"]["partial_r_at_highest"], 0.0, ">",
+          "partial r(TS, SA | BA) at the highest correlation (occlusion, 8 x 8 grid)", primary=False),
+    Claim("oscar_partitions_agree", f"The partial correlation does not hinge on the partition ({OSCAR_SOURCE})",
+          lambda s: s["oscar"]["partition_difference_at_highest"], 0.3, "<",
+          "|partial r on the 8 x 8 grid - partial r on SLIC superpixels| at the highest correlation (occlusion)",
+          primary=False),
+    Claim("oscar_regions_off_object", f"The top shortcut regions lie off the object, where the scenes differ, more "
+          f"often than regions at random ({OSCAR_SOURCE})",
+          lambda s: s["oscar"]["off_object_excess_at_highest"], 0.0, ">",
+          "share of the top-decile localisation regions off the object minus the share of all regions off it "
+          "(occlusion, 8 x 8 grid, highest correlation)", primary=False),
 ]  # fmt: skip
 
 
@@ -171,7 +338,103 @@ def figures(record: dict, output_dir: Path) -> list[str]:
     plt.close(fig)
     names = [name]
     panels = _example_panels(record, Path(output_dir))
-    return names + ([panels] if panels else [])
+    names += [panels] if panels else []
+    names += [n for n in (_oscar_profiles_figure(record, Path(output_dir)), _oscar_partial_r_figure(record, Path(output_dir)))
+              if n]  # fmt: skip
+    return names
+
+
+def _oscar_profiles_figure(record: dict, output_dir: Path) -> str | None:
+    """The first seed's median rank profiles (BA, SA, TS at the highest correlation; occlusion on the 8 x 8 grid)
+    as maps, and the localisation scores over the attribution images' mean image (read from the baseline run's
+    ``attribution_ranks.npz``; without it, on a blank square)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    seed = str(record["seeds"][0])
+    oscar = (record["summary"]["per_seed"].get(seed) or {}).get("oscar") or {}
+    prof = oscar.get("profiles") or {}
+    if not prof.get("ts"):
+        return None
+    top = max(prof["ts"], key=float)
+    n = int(round(math.sqrt(len(prof["ba"]))))
+    mean_image = None
+    base = [r for r in record["runs"] if str(r.get("seed")) == seed and r.get("model") != SCENE_RUN
+            and r.get("correlation") == BASELINE_CORRELATION]  # fmt: skip
+    if base:
+        from common.attribution.handlers import ATTRIBUTION_FILE, load_attribution_ranks
+
+        path = Path(base[0]["overrides"].get("output_dir", "")) / ATTRIBUTION_FILE
+        if path.is_file():
+            mean_image = load_attribution_ranks(path)["mean_image"]
+    fig, axes = plt.subplots(1, 4, figsize=(12.5, 3.3))
+    panels = [
+        (prof["ba"], "BA (correlation 0.5)"),
+        (prof["sa"], "SA (scene model)"),
+        (prof["ts"][top], f"TS (correlation {top})"),
+    ]
+    for ax, (values, title) in zip(axes, panels):
+        im = ax.imshow(np.reshape(values, (n, n)), cmap="magma_r")
+        ax.set_title(f"{title}\nmedian rank (1 = most attributed)", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    ax = axes[3]
+    loc = np.array([np.nan if v is None else v for v in prof["localisation"]]).reshape(n, n)
+    size = mean_image.shape if mean_image is not None else (n, n)
+    if mean_image is not None:
+        ax.imshow(mean_image, cmap="gray")
+    lim = float(np.nanmax(np.abs(loc))) or 1.0
+    im = ax.imshow(
+        loc, cmap="coolwarm", vmin=-lim, vmax=lim, alpha=0.6, extent=(-0.5, size[1] - 0.5, size[0] - 0.5, -0.5)
+    )
+    ax.set_title(f"localisation score, TS {top}\n(over the mean test image)", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"OSCAR, occlusion on the {n} x {n} grid, seed {seed}", fontsize=9)
+    fig.tight_layout()
+    name = "oscar_profiles.png"
+    save_figure(fig, output_dir / name)
+    plt.close(fig)
+    return name
+
+
+def _oscar_partial_r_figure(record: dict, output_dir: Path) -> str | None:
+    """Partial r(TS, SA | BA) against the training correlation: every seed's value with its bootstrap interval,
+    one panel per attribution method, one colour per partition."""
+    import matplotlib.pyplot as plt
+
+    per_seed = {k: (s.get("oscar") or {}) for k, s in record["summary"]["per_seed"].items()}
+    combos = sorted({c for o in per_seed.values() for row in (o.get("per_correlation") or {}).values() for c in row})
+    if not combos:
+        return None
+    methods = sorted({c.split("/")[0] for c in combos})
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 3.4), squeeze=False)
+    colours = {}
+    for ax, method in zip(axes[0], methods):
+        for j, combo in enumerate(c for c in combos if c.startswith(method + "/")):
+            colour = colours.setdefault(combo.split("/")[1], f"C{len(colours)}")
+            for i, o in enumerate(per_seed.values()):
+                pts = sorted((float(c), row[combo]) for c, row in (o.get("per_correlation") or {}).items()
+                             if combo in row and row[combo]["partial_r"] is not None)  # fmt: skip
+                if not pts:
+                    continue
+                xs = [x + 0.004 * (j - 1) for x, _ in pts]
+                ys = [v["partial_r"] for _, v in pts]
+                err = [
+                    [y - (v["partial_lo"] if v["partial_lo"] is not None else y) for y, (_, v) in zip(ys, pts)],
+                    [(v["partial_hi"] if v["partial_hi"] is not None else y) - y for y, (_, v) in zip(ys, pts)],
+                ]
+                ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, lw=0.8, color=colour, alpha=0.7,
+                            label=combo.split("/")[1] if i == 0 else None)  # fmt: skip
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="training correlation", ylabel="partial r(TS, SA | BA)", title=method, ylim=(-1.05, 1.05))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "oscar_partial_r.png"
+    save_figure(fig, output_dir / name)
+    plt.close(fig)
+    return name
 
 
 def _example_panels(record: dict, output_dir: Path) -> str | None:
@@ -183,7 +446,7 @@ def _example_panels(record: dict, output_dir: Path) -> str | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    first = [r for r in record["runs"] if r["seed"] == record["seeds"][0]]
+    first = [r for r in record["runs"] if r["seed"] == record["seeds"][0] and r.get("model") != SCENE_RUN]
     if not first:
         return None
     picks = [min(first, key=lambda r: r["correlation"]), max(first, key=lambda r: r["correlation"])]
@@ -251,6 +514,7 @@ def report(record: dict, figures: list[str]) -> str:
         f"{_fmt(summary.get('flip_risk_auroc_pooled'))}, AP {_fmt(summary.get('flip_risk_ap_pooled'))}. AUROC is "
         "undefined ('-') where no test image, or every one, is flip-prone.\n",
         *_trend_lines(summary["per_seed"]),
+        *_oscar_lines(summary),
         "\n## Figures\n",
         *figure_lines(figures),
     ]  # fmt: skip
@@ -276,10 +540,74 @@ def _trend_lines(per_seed: dict) -> list[str]:
     ]
 
 
+def _oscar_lines(summary: dict) -> list[str]:
+    """OSCAR's tables: per correlation the primary combination's correlations, partial r and top-region shares;
+    partial r at every correlation for every method and partition; Page's trend test of the primary partial r."""
+    oscar = summary.get("oscar") or {}
+    per_corr = oscar.get("per_correlation") or {}
+    if not per_corr:
+        return []
+    primary = oscar.get("primary", _combo(*OSCAR_PRIMARY))
+    rows = []
+    for c, row in sorted(per_corr.items(), key=lambda kv: float(kv[0])):
+        v = row.get(primary) or {}
+        rows.append([c, v.get("r_ts_sa"), v.get("r_ts_ba"), v.get("r_sa_ba"),
+                     f"{_fmt(v.get('partial_r'))} [{_fmt(v.get('partial_lo'))}, {_fmt(v.get('partial_hi'))}]",
+                     f"{_fmt(v.get('off_object_share'))} ({_fmt(v.get('off_object_chance'))})",
+                     f"{_fmt(v.get('fov_share'))} ({_fmt(v.get('fov_chance'))})"])  # fmt: skip
+    combos = sorted({k for row in per_corr.values() for k in row})
+    levels = sorted(per_corr, key=float)
+    all_rows = [[k, *[(per_corr[c].get(k) or {}).get("partial_r") for c in levels],
+                 (oscar.get("partial_r_spearman") or {}).get(k)] for k in combos]  # fmt: skip
+    lines = [
+        "\n## OSCAR: where the test model's attribution follows the scene\n",
+        f"Region ranks of {_count(oscar.get('num_images'))} test images (equal per identity x scene cell) under three models "
+        "of each seed: TS the model at each correlation, BA the one at correlation 0.5, SA a scene classifier "
+        f"(test accuracy {_fmt(oscar.get('scene_accuracy'))}). Pearson r of the median rank profiles, the partial "
+        "r(TS, SA | BA) with its image-bootstrap 95% interval, and the share of the top-decile localisation regions "
+        "off the object and where the scenes' fields of view differ (share of all regions in brackets); primary "
+        f"combination `{primary}`, medians over seeds.\n",
+        markdown_table(
+            [
+                "correlation",
+                "r TS-SA",
+                "r TS-BA",
+                "r SA-BA",
+                "partial r [95% CI]",
+                "top-k off object",
+                "top-k in FOV difference",
+            ],
+            rows,
+        ),
+        "\nPartial r(TS, SA | BA) per attribution method / partition, and its Spearman rho with the correlation:\n",
+        markdown_table(["method / partition", *levels, "Spearman rho"], all_rows),
+    ]
+    values = {seed: {c: ((s.get("oscar") or {}).get("per_correlation", {}).get(c, {}).get(primary) or {}).get("partial_r")
+                     for c in levels} for seed, s in summary["per_seed"].items()}  # fmt: skip
+    out = page_trend(values, levels)
+    if out is not None:
+        lines.append(f"\nPage's L test for partial r rising with the correlation ({' < '.join(levels)}), seeds as "
+                     f"blocks: L = {out['L']:g}, p = {out['p_value']:.4f} ({len(out['seeds'])} seeds).\n")  # fmt: skip
+    return lines
+
+
+def _count(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
 SPEC = StudySpec(
-    BUNDLE, "Shortcut learning and label flips", PROFILES, runs, summarize, CLAIMS, report, figures, progress
+    BUNDLE,
+    "Shortcut learning and label flips",
+    PROFILES,
+    runs,
+    summarize,
+    CLAIMS,
+    report,
+    figures,
+    progress,
+    configs=("train.yaml", "evaluate.yaml", "train_scene.yaml", "oscar.yaml"),
 )
