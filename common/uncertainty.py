@@ -126,6 +126,7 @@ def default_tta_transform(
     rotate_rad: float = np.deg2rad(10.0),
     scale: float = 0.05,
     translate_px: float = 4.0,
+    spatial_dims: int = 2,
 ):
     """Random invertible in-plane affine transform for test-time augmentation of a 2-D cardiac image.
 
@@ -140,14 +141,17 @@ def default_tta_transform(
     network's behaviour off its training distribution rather than the uncertainty of this acquisition.
 
     Args:
-        keys: image keys, each ``(C, H, W)``.
+        keys: image keys, each ``(C, H, W)`` (or ``(C, H, W, D)`` with ``spatial_dims=3``).
         seed: seed of the transform's random state.
+        spatial_dims: 2, or 3 for a volume (rotation about each of the three axes).
 
     Returns:
         A seeded ``monai.transforms.Compose``.
     """
     from monai.transforms import Compose, EnsureTyped, RandAffined
 
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     keys = list(keys)
     transform = Compose(
         [
@@ -155,9 +159,9 @@ def default_tta_transform(
             RandAffined(
                 keys=keys,
                 prob=1.0,
-                rotate_range=(rotate_rad,),
-                scale_range=(scale, scale),
-                translate_range=(translate_px, translate_px),
+                rotate_range=(rotate_rad,) * (1 if spatial_dims == 2 else 3),
+                scale_range=(scale,) * spatial_dims,
+                translate_range=(translate_px,) * spatial_dims,
                 mode="bilinear",
                 padding_mode="border",
             ),

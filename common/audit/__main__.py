@@ -83,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a bundle config value (JSON or string), e.g. ckpt_path=/models/model.pt (repeatable)",
     )
+    p.add_argument(
+        "--uncertainty",
+        choices=["tta", "mc_dropout", "ensemble"],
+        help="also report per-case volume intervals (2.5-97.5 percentiles over samples of the --bundle's network) "
+        "and their mean width per group",
+    )
+    p.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CKPT",
+        help="ensemble member: a checkpoint for the --bundle's network (repeat, at least 2, with --uncertainty ensemble)",
+    )
+    p.add_argument(
+        "--uncertainty-samples", type=int, default=20, metavar="N", help="samples per case for tta/mc_dropout (20)"
+    )
     p.add_argument("--split", help="audit only this split of the datalist (default: every list in it)")
     p.add_argument("--dataset-dir", type=Path, help="base of relative paths (default: the datalist's folder)")
     p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -106,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bundle {args.bundle}: not a folder")
     if args.min_group_size < 2:
         parser.error("--min-group-size must be at least 2")
+    if args.uncertainty is not None and args.bundle is None:
+        parser.error("--uncertainty samples a model: give --bundle DIR")
+    if args.uncertainty == "ensemble" and len(args.member) < 2:
+        parser.error("--uncertainty ensemble needs at least two --member CKPT checkpoints")
+    if args.member and args.uncertainty != "ensemble":
+        parser.error("--member is for --uncertainty ensemble")
+    if args.uncertainty_samples < 2:
+        parser.error("--uncertainty-samples must be at least 2")
     source = args.datalist
     if args.datalist.is_dir():
         from common.audit.bids import BidsInput
@@ -140,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             control=args.control,
             min_group_size=args.min_group_size,
             correction=args.correction,
+            uncertainty=args.uncertainty,
+            members=args.member,
+            uncertainty_samples=args.uncertainty_samples,
         )
     except DatalistError as e:
         print(f"error: {e}", file=sys.stderr)

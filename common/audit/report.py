@@ -538,6 +538,8 @@ def _tests_sentence(results: dict[str, Any]) -> str:
 
 def write_report(out: str | Path, results: dict[str, Any], cohort, cases) -> Path:
     """``report.md`` (findings, tables, figures), the PNG figures and ``report.html`` in ``out``."""
+    from common.audit.uncertainty import uncertainty_tables
+
     out = Path(out)
     figures = _figures(results, cohort, cases, out)
     n_labelled = sum(c.has_label for c in cases)
@@ -568,6 +570,7 @@ def write_report(out: str | Path, results: dict[str, Any], cohort, cases) -> Pat
         "## Tables",
         "",
         *_tables(results),
+        *uncertainty_tables(results.get("uncertainty")),
         "## Figures",
         "",
     ]

@@ -47,6 +47,9 @@ def run_audit(
     control: str | None = None,
     min_group_size: int = 5,
     correction: str = "holm",
+    uncertainty: str | None = None,
+    members: Sequence[str | os.PathLike] = (),
+    uncertainty_samples: int = 20,
 ) -> dict[str, Any]:
     """Run the audit and write ``results.json``, ``report.md``, ``report.html`` and figures into ``output``;
     return the results.
@@ -54,6 +57,9 @@ def run_audit(
     ``datalist`` may be a :class:`common.audit.bids.BidsInput`; ``by`` then defaults to every column of its
     ``participants.tsv``. ``intersect``, ``control``, ``min_group_size`` and ``correction`` (``"holm"`` or
     ``"fdr_bh"``): see :func:`common.audit.cohort.load_cohort` and :func:`common.audit.measure.summarise`.
+    ``uncertainty`` (``"tta"``, ``"mc_dropout"`` or ``"ensemble"`` with ``members`` checkpoints) adds per-case
+    volume intervals from ``uncertainty_samples`` samples of the bundle: see
+    :func:`common.audit.uncertainty.volume_intervals`.
 
     Raises:
         common.data.DatalistError: every problem of the datalist, before any inference or measurement.
@@ -67,6 +73,8 @@ def run_audit(
         raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, got {correction!r}")
     if min_group_size < 2:
         raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
+    if uncertainty is not None and bundle is None:
+        raise ValueError(f"uncertainty {uncertainty!r} samples a bundle's network: give a bundle")
     by = list(by or [])
     if not by and isinstance(datalist, BidsInput):
         by = [c for c in participant_columns(datalist) if c != control]
@@ -120,6 +128,19 @@ def run_audit(
         }
         for case, entry in zip(cases, cohort.entries)
     ]
+    if uncertainty is not None:
+        from common.audit.uncertainty import volume_intervals
+
+        results["uncertainty"] = volume_intervals(
+            cohort,
+            bundle,
+            uncertainty,
+            members=members,
+            num_samples=uncertainty_samples,
+            seed=seed,
+            overrides=overrides,
+            progress=progress,
+        )
     write_results(output / "results.json", results)
     write_report(output, results, cohort, cases)
     return results
