@@ -97,7 +97,8 @@ def mc_dropout_samples(network: nn.Module, image: torch.Tensor, num_samples: int
         for module in dropouts:
             module.train()
         torch.manual_seed(seed)
-        return torch.stack([_softmax(network(image)) for _ in range(num_samples)])
+        samples = torch.stack([_softmax(network(image)) for _ in range(num_samples)])
+    return samples.clone()  # a normal tensor: inference tensors refuse in-place updates outside inference mode
 
 
 def ensemble_samples(networks: Sequence[nn.Module], image: torch.Tensor) -> torch.Tensor:
@@ -117,7 +118,7 @@ def ensemble_samples(networks: Sequence[nn.Module], image: torch.Tensor) -> torc
         with _training_flags_restored(network), torch.inference_mode():
             network.eval()
             samples.append(_softmax(network(image)))
-    return torch.stack(samples)
+    return torch.stack(samples).clone()  # a normal tensor, as in mc_dropout_samples
 
 
 def default_tta_transform(
@@ -182,8 +183,8 @@ def tta_samples(
 ) -> torch.Tensor:
     """Test-time augmentation of one image with MONAI's ``TestTimeAugmentation``.
 
-    Each of ``num_samples`` copies of ``data`` goes through ``transform``, the network (eval mode, no gradients, training flags restored) predicts softmax
-    probabilities, and ``Invertd`` maps each prediction back to the original grid with the inverse of that copy's
+    Each of ``num_samples`` copies of ``data`` goes through ``transform``, the network (eval mode, no gradients,
+    training flags restored) predicts softmax probabilities, and ``Invertd`` maps each prediction back to the original grid with the inverse of that copy's
     transform (bilinear, so probabilities stay soft). ``TestTimeAugmentation`` reads the applied transforms from
     ``orig_key``, which defaults to ``"label"``; it is pointed at ``image_key`` here so no label is needed.
 

@@ -13,6 +13,10 @@ Two ways to get the predictions:
   ``configs/inference.json`` / ``.yaml`` segments the entries without ``prediction``; predictions are written to
   ``<output>/predictions/`` and reused by a rerun (a killed audit resumes).
 
+``--uncertainty {tta,mc_dropout,ensemble}`` (with ``--bundle``; an ensemble loads each ``--member CKPT`` into the
+bundle's network) adds every case's 95% structure-volume interval over the samples and the mean interval width
+per group.
+
 Writes ``results.json``, ``report.md``, a self-contained ``report.html`` and PNG figures into ``--output``. Exit status 1 with every problem of the
 datalist (one line each) when it is not usable.
 """
@@ -95,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=Path,
         metavar="CKPT",
-        help="ensemble member: a checkpoint for the --bundle's network (repeat, at least 2, with --uncertainty ensemble)",
+        help="ensemble member: a checkpoint for the --bundle's network (repeat: at least 2 for --uncertainty ensemble)",
     )
     p.add_argument(
         "--uncertainty-samples", type=int, default=20, metavar="N", help="samples per case for tta/mc_dropout (20)"

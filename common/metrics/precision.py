@@ -118,8 +118,9 @@ def lv_long_axis_length_mm(mask, spacing_mm) -> float:
 
     Taken as the maximum Feret diameter: the largest distance between two mask pixel centres, with pixel
     coordinates scaled by ``spacing_mm`` ``(row, col)``. The farthest pair lies on the convex hull
-    (``scipy.spatial.ConvexHull``), so only hull vertices are compared. For a cavity segmented in an apical view
-    this is the apex-to-mitral-plane distance as long as the cavity is longer than it is wide.
+    (``scipy.spatial.ConvexHull``), so only hull vertices are compared. For a cavity segmented in an apical view,
+    longer than it is wide, this runs from the apex to the farther mitral hinge point: slightly longer than the
+    apex to mitral-annulus-midpoint length of the clinical method, and the same definition on scan and rescan.
 
     Returns:
         0.0 for an empty or single-pixel mask.

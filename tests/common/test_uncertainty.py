@@ -67,6 +67,7 @@ def test_mc_dropout_samples_vary_between_passes_and_repeat_for_a_seed():
     with torch.no_grad():
         plain = torch.softmax(net(image), dim=1)
     assert not torch.allclose(samples[0], plain)  # dropout was active
+    samples.mul_(1.0)  # a normal tensor, not an inference tensor
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -128,6 +129,8 @@ def test_tta_with_a_zero_range_transform_reproduces_the_plain_prediction():
         plain = torch.softmax(net.eval()(image[None]), dim=1)[0]
     for sample in samples:
         assert torch.allclose(sample, plain, atol=1e-5)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        default_tta_transform(spatial_dims=4)
     with pytest.raises(ValueError, match="divide"):
         tta_samples(net, {"image": image}, num_samples=4, seed=0, transform=transform, batch_size=3)
 
