@@ -143,7 +143,7 @@ def default_tta_transform(
 
     Args:
         keys: image keys, each ``(C, H, W)`` (or ``(C, H, W, D)`` with ``spatial_dims=3``).
-        seed: seed of the transform's random state.
+        seed: seed of the transform's random state (:func:`tta_samples` re-seeds it from its own ``seed``).
         spatial_dims: 2, or 3 for a volume (rotation about each of the three axes).
 
     Returns:
@@ -184,9 +184,11 @@ def tta_samples(
     """Test-time augmentation of one image with MONAI's ``TestTimeAugmentation``.
 
     Each of ``num_samples`` copies of ``data`` goes through ``transform``, the network (eval mode, no gradients,
-    training flags restored) predicts softmax probabilities, and ``Invertd`` maps each prediction back to the original grid with the inverse of that copy's
-    transform (bilinear, so probabilities stay soft). ``TestTimeAugmentation`` reads the applied transforms from
-    ``orig_key``, which defaults to ``"label"``; it is pointed at ``image_key`` here so no label is needed.
+    training flags restored) predicts softmax probabilities, and ``Invertd`` maps each prediction back to the
+    original grid with the inverse of that copy's transform (bilinear, so probabilities stay soft); MONAI's class is
+    used as is, with ``return_full_data=True`` for the raw samples. ``TestTimeAugmentation`` reads the applied
+    transforms from ``orig_key``, which defaults to ``"label"``; it is pointed at ``image_key`` here so no label is
+    needed.
 
     Seeding: with ``num_workers=0`` MONAI's ``DataLoader`` re-seeds the transforms from torch's global generator
     (overriding their own random state) and then resets that generator to its initial seed. The call therefore
