@@ -1,39 +1,165 @@
-"""Study of shortcut_label_flips: grid, summary and claims from hand-made runs, smoke study end to end."""
+"""Study of shortcut_label_flips: grid, summary and claims from hand-made runs (OSCAR from hand-made rank files),
+smoke study end to end."""
 
 import json
 
+import numpy as np
 import pytest
+from scipy.stats import rankdata
 
+from common.attribution import regions, statistics
+from common.attribution.handlers import ATTRIBUTION_FILE
 from common.study.engine import evaluate_claims, run_study
 from common.study.report import render_report
-from common.study.shortcut_label_flips import CLAIMS, PROFILES, SPEC, summarize
+from common.study.shortcut_label_flips import CLAIMS, PROFILES, SPEC, OscarInputError, oscar_summary, summarize
 
 
-def test_quick_grid_is_the_correlations_times_seeds():
+def test_quick_grid_is_the_scene_model_then_the_correlations_times_seeds():
     study = SPEC.study("quick", (0, 1, 2))
-    assert [r.overrides["correlation"] for r in study.runs] == [0.5, 0.75, 0.9, 0.99]
+    assert [r.name for r in study.runs] == ["scene", "corr_0p5", "corr_0p75", "corr_0p9", "corr_0p99"]
+    scene = study.runs[0]
+    assert scene.overrides["run_id"] == "run_scene" and scene.overrides["correlation"] == 0.5
+    assert scene.labels["model"] == "scene" and scene.labels["correlation"] is None
+    assert [r.overrides["correlation"] for r in study.runs[1:]] == [0.5, 0.75, 0.9, 0.99]
+    assert all("run_id" not in r.overrides and r.labels["model"] == "segmentation" for r in study.runs[1:])
     assert study.seeds == (0, 1, 2) and all(r.overrides["num_threads"] == 1 for r in study.runs)
+    assert list(study.configs) == ["train.yaml", "evaluate.yaml", "train_scene.yaml", "oscar.yaml"]
     with pytest.raises(ValueError, match="unknown profile"):
         SPEC.study("huge", (0,))
 
 
-def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample, auroc=None):
+# Hand-made OSCAR rank files: 12 images, an 8 x 8 grid and a 20-region "slic" partition. The object covers the
+# central regions; the scene model attributes the border columns (where the fields of view differ), the baseline
+# the object, and the test model at correlation c mixes them with weight W[c] on the scene model's scores.
+N_IMAGES, GRID = 12, 8
+W = {0.5: 0.0, 0.75: 0.2, 0.9: 0.5, 0.99: 0.9}
+_yy, _xx = np.mgrid[0:GRID, 0:GRID]
+SCENE_SCORE = (np.minimum(_xx, GRID - 1 - _xx) == 0).astype(float).ravel()  # border columns
+OBJECT_SCORE = np.exp(-((_yy - 3.5) ** 2 + (_xx - 3.5) ** 2) / 4.0).ravel()
+
+
+def _ranks(score, rng):
+    noisy = score[None] + 0.3 * rng.standard_normal((N_IMAGES, len(score)))
+    return rankdata(-noisy, axis=1).astype(np.float32)
+
+
+def _write_ranks(folder, mix, rng, ids=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    slic_of = np.arange(GRID * GRID) % 20
+    score = mix * SCENE_SCORE + (1 - mix) * OBJECT_SCORE
+    slic_score = np.bincount(slic_of, weights=score, minlength=20) / np.bincount(slic_of, minlength=20)
+    coverage = OBJECT_SCORE / OBJECT_SCORE.max()
+    arrays = {
+        "ids": np.array(ids or [f"test_{i:04d}" for i in range(N_IMAGES)]),
+        "scene": np.array(["sector", "linear"] * (N_IMAGES // 2)),
+        "identity": np.array([1, 2] * (N_IMAGES // 2)),
+        "mean_image": np.zeros((32, 32), np.float32),
+        "ranks__occlusion__grid8": _ranks(score, rng),
+        "ranks__occlusion__slic": _ranks(slic_score, rng),
+        "object_coverage__grid8": coverage.astype(np.float32),
+        "object_coverage__slic": np.bincount(slic_of, weights=coverage, minlength=20).astype(np.float32) / 3.2,
+        "fov_difference__grid8": SCENE_SCORE.astype(np.float32),
+        "fov_difference__slic": np.zeros(20, np.float32),
+        "partition__grid8": regions.grid_partition((32, 32), GRID).astype(np.int32),
+        "meta": np.array(json.dumps({"target": "identity", "methods": ["occlusion"], "num_images": N_IMAGES,
+                                     "partitions": {"grid8": 64, "slic": 20}, "object_fraction": 0.3})),
+    }  # fmt: skip
+    np.savez_compressed(folder / ATTRIBUTION_FILE, **arrays)
+
+
+def _oscar_runs(tmp_path, seed=0, with_scene=True, scene_ids=None):
+    rng = np.random.default_rng(seed)
+    runs = []
+    if with_scene:
+        _write_ranks(tmp_path / "scene", 1.0, rng, scene_ids)
+        metrics = {"settings": {}, "metrics": {"scene_accuracy": 1.0}, "per_sample": [], "extra": {}}
+        runs.append({"name": "scene", "model": "scene", "correlation": None, "seed": seed, "metrics": metrics,
+                     "overrides": {"output_dir": str(tmp_path / "scene")}})  # fmt: skip
+    for c, mix in W.items():
+        _write_ranks(tmp_path / f"c{c}", mix, rng)
+        runs.append(
+            {"name": f"corr_{c}", "correlation": c, "seed": seed, "overrides": {"output_dir": str(tmp_path / f"c{c}")}}
+        )
+    return runs
+
+
+def _run(correlation, dice_common, dice_rare, flip_common, flip_rare, per_sample, auroc=None, oscar=None):
     m = {"dice_mean_common": dice_common, "dice_mean_rare": dice_rare, "flip_flip_common": flip_common,
          "flip_flip_rare": flip_rare, "dice_gap": dice_common - dice_rare, "flip_gap": flip_rare - flip_common,
          "flip_risk_auroc": auroc, "flip_risk_ap": None}  # fmt: skip
     metrics = {"settings": {"flip_threshold": 0.25}, "metrics": m, "per_sample": per_sample, "extra": {}}
-    return {"name": f"corr_{correlation}", "correlation": correlation, "seed": 0, "metrics": metrics}
+    run = {"name": f"corr_{correlation}", "correlation": correlation, "seed": 0, "metrics": metrics}
+    return {**run, "overrides": oscar[correlation]["overrides"]} if oscar else run
 
 
-def test_summary_and_claims_from_hand_made_runs():
+def _with_scene(runs, oscar):
+    return [oscar["scene"], *runs]
+
+
+@pytest.fixture
+def oscar_runs(tmp_path):
+    return {r["correlation"] if r["name"] != "scene" else "scene": r for r in _oscar_runs(tmp_path)}
+
+
+def test_oscar_summary_recomputed_from_saved_ranks(tmp_path):
+    runs = _oscar_runs(tmp_path)
+    o = oscar_summary(runs)
+    assert list(o["per_correlation"]) == ["0.75", "0.9", "0.99"]  # the baseline is not a test model of itself
+    assert o["primary"] == "occlusion/grid8" and o["num_images"] == N_IMAGES and o["scene_accuracy"] == 1.0
+    # the summary's numbers are the library's on the saved ranks
+    load = lambda name: np.load(tmp_path / name / ATTRIBUTION_FILE)["ranks__occlusion__grid8"]  # noqa: E731
+    ts, sa, ba = load("c0.99"), load("scene"), load("c0.5")
+    top = o["per_correlation"]["0.99"]["occlusion/grid8"]
+    profiles = [regions.median_rank_profile(x) for x in (ts, sa, ba)]
+    assert top["partial_r"] == pytest.approx(statistics.partial_correlation(*profiles))
+    assert top["r_ts_sa"] == pytest.approx(np.corrcoef(profiles[0], profiles[1])[0, 1])
+    assert top["partial_lo"] <= top["partial_r"] <= top["partial_hi"]
+    assert 0.0 < top["p_ts_sa"] <= 1.0
+    assert o["profiles"]["ba"] == pytest.approx(list(profiles[2])) and len(o["profiles"]["localisation"]) == 64
+    # the test model follows the scene model more as the mixing weight rises
+    assert o["partial_r_spearman"]["occlusion/grid8"] == pytest.approx(1.0)
+    assert o["partial_r_at_highest"] > 0.5
+    # the top-decile regions (k = 6 of 64) lie on the border columns, off the object
+    assert len(top["top_regions"]) == 6 and top["fov_chance"] == 0.25 and top["fov_share"] >= 5 / 6
+    assert top["off_object_share"] >= 5 / 6 > top["off_object_chance"]
+    assert o["off_object_excess_at_highest"] == pytest.approx(top["off_object_share"] - top["off_object_chance"])
+    assert o["partition_difference_at_highest"] == pytest.approx(
+        abs(top["partial_r"] - o["per_correlation"]["0.99"]["occlusion/slic"]["partial_r"])
+    )
+    claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": summarize(_hand_made(runs))})}
+    assert claims["oscar_partial_r_rises"]["holds_in"] == 1 and claims["oscar_regions_off_object"]["holds_in"] == 1
+    assert claims["oscar_partial_r_positive"]["holds_in"] == 1
+
+
+def _hand_made(oscar_list):
+    oscar = {r["correlation"] if r["name"] != "scene" else "scene": r for r in oscar_list}
+    return _with_scene([_run(c, 0.9, 0.9 - c / 2, 0.0, c / 2, [], oscar=oscar) for c in W], oscar)
+
+
+def test_oscar_fails_fast_on_a_missing_scene_model_or_rank_file(tmp_path):
+    with pytest.raises(OscarInputError, match=r"seed 0 has no scene-model \(SA\) run"):
+        oscar_summary(_oscar_runs(tmp_path / "a", with_scene=False))
+    runs = _oscar_runs(tmp_path / "b")
+    (tmp_path / "b" / "c0.9" / ATTRIBUTION_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=r"c0\.9/attribution_ranks\.npz do not exist"):
+        oscar_summary(runs)
+    other = [f"test_{i:04d}" for i in range(1, N_IMAGES + 1)]
+    with pytest.raises(OscarInputError, match="SA ranked other test images than BA"):
+        oscar_summary(_oscar_runs(tmp_path / "c", scene_ids=other))
+    no_baseline = [r for r in _oscar_runs(tmp_path / "d") if r["correlation"] != 0.5]
+    with pytest.raises(OscarInputError, match="no baseline"):
+        oscar_summary(no_baseline)
+
+
+def test_summary_and_claims_from_hand_made_runs(oscar_runs):
     sample = lambda flip, risk: {"id": "x", "flip": flip, "flip_risk": risk}  # noqa: E731
     runs = [  # given out of order: the summary sorts by correlation
-        _run(0.9, 0.95, 0.70, 0.01, 0.30, [sample(0.4, 0.7), sample(0.0, 0.1)], auroc=0.9),
-        _run(0.5, 0.94, 0.93, 0.02, 0.03, [sample(0.0, 0.2), sample(0.1, 0.3)]),
-        _run(0.99, 0.96, 0.20, 0.00, 0.80, [sample(0.9, 0.2), sample(0.3, 0.8)], auroc=0.5),
-        _run(0.75, 0.95, 0.90, 0.02, 0.08, [sample(0.0, 0.05)], auroc=0.85),
+        _run(0.9, 0.95, 0.70, 0.01, 0.30, [sample(0.4, 0.7), sample(0.0, 0.1)], auroc=0.9, oscar=oscar_runs),
+        _run(0.5, 0.94, 0.93, 0.02, 0.03, [sample(0.0, 0.2), sample(0.1, 0.3)], oscar=oscar_runs),
+        _run(0.99, 0.96, 0.20, 0.00, 0.80, [sample(0.9, 0.2), sample(0.3, 0.8)], auroc=0.5, oscar=oscar_runs),
+        _run(0.75, 0.95, 0.90, 0.02, 0.08, [sample(0.0, 0.05)], auroc=0.85, oscar=oscar_runs),
     ]
-    s = summarize(runs)
+    s = summarize(_with_scene(runs, oscar_runs))
     assert list(s["per_correlation"]) == ["0.5", "0.75", "0.9", "0.99"]
     assert s["per_correlation"]["0.99"]["flip_rare"] == 0.80 and s["per_correlation"]["0.5"]["dice_common"] == 0.94
     assert s["rare_flip_spearman"] == pytest.approx(1.0) and s["dice_gap_spearman"] == pytest.approx(1.0)
@@ -45,13 +171,15 @@ def test_summary_and_claims_from_hand_made_runs():
     claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": s})}
     assert claims["rare_flips_rise"]["holds_in"] == 1 and claims["flip_risk_flags_flips"]["holds_in"] == 1
     # the rare flips falling with correlation: the claim fails
-    flipped = summarize([_run(c, 0.9, 0.9, 0.0, f, []) for c, f in ((0.5, 0.4), (0.75, 0.3), (0.9, 0.2))])
+    flipped = summarize(_with_scene([_run(c, 0.9, 0.9, 0.0, f, [], oscar=oscar_runs)
+                                     for c, f in ((0.5, 0.4), (0.75, 0.3), (0.9, 0.2))], oscar_runs))  # fmt: skip
     assert flipped["rare_flip_spearman"] == pytest.approx(-1.0)
     assert evaluate_claims(CLAIMS[:1], {"0": flipped})[0]["holds_in"] == 0
 
 
-def test_report_renders_without_per_sample_records():
-    s = summarize([_run(c, 0.9, 0.8, 0.0, 0.1 * i, []) for i, c in enumerate((0.5, 0.75, 0.9, 0.99))])
+def test_report_renders_without_per_sample_records(oscar_runs):
+    s = summarize(_with_scene([_run(c, 0.9, 0.8, 0.0, 0.1 * i, [], oscar=oscar_runs)
+                               for i, c in enumerate((0.5, 0.75, 0.9, 0.99))], oscar_runs))  # fmt: skip
     record = {"profile": "quick", "seeds": [0], "runs": [{"name": "a"}], "seconds": 60.0, "run_seconds": 100.0,
               "code_fingerprint": "f", "command": "python -m common.study shortcut_label_flips", "claims": [],
               "profile_settings": {"settings": PROFILES["quick"].settings, "axes": PROFILES["quick"].axes, "jobs": 2},
@@ -59,6 +187,8 @@ def test_report_renders_without_per_sample_records():
     text = render_report(SPEC, record, ["results/shortcut_vs_correlation.png"])
     assert "| 0.99 | 0.900 | 0.800 | 0.100 | 0.000 | 0.300 |" in text
     assert "![shortcut_vs_correlation.png](results/shortcut_vs_correlation.png)" in text
+    assert "## OSCAR: where the test model's attribution follows the scene" in text
+    assert "| occlusion/grid8 |" in text and "| occlusion/slic |" in text
 
 
 @pytest.mark.slow
@@ -71,5 +201,12 @@ def test_smoke_study(tmp_path):
     assert all(0.0 <= per_corr[c][f"flip_{g}"] <= 1.0 for c in per_corr for g in ("common", "rare"))
     assert {c["id"] for c in results["claims"]} == {c.id for c in CLAIMS}
     assert results["command"] in report.read_text()
-    for png in ("shortcut_vs_correlation.png", "example_panels.png"):
+    assert [r["name"] for r in results["runs"]] == ["scene", "corr_0p5", "corr_0p99"]
+    oscar = results["summary"]["per_seed"]["0"]["oscar"]
+    assert oscar["num_images"] == PROFILES["smoke"].settings["num_attribution"] and 0 <= oscar["scene_accuracy"] <= 1
+    row = oscar["per_correlation"]["0.99"]
+    assert set(row) == {"gradcam/grid8", "gradcam/grid16", "gradcam/slic", "occlusion/grid8", "occlusion/slic"}
+    assert all(-1 <= v["r_ts_ba"] <= 1 and len(v["top_regions"]) >= 1 for v in row.values())
+    assert "## OSCAR" in report.read_text()
+    for png in ("shortcut_vs_correlation.png", "example_panels.png", "oscar_profiles.png", "oscar_partial_r.png"):
         assert png in results["figures"] and (out / png).read_bytes()[:4] == b"\x89PNG"
