@@ -16,6 +16,7 @@ the biomarker, and :func:`uncertainty_map` the per-pixel view of the same spread
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -188,7 +189,9 @@ def tta_samples(
     original grid with the inverse of that copy's transform (bilinear, so probabilities stay soft); MONAI's class is
     used as is, with ``return_full_data=True`` for the raw samples. ``TestTimeAugmentation`` reads the applied
     transforms from ``orig_key``, which defaults to ``"label"``; it is pointed at ``image_key`` here so no label is
-    needed.
+    needed. A network returning a plain tensor gets the input batch's metadata on its output, since ``Invertd``
+    only maps back ``MetaTensor`` predictions (and otherwise skips them with a warning; that warning is raised here
+    as an error).
 
     Seeding: with ``num_workers=0`` MONAI's ``DataLoader`` re-seeds the transforms from torch's global generator
     (overriding their own random state) and then resets that generator to its initial seed. The call therefore
@@ -207,7 +210,7 @@ def tta_samples(
     Returns:
         Softmax probabilities in the original image grid, ``(N, C, H, W)`` float32 plain tensor.
     """
-    from monai.data import TestTimeAugmentation
+    from monai.data import MetaTensor, TestTimeAugmentation
 
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -218,7 +221,10 @@ def tta_samples(
     device = parameter.device if parameter is not None else torch.as_tensor(data[image_key]).device
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
-        return _softmax(network(batch))
+        probs = _softmax(network(batch))
+        if isinstance(batch, MetaTensor) and not isinstance(probs, MetaTensor):
+            probs = MetaTensor(probs).copy_meta_from(batch)  # Invertd maps back MetaTensor predictions only
+        return probs
 
     augmenter = TestTimeAugmentation(
         transform,
@@ -236,7 +242,13 @@ def tta_samples(
     with _training_flags_restored(network), torch.random.fork_rng(devices=rng_devices), torch.no_grad():
         network.eval()
         torch.manual_seed(seed)  # MONAI's DataLoader re-seeds the transforms from the global generator
-        samples = augmenter(dict(data), num_examples=num_samples)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            samples = augmenter(dict(data), num_examples=num_samples)
+    for warning in caught:
+        if "transform info" in str(warning.message):  # Invertd skipped a prediction: it is not in the image grid
+            raise RuntimeError(f"test-time augmentation could not invert the predictions: {warning.message}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     samples = samples.as_tensor() if hasattr(samples, "as_tensor") else torch.as_tensor(samples)
     return samples.float()
 

@@ -35,8 +35,9 @@ class _Threshold(nn.Module):
     Keeps every input batch it sees in ``inputs``.
     """
 
-    def __init__(self):
+    def __init__(self, plain_output: bool = False):
         super().__init__()
+        self.plain_output = plain_output
         self.conv = nn.Conv2d(1, 2, kernel_size=1)
         with torch.no_grad():
             self.conv.weight.copy_(torch.tensor([0.0, 40.0]).view(2, 1, 1, 1))
@@ -45,7 +46,8 @@ class _Threshold(nn.Module):
 
     def forward(self, x):
         self.inputs.append(torch.as_tensor(x).clone())
-        return self.conv(x)
+        logits = self.conv(x)
+        return logits.as_tensor() if self.plain_output and hasattr(logits, "as_tensor") else logits
 
 
 def _dice(a, b):
@@ -135,8 +137,9 @@ def test_tta_with_a_zero_range_transform_reproduces_the_plain_prediction():
         tta_samples(net, {"image": image}, num_samples=4, seed=0, transform=transform, batch_size=3)
 
 
-def test_tta_predictions_are_mapped_back_onto_the_image():
-    net = _Threshold()
+@pytest.mark.parametrize("plain_output", [False, True])
+def test_tta_predictions_are_mapped_back_onto_the_image(plain_output):
+    net = _Threshold(plain_output)
     image = torch.zeros(1, 40, 40)
     image[0, 6:14, 8:30] = 1.0  # an off-centre bar: rotation moves it noticeably
     mask = image[0] > 0.5
