@@ -270,8 +270,8 @@ def interval_overlap(a_low: float, a_high: float, b_low: float, b_high: float, r
         return 0.0
     intersection = min(a_high, b_high) - max(a_low, b_low)
     denominator = len_a + len_b - intersection if reference == "union" else min(len_a, len_b)
-    if denominator == 0:  # the shorter (or both) interval(s) a point lying in the other
-        return 1.0 if reference == "shorter" or len_a == len_b == 0 else 0.0
+    if denominator == 0:  # the shorter interval (for the union: both) a point lying in the other
+        return 1.0
     return intersection / denominator
 
 
