@@ -108,3 +108,59 @@ def test_two_process_gloo_training(tmp_path):
             torchrun=True)  # fmt: skip
     assert "model" in torch.load(out / "model.pt", weights_only=True)
     assert len([p for p in out.iterdir() if p.name.startswith("events.out.tfevents")]) == 1  # rank 0 only
+
+
+OSCAR = ["train.yaml", "evaluate.yaml", "train_scene.yaml", "oscar.yaml"]
+
+
+def test_oscar_configs_parse_and_name_existing_layers():
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / c) for c in OSCAR])
+    from common.attribution.handlers import check_attribution
+
+    section = check_attribution(parser.get_parsed_content("attribution"))
+    assert section["target"] == "identity" and section["num_images"] == parser["num_attribution"]
+    net = parser.get_parsed_content("network_def")
+    assert section["gradcam_layer"] in dict(net.named_modules())
+    scene = check_attribution(parser.get_parsed_content("scene#attribution"))
+    classifier = parser.get_parsed_content("scene#network_def")
+    assert scene["target"] == "scene" and scene["gradcam_layer"] in dict(classifier.named_modules())
+    assert classifier(torch.rand(2, 1, 64, 64)).shape == (2, 2)
+    # the segmentation run keeps evaluate.yaml's steps and ranks its model after them
+    plain = ConfigParser()
+    plain.read_config([str(CONFIGS / c) for c in ("train.yaml", "evaluate.yaml")])
+    norm = lambda steps: [s.replace("::", "#") for s in steps]  # noqa: E731
+    assert norm(parser["run"][:-1]) == norm(plain["run"])
+    assert "write_attribution_ranks" in parser["run"][-1]
+
+
+def test_a_config_without_the_attribution_target_fails_before_training(tmp_path):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "oscar.yaml"))
+    section = {k: v for k, v in parser["attribution"].items() if k != "target"}
+    override = tmp_path / "no_target.json"
+    override.write_text(json.dumps({"attribution": section}))
+    out = tmp_path / "out"
+    proc = _bundle([*OSCAR, override], "--output_dir", out, "--ckpt_path", out / "model.pt", *TINY, check=False)
+    assert proc.returncode != 0
+    assert "'attribution#target' must be one of ('identity', 'scene'), got None" in proc.stdout + proc.stderr
+    assert not (out / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_segmentation_and_scene_runs_write_the_same_images_ranks(tmp_path):
+    common = [*TINY, "--num_attribution", 8, "--cache_dir", tmp_path / "cache"]
+    seg, scene = tmp_path / "seg", tmp_path / "scene"
+    _bundle(OSCAR, "--output_dir", seg, "--ckpt_path", seg / "model.pt", "--correlation", 0.9, *common)
+    _bundle(OSCAR, "--run_id", "run_scene", "--output_dir", scene, "--ckpt_path", scene / "model.pt",
+            "--correlation", 0.5, *common)  # fmt: skip
+    from common.attribution.handlers import ATTRIBUTION_FILE, load_attribution_ranks
+
+    a, b = (load_attribution_ranks(p / ATTRIBUTION_FILE) for p in (seg, scene))
+    assert a["meta"]["target"] == "identity" and b["meta"]["target"] == "scene"
+    assert a["ids"] == b["ids"] and len(a["ids"]) == 8 and set(a["ranks"]) == set(b["ranks"])
+    np.testing.assert_array_equal(a["partition"]["slic"], b["partition"]["slic"])  # same images, same superpixels
+    metrics = json.loads((scene / "metrics.json").read_text())
+    assert metrics["settings"]["model"] == "scene" and 0.0 <= metrics["metrics"]["scene_accuracy"] <= 1.0
+    assert len(metrics["per_sample"]) == 8 and "model" in torch.load(scene / "model.pt", weights_only=True)
+    assert "flip_gap" in json.loads((seg / "metrics.json").read_text())["metrics"]
