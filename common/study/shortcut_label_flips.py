@@ -80,9 +80,9 @@ def runs(profile: Profile, grid_name: str | None = None) -> list[Run]:
 
 def progress(metrics: dict) -> str:
     m = metrics["metrics"]
-    if "scene_accuracy" in m:
-        return f"scene model, test accuracy {m['scene_accuracy']:.3f}"
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    if "scene_accuracy" in m:
+        return f"scene model, test accuracy {fmt(m['scene_accuracy'])}"
     return f"rare flip {fmt(m.get('flip_flip_rare'))}, rare Dice {fmt(m.get('dice_mean_rare'))}"
 
 
