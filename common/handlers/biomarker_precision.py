@@ -12,6 +12,7 @@ inference-side transform: per image an estimate and interval of each biomarker (
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections import defaultdict
@@ -299,7 +300,8 @@ class BiomarkerIntervalsd:
 
         affine = to_affine_nd(3, np.asarray(image.affine, dtype=float))
         nifti = nib.Nifti1Image(uncertainty_map(probs).numpy().astype(np.float32), affine)
-        atomic_write(self.output_dir / f"{name}_uncertainty.nii.gz", lambda tmp: nib.save(nifti, str(tmp)))
+        blob = gzip.compress(nifti.to_bytes(), mtime=0)
+        atomic_write(self.output_dir / f"{name}_uncertainty.nii.gz", lambda tmp: Path(tmp).write_bytes(blob))
         return d
 
 

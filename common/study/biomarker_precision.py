@@ -37,7 +37,7 @@ PROFILES: dict[str, Profile] = {
     # The abstract's statements on the embedded phantom, on a 2-core CPU: 5 members (the smallest ensemble whose
     # 5-vs-5 KS test can reach p < 0.05: its least p is 2/252), 20 TTA and MC dropout samples, 20 test hearts.
     "quick": Profile(
-        settings={"epochs": 40, "num_train": 64, "num_val": 8, "num_test": 20, "val_interval": 10, "num_members": 5,
+        settings={"epochs": 30, "num_train": 64, "num_val": 8, "num_test": 20, "val_interval": 10, "num_members": 5,
                   "num_samples": 20, "num_threads": 1},
         axes={"estimator": ESTIMATORS},
     ),
