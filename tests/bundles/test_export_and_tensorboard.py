@@ -29,6 +29,10 @@ SMOKE = {
         "train_first": True, "epochs": 1, "val_interval": 1, "num_train": 1, "num_val": 1, "num_test": 1,
         "slice_thickness": 3, "channels": [4, 8], "slices_per_volume": 3, "batch_size": 8, "num_threads": 1,
     },
+    "biomarker_precision": {
+        "epochs": 2, "num_train": 8, "num_val": 2, "num_test": 3, "val_interval": 2, "num_members": 2,
+        "num_samples": 4, "num_threads": 1,
+    },
 }  # fmt: skip
 # Documented TensorBoard scalar tags (a subset each run must contain).
 SCALARS = {
@@ -39,6 +43,7 @@ SCALARS = {
         "train_loss", "val_mean_dice", "val_dice_grey_matter_L", "val_volume_bias_grey_matter_L", "val_auc_grey_matter",
         "test_mean_dice", "test_dice_grey_matter_H", "test_volume_bias_grey_matter_L", "test_auc_grey_matter",
     },
+    "biomarker_precision": {"train_loss", "val_mean_dice", "evaluate/dice_mean_ensemble", "evaluate/ef_bias_tta"},
 }  # fmt: skip
 
 

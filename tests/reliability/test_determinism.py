@@ -55,6 +55,16 @@ TINY: dict[str, dict] = {
         "batch_size": 8,
         "train_first": True,
     },
+    "biomarker_precision": {
+        "epochs": 2,
+        "num_train": 8,
+        "num_val": 2,
+        "num_test": 3,
+        "val_interval": 2,
+        "num_members": 2,
+        "num_samples": 4,
+        "num_threads": 1,
+    },
 }
 VOLATILE = ("ckpt_path", "datalist", "output_dir", "seconds", "time", "_run", "path")
 
