@@ -179,8 +179,8 @@ def oscar_summary(runs: list[dict]) -> dict:
     BA is the run at correlation 0.5, SA the scene-model run, TS every run at a higher correlation; all three
     must have ranked the same test images. Per TS correlation (key ``f"{c:g}"``) and ``"<method>/<partition>"``:
     ``r_ts_sa``, ``r_ts_ba``, ``r_sa_ba`` (Pearson r of the median rank profiles) with permutation ``p_*``,
-    ``partial_r`` = r(TS, SA | BA) with its image-bootstrap 95% interval ``partial_lo``/``partial_hi``, the top-k
-    localisation regions ``top_regions``, their share off the object (``off_object_share``; a region is off the
+    ``partial_r`` = r(TS, SA | BA) with its image-bootstrap 95% interval ``partial_lo``/``partial_hi``, the number
+    ``k`` of top localisation regions (the top decile), their share off the object (``off_object_share``; a region is off the
     object when the object's mean coverage of it is at most the image-wide object fraction) against the share of
     all regions (``off_object_chance``), and the same for regions where the scenes' fields of view differ
     (``fov_share``/``fov_chance``). Also ``partial_r_spearman`` per combination (Spearman rho with the
@@ -227,7 +227,7 @@ def oscar_summary(runs: list[dict]) -> dict:
                 **{f"r_{k}": _clean(v["r"]) for k, v in corr.items()},
                 **{f"p_{k}": v["p"] for k, v in corr.items()},
                 "partial_r": _clean(partial), "partial_lo": _clean(lo), "partial_hi": _clean(hi),
-                "top_regions": [int(i) for i in top],
+                "k": len(top),
                 "off_object_share": float(off[top].mean()), "off_object_chance": float(off.mean()),
                 "fov_share": float(fov[top].mean()), "fov_chance": float(fov.mean()),
             }  # fmt: skip
@@ -386,7 +386,16 @@ def _oscar_profiles_figure(record: dict, output_dir: Path) -> str | None:
     im = ax.imshow(
         loc, cmap="coolwarm", vmin=-lim, vmax=lim, alpha=0.6, extent=(-0.5, size[1] - 0.5, size[0] - 0.5, -0.5)
     )
-    ax.set_title(f"localisation score, TS {top}\n(over the mean test image)", fontsize=8)
+    from common.attribution.statistics import top_regions
+
+    k = max(1, int(round(OSCAR_TOP_FRACTION * loc.size)))
+    cell_h, cell_w = size[0] / n, size[1] / n
+    for r in top_regions(np.nan_to_num(loc.ravel(), nan=-np.inf), k):
+        y, x = divmod(int(r), n)
+        ax.add_patch(
+            plt.Rectangle((x * cell_w - 0.5, y * cell_h - 0.5), cell_w, cell_h, fill=False, ec="yellow", lw=1.2)
+        )
+    ax.set_title(f"localisation score, TS {top}; top {k} regions boxed\n(over the mean test image)", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in axes:
         ax.set_xticks([])

@@ -120,7 +120,7 @@ def test_oscar_summary_recomputed_from_saved_ranks(tmp_path):
     assert o["partial_r_spearman"]["occlusion/grid8"] == pytest.approx(1.0)
     assert o["partial_r_at_highest"] > 0.5
     # the top-decile regions (k = 6 of 64) lie on the border columns, off the object
-    assert len(top["top_regions"]) == 6 and top["fov_chance"] == 0.25 and top["fov_share"] >= 5 / 6
+    assert top["k"] == 6 and top["fov_chance"] == 0.25 and top["fov_share"] >= 5 / 6
     assert top["off_object_share"] >= 5 / 6 > top["off_object_chance"]
     assert o["off_object_excess_at_highest"] == pytest.approx(top["off_object_share"] - top["off_object_chance"])
     assert o["partition_difference_at_highest"] == pytest.approx(
@@ -206,7 +206,7 @@ def test_smoke_study(tmp_path):
     assert oscar["num_images"] == PROFILES["smoke"].settings["num_attribution"] and 0 <= oscar["scene_accuracy"] <= 1
     row = oscar["per_correlation"]["0.99"]
     assert set(row) == {"gradcam/grid8", "gradcam/grid16", "gradcam/slic", "occlusion/grid8", "occlusion/slic"}
-    assert all(-1 <= v["r_ts_ba"] <= 1 and len(v["top_regions"]) >= 1 for v in row.values())
+    assert all(-1 <= v["r_ts_ba"] <= 1 and v["k"] >= 1 for v in row.values())
     assert "## OSCAR" in report.read_text()
     for png in ("shortcut_vs_correlation.png", "example_panels.png", "oscar_profiles.png", "oscar_partial_r.png"):
         assert png in results["figures"] and (out / png).read_bytes()[:4] == b"\x89PNG"
