@@ -11,57 +11,20 @@ from typing import Any
 from common.study.report import figure_lines, markdown_table, save_figure, use_agg_backend
 
 TEST_KINDS = ("gaussian", "hann", "hamming", "bicubic", "mean", "median")  # the paper's column order
-
-
-
 TRAIN_SETS = (*TEST_KINDS, "combined")
-
-
-
 # kinds whose legacy grid differs from the centred one (bicubic was always centred)
 LEGACY_KINDS = ("gaussian", "hann", "hamming", "mean", "median")
-
-
-
 LEGACY_TESTS = tuple(f"{k}@legacy" for k in LEGACY_KINDS)  # for models trained on the centred grid
-
-
-
 CENTRED_TESTS = tuple(f"{k}@centred" for k in LEGACY_KINDS)  # for models trained on the legacy grid
-
-
-
 # the second matrix: MRI-physics (k-space) kinds, and the model trained on their mix
 KSPACE_KINDS = ("kspace_truncation", "kspace_hann", "kspace_hamming", "partial_fourier", "undersample")
-
-
-
 KSPACE_TRAIN_SETS = (*KSPACE_KINDS, "combined_kspace")
-
-
-
 METRICS = ("psnr", "ssim", "nrmse", "hfen")
-
-
-
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "nrmse": False, "hfen": False}
-
-
-
 LABELS = {"gaussian": "Gaussian", "hann": "Hanning", "hamming": "Hamming", "bicubic": "Bicubic", "mean": "Mean"}
-
-
-
 LABELS |= {"median": "Median", "combined": "Combine", "bicubic_interpolation": "Bicubic interpolation (no network)"}
-
-
-
 LABELS |= {"kspace_truncation": "Truncation", "kspace_hann": "Trunc. + Hann", "kspace_hamming": "Trunc. + Hamming"}
-
-
-
 LABELS |= {"partial_fourier": "Partial Fourier", "undersample": "Undersampled", "combined_kspace": "Combine (k-space)"}
-
 
 
 def _matrix_rows(
@@ -85,7 +48,6 @@ def _matrix_rows(
     return rows
 
 
-
 def _matrix_tables(
     mats: dict[str, dict[str, dict[str, float]]], title: str, kinds: tuple[str, ...] = TEST_KINDS
 ) -> str:
@@ -96,7 +58,6 @@ def _matrix_tables(
         text += f"\n#### {title}: average {m.upper()} ({arrow} is better; best model per column in bold)\n\n"
         text += markdown_table(headers, _matrix_rows(mats[m], m, kinds))
     return text
-
 
 
 def _heatmaps(
@@ -135,7 +96,6 @@ def _heatmaps(
         plt.close(fig)
         names.append(name)
     return names
-
 
 
 def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hfen_boxplots.png") -> str:
@@ -180,7 +140,6 @@ def _hfen_boxplots(runs: list[dict[str, Any]], output_dir: Path, name: str = "hf
     return name
 
 
-
 def figures(record: dict[str, Any], output_dir: Path) -> list[str]:
     """PSNR/SSIM/NRMSE/HFEN heat maps of the median matrices; HFEN boxes of the first seed's Table I runs."""
     use_agg_backend()
@@ -192,10 +151,8 @@ def figures(record: dict[str, Any], output_dir: Path) -> list[str]:
     return figures
 
 
-
 def _checks(s, part):
     return s["checks"] if part == "classic" else s["kspace"]["checks"]
-
 
 
 def _findings_table(summary: dict[str, Any], part: str) -> str:
@@ -219,7 +176,6 @@ def _findings_table(summary: dict[str, Any], part: str) -> str:
         ["seed", "own model best (columns)", "worst PSNR per training set", "combined worst above all",
          "beat bicubic on own"], rows
     )  # fmt: skip
-
 
 
 def report(record: dict[str, Any], figures: list[str]) -> str:
@@ -256,7 +212,6 @@ def report(record: dict[str, Any], figures: list[str]) -> str:
     return text
 
 
-
 def _downstream_section(down: dict[str, Any] | None, kinds: tuple[str, ...], title: str) -> str:
     """Grey-matter area bias and Dice tables (omitted for results written before they existed)."""
     if not down or not down.get("gm_area_bias"):
@@ -277,7 +232,6 @@ def _downstream_section(down: dict[str, Any] | None, kinds: tuple[str, ...], tit
         ]
         text += f"\n#### {title}{label}\n\n" + markdown_table(headers, rows)
     return text
-
 
 
 def _misregistration_section(summary: dict[str, Any]) -> str:
@@ -314,7 +268,6 @@ def _misregistration_section(summary: dict[str, Any]) -> str:
                 )  # fmt: skip
         text += markdown_table(["Training set", "test", *(LABELS[k] for k in TEST_KINDS)], rows)
     return text
-
 
 
 def render_sr_collapse_section(report: dict) -> str:
