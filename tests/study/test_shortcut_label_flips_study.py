@@ -9,7 +9,7 @@ from scipy.stats import rankdata
 
 from common.attribution import regions, statistics
 from common.attribution.handlers import ATTRIBUTION_FILE
-from common.study.engine import evaluate_claims, run_study
+from common.study.engine import Profile, evaluate_claims, run_study
 from common.study.report import render_report
 from common.study.shortcut_label_flips import CLAIMS, PROFILES, SPEC, OscarInputError, oscar_summary, summarize
 
@@ -26,6 +26,8 @@ def test_quick_grid_is_the_scene_model_then_the_correlations_times_seeds():
     assert list(study.configs) == ["train.yaml", "evaluate.yaml", "train_scene.yaml", "oscar.yaml"]
     with pytest.raises(ValueError, match="unknown profile"):
         SPEC.study("huge", (0,))
+    with pytest.raises(ValueError, match="OSCAR needs the baseline correlation 0.5 in the grid"):
+        SPEC.runs(Profile(settings={}, axes={"correlation": (0.75, 0.99)}), None)
 
 
 # Hand-made OSCAR rank files: 12 images, an 8 x 8 grid and a 20-region "slic" partition. The object covers the
