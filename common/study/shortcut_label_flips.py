@@ -46,8 +46,8 @@ PROFILES: dict[str, Profile] = {
     # chosen on tuning seed 100). 240 test images (60 per identity x scene cell): about 5% of test images are
     # flip-prone at correlation 0.9, so 240 gives about 10 flip-prone images where 48 gave 2 or 3; testing costs
     # inference only.
-        # OSCAR ranks 48 of the test images (12 per cell) for every model: GradCAM and 8 x 8 occlusion cost about
-    # 50 backward and 3,100 forward passes per run.
+    # OSCAR ranks 48 of the test images (12 per cell) under every model: GradCAM (48 backward passes) and region
+    # occlusion on the 8 x 8 grid and SLIC (about 6,100 forward passes) add about 7 s of CPU to a run.
     "quick": Profile(
         settings={"epochs": 40, "num_train": 160, "num_val": 16, "num_test": 240, "val_interval": 10, "num_threads": 1,
                   "num_attribution": 48},
@@ -180,9 +180,9 @@ def oscar_summary(runs: list[dict]) -> dict:
     must have ranked the same test images. Per TS correlation (key ``f"{c:g}"``) and ``"<method>/<partition>"``:
     ``r_ts_sa``, ``r_ts_ba``, ``r_sa_ba`` (Pearson r of the median rank profiles) with permutation ``p_*``,
     ``partial_r`` = r(TS, SA | BA) with its image-bootstrap 95% interval ``partial_lo``/``partial_hi``, the number
-    ``k`` of top localisation regions (the top decile), their share off the object (``off_object_share``; a region is off the
-    object when the object's mean coverage of it is at most the image-wide object fraction) against the share of
-    all regions (``off_object_chance``), and the same for regions where the scenes' fields of view differ
+    ``k`` of top localisation regions (the top decile), their share off the object (``off_object_share``; a region
+    is off the object when the object's mean coverage of it is at most the image-wide object fraction) against the
+    share of all regions (``off_object_chance``), and the same for regions where the scenes' fields of view differ
     (``fov_share``/``fov_chance``). Also ``partial_r_spearman`` per combination (Spearman rho with the
     correlation), the primary combination's values at the highest correlation, and its ``profiles`` (median
     ranks of BA, SA and each TS; localisation scores at the highest correlation) for the figures.
@@ -339,8 +339,11 @@ def figures(record: dict, output_dir: Path) -> list[str]:
     names = [name]
     panels = _example_panels(record, Path(output_dir))
     names += [panels] if panels else []
-    names += [n for n in (_oscar_profiles_figure(record, Path(output_dir)), _oscar_partial_r_figure(record, Path(output_dir)))
-              if n]  # fmt: skip
+    oscar_figures = (
+        _oscar_profiles_figure(record, Path(output_dir)),
+        _oscar_partial_r_figure(record, Path(output_dir)),
+    )
+    names += [n for n in oscar_figures if n]
     return names
 
 
@@ -570,7 +573,8 @@ def _oscar_lines(summary: dict) -> list[str]:
                  (oscar.get("partial_r_spearman") or {}).get(k)] for k in combos]  # fmt: skip
     lines = [
         "\n## OSCAR: where the test model's attribution follows the scene\n",
-        f"Region ranks of {_count(oscar.get('num_images'))} test images (equal per identity x scene cell) under three models "
+        f"Region ranks of {_count(oscar.get('num_images'))} test images (equal per identity x scene cell) under three "
+        "models "
         "of each seed: TS the model at each correlation, BA the one at correlation 0.5, SA a scene classifier "
         f"(test accuracy {_fmt(oscar.get('scene_accuracy'))}). Pearson r of the median rank profiles, the partial "
         "r(TS, SA | BA) with its image-bootstrap 95% interval, and the share of the top-decile localisation regions "
@@ -591,8 +595,12 @@ def _oscar_lines(summary: dict) -> list[str]:
         "\nPartial r(TS, SA | BA) per attribution method / partition, and its Spearman rho with the correlation:\n",
         markdown_table(["method / partition", *levels, "Spearman rho"], all_rows),
     ]
-    values = {seed: {c: ((s.get("oscar") or {}).get("per_correlation", {}).get(c, {}).get(primary) or {}).get("partial_r")
-                     for c in levels} for seed, s in summary["per_seed"].items()}  # fmt: skip
+
+    def primary_partial(seed_summary: dict, c: str):
+        row = ((seed_summary.get("oscar") or {}).get("per_correlation") or {}).get(c) or {}
+        return (row.get(primary) or {}).get("partial_r")
+
+    values = {seed: {c: primary_partial(s, c) for c in levels} for seed, s in summary["per_seed"].items()}
     out = page_trend(values, levels)
     if out is not None:
         lines.append(f"\nPage's L test for partial r rising with the correlation ({' < '.join(levels)}), seeds as "
