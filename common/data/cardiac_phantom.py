@@ -271,9 +271,7 @@ def _cache_key(config: CardiacPhantomConfig, seed: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def generate_cardiac_phantom(
-    output_dir: str | Path, config: CardiacPhantomConfig | None = None, seed: int = 0
-) -> Path:
+def generate_cardiac_phantom(output_dir: str | Path, config: CardiacPhantomConfig | None = None, seed: int = 0) -> Path:
     """Write the population and return the path of its ``datalist.json``.
 
     Files go to ``output_dir/cardiac_phantom_<key>/`` (``key`` hashes configuration and seed); an existing

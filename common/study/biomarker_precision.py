@@ -228,6 +228,13 @@ def report(record: dict, figures: list[str]) -> str:
 
 
 SPEC = StudySpec(
-    BUNDLE, "Precision of cardiac biomarkers under segmentation uncertainty", PROFILES, runs, summarize, CLAIMS,
-    report, figures, progress,
+    BUNDLE,
+    "Precision of cardiac biomarkers under segmentation uncertainty",
+    PROFILES,
+    runs,
+    summarize,
+    CLAIMS,
+    report,
+    figures,
+    progress,
 )
