@@ -1,5 +1,9 @@
 """``python -m common.study <bundle|all> --profile {smoke,quick,full} --output DIR [--seeds 0 1 2]``.
 
+``--power`` runs the profile on tuning seeds (default 100 101 102; seeds below 100 are refused) into
+``DIR/<bundle>-tuning`` and writes ``power.json`` and ``power.md`` there: each claim's interval half-width against
+the number of seeds (:mod:`common.study.power`).
+
 Every folder ``bundles/<name>/`` is a bundle; its study is the ``SPEC`` (a :class:`common.study.engine.StudySpec`:
 profiles, grid builder, summary, claims, report sections) in ``common/study/<name>.py``, and
 :mod:`common.study.engine` runs it. Rerunning the same command reuses every finished run
@@ -37,10 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         "--grid",
         help="a study's named grid instead of its profile's default (e.g. segmentation_resolution_bias: pooling)",
     )
+    parser.add_argument("--power", action="store_true",
+                        help="size the study: run it on tuning seeds (100 and up) and project each claim's interval "
+                        "half-width against the number of seeds")  # fmt: skip
     args = parser.parse_args(argv)
     if args.seed is not None and args.seeds:
         parser.error("give --seeds or --seed, not both")
     seeds = [args.seed] if args.seed is not None else args.seeds
+    if args.power:
+        seeds = seeds or [100, 101, 102]
+        if min(seeds) < 100 or args.bundle in ("all", "published"):
+            parser.error("--power: one bundle, on tuning seeds 100 and up (published seeds never size a study)")
 
     names = bundle_names() if args.bundle in ("all", "published") else (args.bundle,)
     if args.bundle == "published":
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             report = engine.run_study(
-                load_spec(name), args.profile, args.output / (f"{name}-{grid}" if grid else name), seeds,
+                load_spec(name), args.profile, _study_dir(args, name, grid), seeds,
                 executor=args.executor, address=args.address, jobs=args.jobs, grid=grid,
             )  # fmt: skip
         except (BundleRunError, ValueError, FileNotFoundError, RuntimeError) as err:
@@ -65,9 +76,31 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{name}: {args.profile} study finished in {time.perf_counter() - t0:.0f} s")
         reports.append(report)
+        if args.power:
+            reports.append(_write_power(load_spec(name), Path(report).parent, grid))
     for report in reports:
         print(f"report: {Path(report).resolve()}")
     return 0
+
+
+def _study_dir(args, name: str, grid: str | None) -> Path:
+    return args.output / (f"{name}-{grid}" if grid else name) if not args.power else args.output / f"{name}-tuning"
+
+
+def _write_power(spec, folder: Path, grid: str | None) -> Path:
+    """``power.json`` and ``power.md`` from the tuning study's ``results.json`` in ``folder``."""
+    import json
+
+    from common.io import atomic_write_json, atomic_write_text
+    from common.study.power import power_table, render_power
+
+    record = json.loads((folder / "results.json").read_text())
+    claims = spec.claims_for(grid or spec.profile(record["profile"]).grid)
+    rows = power_table(claims, record["summary"]["per_seed"])
+    atomic_write_json(folder / "power.json", {"study": spec.bundle, "profile": record["profile"],
+                                              "seeds": record["seeds"], "claims": rows})  # fmt: skip
+    atomic_write_text(folder / "power.md", render_power(rows, record["seeds"]))
+    return folder / "power.md"
 
 
 if __name__ == "__main__":

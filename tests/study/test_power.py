@@ -1,0 +1,77 @@
+"""Power projections: seed half-widths, seeds to decide, Hanley-McNeil AUC errors, the tuning-seed guard."""
+
+import math
+
+import pytest
+
+from common.study.engine import Claim
+from common.study.power import (
+    auc_half_width,
+    auc_standard_error,
+    power_table,
+    render_power,
+    seed_half_width,
+    seeds_to_decide,
+)
+
+
+def test_seed_half_width_is_t_times_sd_over_root_n():
+    # t(0.975, 2) = 4.302653, t(0.975, 4) = 2.776445
+    assert seed_half_width(1.0, 3) == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert seed_half_width(2.0, 5) == pytest.approx(2 * 2.776445 / math.sqrt(5), rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_half_width(1.0, 1)
+
+
+def test_seeds_to_decide_is_the_first_count_whose_interval_clears_the_margin():
+    # distance 1, sd 1: 3 seeds give 2.48, 5 give 1.24, 6 give 1.049, 7 give 0.925
+    assert seeds_to_decide(mean=1.5, sd=1.0, margin=0.5) == 7
+    assert seeds_to_decide(mean=-0.5, sd=1.0, margin=0.5) == 7  # the distance, either side
+    assert seeds_to_decide(mean=0.5, sd=1.0, margin=0.5) is None  # on the margin: never
+    assert seeds_to_decide(mean=10.0, sd=0.1, margin=0.0) == 2
+
+
+def test_hanley_mcneil_standard_error_by_hand():
+    # A = 0.9, 10 + 10: Q1 = 0.9/1.1 = 0.818182, Q2 = 1.62/1.9 = 0.852632
+    # var = (0.09 + 9 * (0.818182 - 0.81) + 9 * (0.852632 - 0.81)) / 100 = (0.09 + 0.073636 + 0.383684) / 100
+    assert auc_standard_error(0.9, 10, 10) == pytest.approx(math.sqrt(0.0054732), rel=1e-4)
+    # asymmetric group sizes: swapping n_pos and n_neg changes the error (Q1 and Q2 weigh different groups)
+    assert auc_standard_error(0.9, 5, 20) != pytest.approx(auc_standard_error(0.9, 20, 5))
+    assert auc_standard_error(1.0, 8, 8) == 0.0
+    # more subjects, narrower: 8 + 8 against 16 + 16 at AUC 0.94
+    assert auc_half_width(0.94, 16) < auc_half_width(0.94, 8)
+    assert auc_half_width(0.94, 8) == pytest.approx(1.959964 * auc_standard_error(0.94, 8, 8), rel=1e-6)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        auc_standard_error(1.2, 8, 8)
+
+
+def _claims():
+    return [
+        Claim("gap", "a gap exceeds 1", lambda s: s["gap"], 1.0, ">", "gap (points)"),
+        Claim("ratio", "a ratio exceeds 0", lambda s: s.get("ratio"), 0.0, ">", "log ratio", primary=False),
+    ]
+
+
+def test_power_table_from_tuning_summaries():
+    per_seed = {"100": {"gap": 2.0, "ratio": None}, "101": {"gap": 3.0}, "102": {"gap": 4.0}}
+    rows = power_table(_claims(), per_seed, seed_counts=(3, 5))
+    gap, ratio = rows
+    assert gap["values"] == [2.0, 3.0, 4.0] and gap["mean"] == pytest.approx(3.0) and gap["sd"] == pytest.approx(1.0)
+    assert gap["half_width"]["3"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert gap["seeds_to_decide"] == seeds_to_decide(3.0, 1.0, 1.0) == 4  # 4 seeds: 3.182446 / 2 = 1.59 < 2
+    assert ratio["values"] == [] and "mean" not in ratio  # no value on any seed: nothing projected
+    text = render_power(rows, [100, 101, 102])
+    assert "| gap | yes | 1 | 2 / 3 / 4 | 3 | 1 |" in text and "| ratio | no |" in text
+
+
+def test_power_refuses_published_seeds():
+    with pytest.raises(ValueError, match="tuning seeds"):
+        power_table(_claims(), {"0": {"gap": 1.0}, "101": {"gap": 2.0}})
+
+
+def test_power_cli_refuses_published_seeds(capsys):
+    from common.study.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["shortcut_label_flips", "--power", "--seeds", "0", "1"])
+    assert "tuning seeds 100 and up" in capsys.readouterr().err
