@@ -19,7 +19,6 @@ _EXPORTS = {
     "relative_area_change": "label_agreement",
     "flip_risk": "flip",
     "FlipMetric": "flip",
-    "FlipRiskd": "flip",
     "hfen": "image_quality",
     "nrmse": "image_quality",
     "HFENMetric": "image_quality",
@@ -32,6 +31,10 @@ _EXPORTS = {
     "write_metrics_record": "record",
     "nan_to_none": "record",
     "write_metrics": "record",
+    # dictionary transforms that moved to common.transforms (importable here, with a DeprecationWarning)
+    "FlipRiskd": "common.transforms.flip_risk",
+    "IdentityUncertaintyd": "common.transforms.flip_risk",
+    "SaveFlipRiskd": "common.transforms.flip_risk",
 }
 
 __all__ = sorted(_EXPORTS)

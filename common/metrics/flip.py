@@ -142,12 +142,3 @@ class FlipMetric(CumulativeIterationMetric):
         if data is None or (isinstance(data, torch.Tensor) and data.numel() == 0):
             raise ValueError("FlipMetric.aggregate called before any data")
         return flip_fractions(data)
-
-
-def __getattr__(name: str):
-    """``FlipRiskd``, a dictionary transform, lives in :mod:`common.transforms.flip_risk`; importable here too."""
-    if name == "FlipRiskd":
-        from common.transforms.flip_risk import FlipRiskd
-
-        return FlipRiskd
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -134,13 +134,3 @@ def identity_uncertainty(probs: torch.Tensor, background: int = 0, eps: float = 
     q = fg / fg.sum(0, keepdim=True).clamp_min(eps)
     entropy = -(q * q.clamp_min(eps).log()).sum(0, keepdim=True) / math.log(fg.shape[0])
     return (entropy * (probs.argmax(0, keepdim=True) != background)).clamp(0.0, 1.0)
-
-
-def __getattr__(name: str):
-    """The dictionary transforms ``IdentityUncertaintyd`` and ``SaveFlipRiskd`` live in
-    :mod:`common.transforms.flip_risk`; importable here too."""
-    if name in ("IdentityUncertaintyd", "SaveFlipRiskd"):
-        import common.transforms.flip_risk as flip_risk_transforms
-
-        return getattr(flip_risk_transforms, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,8 @@ _EXPORTS = {
     "FlipRiskd": "flip_risk",
     "IdentityUncertaintyd": "flip_risk",
     "SaveFlipRiskd": "flip_risk",
+    # moved to common.data (importable here, with a DeprecationWarning)
+    "load_split": "common.data.datalist",
 }
 
 __all__ = sorted(_EXPORTS)
