@@ -46,6 +46,7 @@ ERROR_KINDS = ("boundary_jitter", "random_size_matched", "systematic", "boundary
 # Kinds whose direction (dilate or erode) is drawn per structure; "random" is the old name of boundary_jitter.
 RANDOM_DIRECTION_KINDS = ("boundary_jitter", "random_size_matched", "random")
 
+
 def default_error_radius(error_type: str) -> list[int]:
     """``[min, max]`` radius in pixels of the 128 px annotation (1.17 mm per px) for ``error_type``:
     ``boundary_jitter`` (and its old name ``random``) is a +-1 px contour jitter, every other kind 2-6 px
@@ -54,9 +55,11 @@ def default_error_radius(error_type: str) -> list[int]:
         raise ValueError(f"unknown error type {error_type!r}; expected one of {', '.join(ERROR_KINDS)}")
     return [1, 1] if error_type in ("boundary_jitter", "random") else [2, 6]
 
+
 def _ball(radius: int, ndim: int) -> np.ndarray:
     grid = np.mgrid[tuple(slice(-radius, radius + 1) for _ in range(ndim))]
     return (grid**2).sum(0) <= radius**2
+
 
 def dilate_structure(label: np.ndarray, value: int, radius: int) -> np.ndarray:
     """``label`` with structure ``value`` grown by a ball of ``radius`` pixels (overwrites what it covers)."""
@@ -66,6 +69,7 @@ def dilate_structure(label: np.ndarray, value: int, radius: int) -> np.ndarray:
     out = label.copy()
     out[ndimage.binary_dilation(mask, _ball(radius, label.ndim))] = value
     return out
+
 
 def erode_structure(label: np.ndarray, value: int, radius: int) -> np.ndarray:
     """``label`` with structure ``value`` shrunk by a ball of ``radius`` pixels; freed pixels take the nearest other label."""
@@ -80,9 +84,11 @@ def erode_structure(label: np.ndarray, value: int, radius: int) -> np.ndarray:
     out[freed] = label[tuple(i[freed] for i in idx)]
     return out
 
+
 def shift_labels(label: np.ndarray, offset: Sequence[int]) -> np.ndarray:
     """Translate the label map by an integer ``offset`` (pixels per axis); uncovered pixels become background."""
     return ndimage.shift(label, offset, order=0, mode="constant", cval=0).astype(label.dtype)
+
 
 class RandCorruptLabel(RandomizableTransform):
     """Corrupt a label map of shape ``(C=1, *spatial)`` (or ``(*spatial)``) with one simulated annotation error.
@@ -182,7 +188,9 @@ class RandCorruptLabel(RandomizableTransform):
         """Whether the last call changed (or was drawn to change) the label."""
         return bool(self._plan)
 
+
 CorruptLabel = RandCorruptLabel  # the name before the transform took MONAI's ``Rand`` prefix
+
 
 class RandCorruptLabeld(RandomizableTransform, MapTransform):
     """Dictionary version of :class:`RandCorruptLabel`; with probability ``prob`` corrupts ``keys``.
@@ -225,11 +233,13 @@ class RandCorruptLabeld(RandomizableTransform, MapTransform):
         d[self.flag_key] = int(self._do_transform)
         return d
 
+
 def _select_exact(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     count = int(round(fraction * n))
     flags = np.zeros(n, dtype=bool)
     flags[rng.permutation(n)[:count]] = True
     return flags
+
 
 def corrupt_datalist(
     datalist: str | Path | Mapping,
