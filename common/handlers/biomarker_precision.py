@@ -2,7 +2,8 @@
 
 For every test heart (four frames: ED/ES x scan/rescan) and every estimator (deep ensemble, test-time
 augmentation, MC dropout; :mod:`common.uncertainty`), each frame gives ``N`` probability maps, hence ``N`` LV
-areas, Feret lengths and area-length volumes (:func:`common.uncertainty.biomarker_samples`). Sample ``i`` of ED
+areas, Feret lengths and area-length volumes (:func:`lv_biomarker_samples`: the largest LV component of each
+sample's argmax, measured by :func:`common.uncertainty.biomarker_samples`' rules). Sample ``i`` of ED
 and of ES of the same session (same member, same dropout seed, same augmentation seed) gives EF sample ``i``.
 :func:`evaluate_precision` writes ``metrics.json`` with one row per (heart, estimator) holding the EDV, ESV and
 EF samples of scan and rescan and their truth, and the cohort summary of :func:`common.metrics.precision.
@@ -40,6 +41,7 @@ __all__ = [
     "check_test_hearts",
     "estimator_samples",
     "evaluate_precision",
+    "lv_biomarker_samples",
     "prepare_precision_datalist",
     "summarize_rows",
     "write_subject_biomarkers",
@@ -129,6 +131,31 @@ def _spacing(image) -> tuple[float, float]:
     return float(pixdim[0]), float(pixdim[1])
 
 
+def lv_biomarker_samples(prob_samples, spacing_mm, largest_component: bool = True, lv_label: int = 1) -> list[dict]:
+    """:func:`common.uncertainty.biomarker_samples` of ``(N, C, H, W)`` probabilities, each sample's LV mask first
+    reduced to its largest 8-connected component when ``largest_component`` (the usual clean-up of a biomarker
+    pipeline: a few pixels labelled LV in the right heart or the atrium would otherwise stretch the Feret length).
+
+    Returns:
+        One dict per sample: ``area_mm2``, ``length_mm``, ``volume_ml`` (0 for an empty mask).
+    """
+    from monai.transforms.utils import get_largest_connected_component_mask
+
+    from common.uncertainty import biomarker_samples
+
+    probs = torch.as_tensor(prob_samples).detach().cpu().float()
+    if not largest_component:
+        return biomarker_samples(probs, spacing_mm, lv_label)
+    rows = []
+    for mask in probs.argmax(1) == lv_label:
+        if mask.any():
+            mask = get_largest_connected_component_mask(mask, connectivity=2)
+        area = mask_area_mm2(mask.numpy(), spacing_mm)
+        length = lv_long_axis_length_mm(mask.numpy(), spacing_mm)
+        rows.append({"area_mm2": area, "length_mm": length, "volume_ml": area_length_volume(area, length)})
+    return rows
+
+
 def _reference_truth(frames: Mapping[tuple[str, str], Mapping], transform) -> dict[str, float]:
     """Truth from the reference labels (same area-length measurement) for data without analytic truth:
     EDV/ESV/EF of the scan session."""
@@ -175,6 +202,7 @@ def evaluate_precision(
     num_samples: int = 20,
     seed: int = 0,
     level: float = 0.95,
+    largest_component: bool = True,
     class_names: Sequence[str] = ("lv_cavity", "myocardium", "left_atrium"),
     settings: Mapping | None = None,
     summary_writer=None,
@@ -190,6 +218,7 @@ def evaluate_precision(
         estimators: subset of :data:`ESTIMATORS`.
         num_samples: samples of TTA and MC dropout (the ensemble has one per member).
         level: central interval level.
+        largest_component: keep each sample's largest LV component before measuring (:func:`lv_biomarker_samples`).
         summary_writer: TensorBoard writer for panels image | label | prediction | entropy of the first
             ``num_panels`` subjects' ED scan frames and the headline scalars (``None``: none).
 
@@ -200,7 +229,7 @@ def evaluate_precision(
     """
     from common.handlers.seg_panels import panel
     from common.metrics.record import write_metrics
-    from common.uncertainty import biomarker_samples, uncertainty_map
+    from common.uncertainty import uncertainty_map
 
     bad = [e for e in estimators if e not in ESTIMATORS]
     if bad:
@@ -223,7 +252,8 @@ def evaluate_precision(
                 d = items[(phase, session)]
                 probs = estimator_samples(est, network, d, num_samples, seed).cpu()
                 volumes[(phase, session)] = np.array(
-                    [s["volume_ml"] for s in biomarker_samples(probs, _spacing(d["image"]))], dtype=float
+                    [s["volume_ml"] for s in lv_biomarker_samples(probs, _spacing(d["image"]), largest_component)],
+                    dtype=float,
                 )
                 pred = probs.mean(0).argmax(0)
                 dice.append(_dice(pred, torch.as_tensor(d["label"])[0].long().cpu(), num_classes))
@@ -261,25 +291,27 @@ class BiomarkerIntervalsd:
     """Inference postprocessing: LV biomarkers with intervals and an entropy map for each image.
 
     For the item's ``image`` (preprocessed ``(1, H, W)`` MetaTensor) it draws ``estimator`` samples
-    (:func:`estimator_samples`), writes ``<output_dir>/<name>_biomarkers.json`` with the LV area (mm^2), length
+    (:func:`estimator_samples`; LV masks reduced to their largest component with ``largest_component``), writes ``<output_dir>/<name>_biomarkers.json`` with the LV area (mm^2), length
     (mm) and area-length volume (mL) as ``{"estimate" (median), "low", "high", "samples"}`` at ``level``, plus the
     item's ``subject``/``phase``/``session`` when given, and ``<output_dir>/<name>_uncertainty.nii.gz``, the
     per-pixel predictive entropy (nats) on the preprocessed grid. The item passes through unchanged.
     """
 
     def __init__(self, network, output_dir: str, estimator: str = "ensemble", num_samples: int = 20,
-                 seed: int = 0, level: float = 0.95, image_key: str = "image"):  # fmt: skip
+                 seed: int = 0, level: float = 0.95, largest_component: bool = True,
+                 image_key: str = "image"):  # fmt: skip
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r}; expected one of {', '.join(ESTIMATORS)}")
         self.network, self.output_dir, self.estimator = network, Path(output_dir), estimator
         self.num_samples, self.seed, self.level, self.image_key = num_samples, seed, level, image_key
+        self.largest_component = largest_component
 
     def __call__(self, data: Mapping) -> dict:
         import nibabel as nib
 
         from common.io import atomic_write, atomic_write_json
         from common.metrics.record import nan_to_none
-        from common.uncertainty import biomarker_samples, uncertainty_map
+        from common.uncertainty import uncertainty_map
 
         d = dict(data)
         image = d[self.image_key]
@@ -288,7 +320,7 @@ class BiomarkerIntervalsd:
         record: dict[str, Any] = {"image": str(image.meta.get("filename_or_obj", "")), "estimator": self.estimator,
                                   "level": self.level, "spacing_mm": list(_spacing(image))}  # fmt: skip
         record.update({k: d[k] for k in ("subject", "phase", "session") if isinstance(d.get(k), str)})
-        samples = biomarker_samples(probs, _spacing(image))
+        samples = lv_biomarker_samples(probs, _spacing(image), self.largest_component)
         for key in ("area_mm2", "length_mm", "volume_ml"):
             x = np.array([s[key] for s in samples], dtype=float)
             low, high = percentile_interval(x, self.level)

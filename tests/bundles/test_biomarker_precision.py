@@ -14,9 +14,10 @@ from monai.bundle import ConfigParser
 from monai.networks.nets import UNet
 
 from common.data.datalist import DatalistError
-from common.handlers.biomarker_precision import check_test_hearts, summarize_rows
+from common.handlers.biomarker_precision import check_test_hearts, lv_biomarker_samples, summarize_rows
 from common.metrics.precision import precision_summary
 from common.networks.ensemble import DeepEnsemble, MemberLoss
+from common.uncertainty import biomarker_samples
 from common.study.runner import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "bundles" / "biomarker_precision" / "configs"
@@ -65,6 +66,26 @@ def test_member_loss_is_the_mean_of_member_losses():
         loss(torch.zeros(1, 3, 1, 1), target)
 
 
+def test_lv_biomarkers_of_the_largest_component():
+    # sample 0: a 4 x 10 px LV (rows 2-5, cols 3-12) plus a stray 1 x 2 px blob far away; sample 1: the LV alone.
+    probs = torch.zeros(2, 4, 20, 20)
+    probs[:, 0] = 1.0
+    probs[:, 0, 2:6, 3:13], probs[:, 1, 2:6, 3:13] = 0.0, 1.0
+    probs[0, 0, 17, 17:19], probs[0, 1, 17, 17:19] = 0.0, 1.0
+    spacing = (2.0, 2.0)
+    clean = lv_biomarker_samples(probs, spacing)
+    raw = lv_biomarker_samples(probs, spacing, largest_component=False)
+    # 40 px of 4 mm^2; Feret diagonal hypot(3, 9) px * 2 mm; V = 8 A^2 / (3 pi L) / 1000
+    length = 2.0 * np.hypot(3, 9)
+    for row in clean:
+        assert row["area_mm2"] == 160.0 and row["length_mm"] == pytest.approx(length)
+        assert row["volume_ml"] == pytest.approx(8 * 160.0**2 / (3 * np.pi * length) / 1000)
+    assert raw[0]["area_mm2"] == 168.0 and raw[0]["length_mm"] > length  # the blob stretches the Feret length
+    lib = biomarker_samples(probs, spacing)
+    assert [r["volume_ml"] for r in raw] == pytest.approx([r["volume_ml"] for r in lib])
+    assert clean[1] == {k: lib[1][k] for k in ("area_mm2", "length_mm", "volume_ml")}
+
+
 def _row(subject, estimator, group, scan, rescan, true=0.6):
     return {"id": f"{subject}/{estimator}", "subject": subject, "estimator": estimator, "group": group,
             **{f"{b}_true": true for b in ("edv", "esv", "ef")},
@@ -107,6 +128,7 @@ def test_configs_parse_with_defaults():
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")])
     assert parser["estimators"] == ["ensemble", "tta", "mc_dropout"] and parser["dropout"] > 0
+    assert parser["largest_component"] is True
     net = parser.get_parsed_content("network_def")
     assert len(net.members) == parser["num_members"]
     assert net.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
