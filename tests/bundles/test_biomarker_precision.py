@@ -17,8 +17,8 @@ from common.data.datalist import DatalistError
 from common.handlers.biomarker_precision import check_test_hearts, lv_biomarker_samples, summarize_rows
 from common.metrics.precision import precision_summary
 from common.networks.ensemble import DeepEnsemble, MemberLoss
-from common.uncertainty import biomarker_samples
 from common.study.runner import REPO_ROOT
+from common.uncertainty import biomarker_samples
 
 CONFIGS = REPO_ROOT / "bundles" / "biomarker_precision" / "configs"
 TINY = ["--epochs", "2", "--num_train", "8", "--num_val", "2", "--num_test", "3", "--val_interval", "2",
