@@ -56,11 +56,16 @@ PATH_KEYS = ("output_dir", "ckpt_path", "cache_dir")
 
 @dataclass(frozen=True)
 class Run:
-    """One setting of a study: ``overrides`` for the bundle, ``labels`` (axis values) for the summary."""
+    """One setting of a study: ``overrides`` for the bundle, ``labels`` (axis values) for the summary.
+
+    ``after`` maps an override id to the name of another run of the same seed: this run starts once that run has
+    finished, gets its output folder as that override, and its key holds that run's key, so it reruns whenever the
+    run it reads reruns (e.g. a model evaluated with its baseline's saved attributions)."""
 
     name: str
     overrides: Mapping[str, Any]
     labels: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -274,12 +279,7 @@ def execute(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = code_fingerprint(bundle_runs_only=True, bundle=study.bundle)
-    tasks: list[dict] = []
-    for seed in study.seeds:
-        for run in study.runs:
-            run_dir, overrides = _resolved_overrides(run, seed, output_dir)
-            key = run_key(study.bundle, study.configs, overrides, fingerprint)
-            tasks.append({"run": run, "seed": seed, "run_dir": run_dir, "overrides": overrides, "key": key})
+    tasks = _tasks(study, output_dir, fingerprint)
 
     results: dict[int, dict] = {}
     todo = []
@@ -334,19 +334,60 @@ def execute(
 
     if todo:
         log(f"{study.bundle}: {len(todo)} runs ({len(study.runs)} settings x {len(study.seeds)} seeds), {executor}")
-    if executor == "local":
-        with ThreadPoolExecutor(max_workers=max(1, study.jobs)) as pool:
-            futures = {
-                pool.submit(
-                    run_bundle, study.bundle, list(study.configs), tasks[i]["overrides"], tasks[i]["run_dir"]
-                ): i
-                for i in todo
-            }
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
-    elif todo:
-        _execute_ray(study, [tasks[i] for i in todo], todo, address, finished)
+    for wave in _waves(tasks, todo):  # runs that read other runs' outputs start once those have finished
+        if executor == "local":
+            with ThreadPoolExecutor(max_workers=max(1, study.jobs)) as pool:
+                futures = {
+                    pool.submit(
+                        run_bundle, study.bundle, list(study.configs), tasks[i]["overrides"], tasks[i]["run_dir"]
+                    ): i
+                    for i in wave
+                }
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
+        else:
+            _execute_ray(study, [tasks[i] for i in wave], wave, address, finished)
     return [results[i] for i in range(len(tasks))]
+
+
+def _tasks(study: Study, output_dir: Path, fingerprint: str) -> list[dict]:
+    """Every (run, seed) with its folder, overrides and key; a run's ``after`` references are resolved to the
+    output folders of the same seed's runs (overrides) and to their keys (in this run's key)."""
+    by_name: dict[tuple[str, int], dict] = {}
+    names = {run.name for run in study.runs}
+    pending = [(run, seed) for seed in study.seeds for run in study.runs]
+    order = {(run.name, seed): i for i, (run, seed) in enumerate(pending)}
+    while pending:
+        ready = [(r, s) for r, s in pending if all((up, s) in by_name for up in r.after.values())]
+        if not ready:
+            missing = sorted({up for r, _ in pending for up in r.after.values() if up not in names})
+            raise ValueError(f"{study.bundle}: runs read runs that are not in the study ({', '.join(missing)})"
+                             if missing else f"{study.bundle}: runs read each other in a circle")  # fmt: skip
+        for run, seed in ready:
+            run_dir, overrides = _resolved_overrides(run, seed, output_dir)
+            upstream = {key: by_name[up, seed] for key, up in run.after.items()}
+            overrides |= {key: str(task["run_dir"]) for key, task in upstream.items()}
+            keyed = {k: v for k, v in overrides.items() if k not in run.after}
+            keyed["after"] = {key: task["key"] for key, task in sorted(upstream.items())}
+            key = run_key(study.bundle, study.configs, keyed if run.after else overrides, fingerprint)
+            by_name[run.name, seed] = {"run": run, "seed": seed, "run_dir": run_dir, "overrides": overrides,
+                                       "key": key}  # fmt: skip
+            pending.remove((run, seed))
+    tasks = sorted(by_name.values(), key=lambda t: order[t["run"].name, t["seed"]])
+    for t in tasks:
+        t["after"] = [order[up, t["seed"]] for up in t["run"].after.values()]
+    return tasks
+
+
+def _waves(tasks: list[dict], todo: list[int]) -> list[list[int]]:
+    """``todo`` in waves: each wave's runs read only runs of earlier waves (or runs already finished)."""
+    left, done, waves = list(todo), set(range(len(tasks))) - set(todo), []
+    while left:
+        wave = [i for i in left if all(j in done for j in tasks[i]["after"])]
+        waves.append(wave)
+        done |= set(wave)
+        left = [i for i in left if i not in done]
+    return waves
 
 
 def _result(task: dict, metrics: dict, seconds, reused: bool, finished: float | None = None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,54 @@ def test_a_profile_whose_default_grid_is_named_is_judged_on_that_grids_claims():
                      lambda runs: {"x": 1.0}, [quick_claim], lambda r, f: "", grids={"all": [quick_claim, grid_claim]})  # fmt: skip
     assert [c["id"] for c in summarize_record(spec, "quick", None, [0], [])["claims"]] == ["quick"]
     assert [c["id"] for c in summarize_record(spec, "full", None, [0], [])["claims"]] == ["quick", "all"]
+
+
+class ReadingBundle:
+    """Stands in for ``run_bundle``: a run with ``base_dir`` reads the value its base run wrote there."""
+
+    def __init__(self, offset=0.0):
+        self.calls, self.offset = [], offset
+
+    def __call__(self, name, configs, overrides, output_dir):
+        self.calls.append((overrides["approach"], overrides["seed"]))
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        if "base_dir" in overrides:
+            base = json.loads((Path(overrides["base_dir"]) / "value.json").read_text())
+            return {"value": base + 1.0, "_run": {"seconds": 0.1}}
+        value = overrides["seed"] * 10 + self.offset + (overrides.get("width") or 0)
+        (Path(output_dir) / "value.json").write_text(json.dumps(value))
+        return {"value": value, "_run": {"seconds": 0.1}}
+
+
+def _reading_study(width=1):
+    # listed first, the reading run still starts only after the run it reads
+    runs = [Run("reads", {"approach": "reads"}, {"approach": "reads"}, after={"base_dir": "base"}),
+            Run("base", {"approach": "base", "width": width}, {"approach": "base"})]  # fmt: skip
+    return Study("demo", "smoke", runs, seeds=(0, 1), jobs=2)
+
+
+def test_a_run_after_another_reads_its_output_and_reruns_with_it(tmp_path, monkeypatch):
+    fake = ReadingBundle()
+    monkeypatch.setattr(engine, "run_bundle", fake)
+    results = execute(_reading_study(), tmp_path, log=lambda line: None)
+    assert [(r["name"], r["seed"], r["metrics"]["value"]) for r in results] == [
+        ("reads", 0, 2.0), ("base", 0, 1.0), ("reads", 1, 12.0), ("base", 1, 11.0)]  # fmt: skip
+    assert results[0]["overrides"]["base_dir"] == str(tmp_path / "runs/base/seed0")  # the same seed's run
+    assert fake.calls.index(("base", 0)) < fake.calls.index(("reads", 0))
+
+    again = ReadingBundle()
+    monkeypatch.setattr(engine, "run_bundle", again)
+    execute(_reading_study(), tmp_path, log=lambda line: None)
+    assert again.calls == []  # nothing changed: every run reused
+
+    changed = ReadingBundle()
+    monkeypatch.setattr(engine, "run_bundle", changed)
+    results = execute(_reading_study(width=5), tmp_path, log=lambda line: None)
+    assert sorted(changed.calls) == [("base", 0), ("base", 1), ("reads", 0), ("reads", 1)]  # base changed: both
+    assert results[0]["metrics"]["value"] == 6.0
+
+
+def test_a_run_after_a_missing_run_is_refused(tmp_path):
+    study = Study("demo", "smoke", [Run("reads", {"approach": "a"}, after={"base_dir": "nowhere"})], seeds=(0,))
+    with pytest.raises(ValueError, match="not in the study \\(nowhere\\)"):
+        execute(study, tmp_path, log=lambda line: None)
