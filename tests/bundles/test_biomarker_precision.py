@@ -25,9 +25,10 @@ TINY = ["--epochs", "2", "--num_train", "8", "--num_val", "2", "--num_test", "3"
         "--num_members", "2", "--num_samples", "4", "--num_threads", "1"]  # fmt: skip
 
 
-def _bundle(configs, *args, check=True):
+def _bundle(configs, *args, check=True, torchrun=False):
     files = [str(CONFIGS / c) for c in configs]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
+    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
     cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
@@ -174,6 +175,19 @@ def test_smoke_train_evaluate_and_inference(tmp_path):
     assert ent.shape == (64, 64) and ent.min() >= 0 and ent.max() <= np.log(4) + 1e-5
     seg = nib.load(inf / f"{stem}_seg.nii.gz")
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2, 3}
+
+
+@pytest.mark.slow
+def test_two_process_training_saves_the_plain_ensemble(tmp_path):
+    out = tmp_path / "ddp"
+    _bundle(["train.yaml", "multi_gpu_train.yaml"], "--output_dir", out, "--ckpt_path", out / "model.pt", *TINY,
+            torchrun=True)  # fmt: skip
+    weights = torch.load(out / "model.pt", weights_only=True)["model"]
+    # saved without the DDP wrapper: evaluate.yaml and inference.yaml load it into a plain DeepEnsemble
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.yaml"))
+    parser["num_members"] = 2
+    parser.get_parsed_content("network_def").load_state_dict(weights, strict=True)
 
 
 def test_bad_datalist_gives_one_clear_error(tmp_path):
