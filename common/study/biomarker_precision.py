@@ -158,7 +158,9 @@ def figures(record: dict, output_dir: Path) -> list[str]:
             for y, ls in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
                 ax.axhline(y, color="tab:red", ls=ls, lw=0.9)
             ax.set(title=e, xlabel="mean EF (scan, rescan)")
-        axes[0].set_ylabel("EF scan - rescan (bars: mean half-width of the 95% intervals)")
+        axes[0].set_ylabel("EF scan - rescan")
+        fig.suptitle("bars: mean half-width of the scan and rescan 95% intervals; red: bias and 95% limits of "
+                     "agreement", fontsize=9)  # fmt: skip
         fig.tight_layout()
         save_figure(fig, Path(output_dir) / "bland_altman_ef.png")
         plt.close(fig)
