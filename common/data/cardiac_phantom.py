@@ -16,8 +16,8 @@ The truth of each heart is analytic: the LV cavity is an ellipse (semi-axes ``a`
 across) cut at the mitral plane ``u = t a`` from its centre, so its area is ``a b (t sqrt(1 - t^2) +
 arcsin t + pi/2)`` mm^2; its long-axis length is the maximum Feret diameter of that outline (as
 :func:`common.metrics.precision.lv_long_axis_length_mm` measures a mask; a little longer than the apex-to-mitral
-distance ``a (1 + t)``). Volumes follow the single-plane area-length method, ``V = 8 A^2 / (3 pi L)`` (mL), and
-``EF = (EDV - ESV) / EDV``.
+distance ``a (1 + t)``). Volumes follow the single-plane area-length method, ``V = 8 A^2 / (3 pi L)`` mL
+(:func:`common.metrics.precision.area_length_volume`), and ``EF = (EDV - ESV) / EDV``.
 
 :func:`generate_cardiac_phantom` writes NIfTI images and labels plus a decathlon-style ``datalist.json`` into
 a cache folder keyed by the configuration and seed, and reuses it when called again. ``training`` and
@@ -40,6 +40,7 @@ from scipy import ndimage
 from common.data.config_checks import require
 from common.data.echo_phantom import LABEL_NAMES, _ellipse, _save_nifti
 from common.io import atomic_write_json
+from common.metrics.precision import area_length_volume
 
 __all__ = [
     "CardiacPhantomConfig",
@@ -51,7 +52,6 @@ __all__ = [
     "render_frame",
     "lv_area_mm2",
     "lv_length_mm",
-    "area_length_volume_ml",
     "generate_cardiac_phantom",
 ]
 
@@ -123,11 +123,6 @@ def lv_length_mm(a: float, b: float, points: int = 1441) -> float:
     return float(pdist(np.c_[a * np.cos(theta), b * np.sin(theta)]).max())
 
 
-def area_length_volume_ml(area_mm2: float, length_mm: float) -> float:
-    """Single-plane area-length volume ``8 A^2 / (3 pi L)`` in mL (area in mm^2, length in mm)."""
-    return 8.0 * area_mm2**2 / (3.0 * math.pi * length_mm) / 1000.0
-
-
 def _myo_area(a: float, b: float, wall: float) -> float:
     """Myocardial area (mm^2): outer ellipse (``a + wall``, ``b + wall``) cut at the same mitral plane, minus the LV."""
     return _truncated_area(a + wall, b + wall, MITRAL_T * a / (a + wall)) - lv_area_mm2(a, b)
@@ -155,7 +150,7 @@ class Heart:
             area, length = lv_area_mm2(self.a[p], self.b[p]), lv_length_mm(self.a[p], self.b[p])
             out[f"lv_area_{p.lower()}_mm2"] = area
             out[f"lv_length_{p.lower()}_mm"] = length
-            out[f"{p.lower()}v_true"] = area_length_volume_ml(area, length)
+            out[f"{p.lower()}v_true"] = area_length_volume(area, length)
         out["ef_true"] = (out["edv_true"] - out["esv_true"]) / out["edv_true"]
         return out
 

@@ -9,7 +9,6 @@ import pytest
 
 from common.data.cardiac_phantom import (
     CardiacPhantomConfig,
-    area_length_volume_ml,
     draw_heart,
     draw_session,
     generate_cardiac_phantom,
@@ -17,6 +16,7 @@ from common.data.cardiac_phantom import (
     lv_length_mm,
     render_frame,
 )
+from common.metrics.precision import area_length_volume
 
 
 def test_truncated_lv_area_by_hand():
@@ -27,7 +27,7 @@ def test_truncated_lv_area_by_hand():
     assert lv_length_mm(10.0, 10.0) == pytest.approx(20.0, rel=1e-5)
     assert 17.547 < lv_length_mm(10.0, 5.0) < 17.62
     # 8 * 3000^2 / (3 pi 80) mm^3 = 95.493 mL
-    assert area_length_volume_ml(3000.0, 80.0) == pytest.approx(95.4930, rel=1e-4)
+    assert area_length_volume(3000.0, 80.0) == pytest.approx(95.4930, rel=1e-4)
 
 
 def test_es_contracts_and_myocardium_is_conserved():
