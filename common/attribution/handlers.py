@@ -11,13 +11,19 @@ those images alone (grids, and SLIC superpixels on their mean edge image).
 
 - ``ids`` ``(N,)``: the test image ids; ``scene`` ``(N,)``, ``identity`` ``(N,)``;
 - ``ranks__<method>__<partition>`` ``(N, R)`` float32: per image, the rank of each region's mean
-  L1-normalised attribution (1 = least attributed, ties averaged);
+  L1-normalised attribution (1 = most attributed, ties averaged);
 - ``partition__<partition>`` ``(H, W)`` int: region index of every pixel;
 - ``object_coverage__<partition>`` ``(R,)``: mean fraction of each region covered by the object (label > 0);
 - ``fov_difference__<partition>`` ``(R,)``: fraction of each region where the two scenes' fields of view differ
   (by construction of the scenes: pixels inside one scene's field of view and outside the other's);
 - ``mean_image`` ``(H, W)``; ``meta``: JSON with the target, methods, partition sizes and ``object_fraction``
   (the mean fraction of an image covered by the object).
+
+A test model TS (``oscar_ba_dir`` and ``oscar_sa_dir`` set: the output folders of the seed's baseline BA and scene
+model SA) then runs :func:`write_attenuation`: from the three rank files it finds the top shortcut regions (top
+localisation scores, :func:`common.attribution.statistics.localisation_scores`), attenuates them in pixel space on
+the whole test split and writes the common / rare Dice and flip fractions plain, attenuated and with as many random
+regions attenuated to ``<output_dir>/attenuation.json`` and to ``metrics.json`` (``extra.oscar_attenuation``).
 
 The summary (:mod:`common.study.shortcut_label_flips`) reads these files only; no network runs at report time.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,19 +40,25 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ATTENUATION_FILE",
     "ATTRIBUTION_FILE",
     "TARGETS",
+    "AttenuationInputError",
     "AttributionConfigError",
     "attribution_entries",
+    "check_attenuation",
     "check_attribution",
     "load_attribution_ranks",
     "scene_index",
+    "shortcut_regions",
     "unet_bottleneck",
+    "write_attenuation",
     "write_attribution_ranks",
     "write_scene_metrics",
 ]
 
 ATTRIBUTION_FILE = "attribution_ranks.npz"
+ATTENUATION_FILE = "attenuation.json"
 TARGETS = ("identity", "scene")  # segmentation identity decision | scene classifier decision
 METHODS = ("gradcam", "occlusion")
 SCENE_ORDER = ("sector", "linear")  # class index of each scene for the scene classifier
@@ -53,6 +66,11 @@ SCENE_ORDER = ("sector", "linear")  # class index of each scene for the scene cl
 
 class AttributionConfigError(ValueError):
     """A bundle's ``attribution`` section is missing or wrong; the message names the id."""
+
+
+class AttenuationInputError(ValueError):
+    """The ``attenuation`` section is wrong, or the TS, BA and SA rank files cannot be paired (other images, other
+    partition, or the combination missing); the message names the file or id."""
 
 
 def check_attribution(attribution: Mapping[str, Any] | None) -> dict:
@@ -171,7 +189,8 @@ def write_attribution_ranks(
         preprocessing: the dictionary transform of the test images (``image``, ``label``).
         attribution: the checked ``attribution`` section (:func:`check_attribution`).
         device: where the network runs.
-        seed: the run's seed (SLIC's initialisation).
+        seed: the run's seed (``torch.manual_seed`` before the attribution passes; the partitions do not depend
+            on it).
     """
     import torch
 
@@ -279,3 +298,209 @@ def write_scene_metrics(
     extra = {"model": "scene", "attribution_file": ATTRIBUTION_FILE}
     return write_metrics(Path(output_dir) / "metrics.json", {**settings, "model": "scene"},
                          {"scene_accuracy": accuracy}, per_sample, extra)  # fmt: skip
+
+
+ATTENUATION_MODES = ("mean", "blur")  # common.attribution.attenuation.attenuate_regions
+
+
+def check_attenuation(attenuation: Mapping[str, Any] | None) -> dict:
+    """Validate an ``attenuation`` section; returns it as a dict.
+
+    Required: ``top_fraction`` in ``(0, 1]``, ``mode`` (one of :data:`ATTENUATION_MODES`), ``combination``
+    (``"<method>/<partition>"``), ``num_random_controls`` (int >= 1). Optional: ``batch_size`` (default 64).
+
+    Raises:
+        AttenuationInputError: naming every wrong or missing ``attenuation#<key>``.
+    """
+    if not isinstance(attenuation, Mapping):
+        raise AttenuationInputError("bundle config id 'attenuation' is missing (test-time attenuation needs it)")
+    problems = []
+    frac = attenuation.get("top_fraction")
+    if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+        problems.append(f"'attenuation#top_fraction' must lie in (0, 1], got {frac!r}")
+    if attenuation.get("mode") not in ATTENUATION_MODES:
+        problems.append(f"'attenuation#mode' must be one of {ATTENUATION_MODES}, got {attenuation.get('mode')!r}")
+    combo = attenuation.get("combination")
+    if not isinstance(combo, str) or combo.count("/") != 1:
+        problems.append(f"'attenuation#combination' must be '<method>/<partition>', got {combo!r}")
+    draws = attenuation.get("num_random_controls")
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
+        problems.append(f"'attenuation#num_random_controls' must be an int >= 1, got {draws!r}")
+    if problems:
+        raise AttenuationInputError("; ".join(problems))
+    return dict(attenuation)
+
+
+def shortcut_regions(ts: Mapping, ba: Mapping, sa: Mapping, combination: tuple[str, str], top_fraction: float):
+    """The top shortcut regions of a test model from three loaded rank files (:func:`load_attribution_ranks`).
+
+    Median rank profiles ``(R,)`` of TS, SA and BA for ``combination`` (method, partition), their localisation
+    scores (:func:`common.attribution.statistics.localisation_scores`) and the ``k = ceil(top_fraction * R)``
+    highest-scoring regions, highest first.
+
+    Returns:
+        ``(regions (k,) int, scores (R,) float64, partition (H, W) int)``.
+
+    Raises:
+        AttenuationInputError: the files rank other image ids, or lack the combination, or their partitions differ.
+    """
+    from common.attribution import regions, statistics
+
+    for name, other in (("BA", ba), ("SA", sa)):
+        if list(other["ids"]) != list(ts["ids"]):
+            raise AttenuationInputError(
+                f"OSCAR attenuation: the {name} rank file ranks other test images than this run's "
+                f"({len(other['ids'])} vs {len(ts['ids'])} ids, first {other['ids'][:2]} vs {ts['ids'][:2]})"
+            )
+    method, part = combination
+    for name, f in (("TS", ts), ("BA", ba), ("SA", sa)):
+        if (method, part) not in f["ranks"] or part not in f["partition"]:
+            raise AttenuationInputError(f"OSCAR attenuation: the {name} rank file has no ranks__{method}__{part}")
+    partition = np.asarray(ts["partition"][part])
+    for name, f in (("BA", ba), ("SA", sa)):
+        if not np.array_equal(np.asarray(f["partition"][part]), partition):
+            raise AttenuationInputError(f"OSCAR attenuation: the {name} rank file's partition {part} differs from TS's")
+    p_ts, p_sa, p_ba = (regions.median_rank_profile(f["ranks"][(method, part)]) for f in (ts, sa, ba))
+    scores = statistics.localisation_scores(p_ts, p_sa, p_ba)
+    k = int(math.ceil(top_fraction * len(scores) - 1e-9))
+    return statistics.top_regions(scores, k), scores, partition
+
+
+def _group_metrics(network, images, labels, ids, groups, class_names, batch_size: int, transform=None) -> dict:
+    """Per-group Dice and Flip decomposition of ``network`` on ``images`` ``(N, 1, H, W)`` (optionally through
+    ``transform(batch)``), scored as the bundle's evaluation scores them: per image by
+    :class:`common.handlers.SegmentationReport`, per group by :func:`common.metrics.shortcut.group_summary`.
+
+    Returns ``{<group>: {"dice_mean", "dice", "correct", "flip", "miss", "num_images"}, "dice_gap" (common minus
+    rare mean Dice), "flip_gap" (rare minus common flip fraction of ground-truth foreground)}``."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from common.handlers.segmentation_report import SegmentationReport
+    from common.metrics.shortcut import group_summary
+
+    report = SegmentationReport(len(class_names) + 1, class_names=class_names)
+    report.reset()
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            x = transform(x) if transform is not None else x
+            out = {"pred": network(x).float().cpu(), "label": labels[start : start + batch_size]}
+            report(SimpleNamespace(state=SimpleNamespace(output=out, batch={"id": ids[start : start + batch_size]})))
+    group_of = dict(zip(ids, groups))
+    records = [{**r, "group": group_of[str(r["id"])]} for r in report.results()["per_image"]]
+    out: dict[str, Any] = {}
+    for g in ("common", "rare"):
+        s = group_summary([r for r in records if r["group"] == g], class_names)
+        out[g] = {"dice_mean": s["dice_mean"], "dice": s["dice"], "correct": s["correct"], "flip": s["flip"],
+                  "miss": s["miss"], "num_images": s["num_images"]}  # fmt: skip
+    out["dice_gap"] = out["common"]["dice_mean"] - out["rare"]["dice_mean"]
+    out["flip_gap"] = out["rare"]["flip"] - out["common"]["flip"]
+    return out
+
+
+def _mean_of(results: Sequence[Mapping]) -> dict:
+    """Element-wise mean of equal-shaped nested dicts of numbers (the random draws)."""
+    first = results[0]
+    if isinstance(first, Mapping):
+        return {k: _mean_of([r[k] for r in results]) for k in first}
+    return float(np.mean([float(v) for v in results]))
+
+
+def write_attenuation(
+    output_dir: str | Path,
+    network,
+    datalist_path: str | Path,
+    preprocessing,
+    attenuation: Mapping[str, Any],
+    ba_dir: str | Path | None,
+    sa_dir: str | Path | None,
+    device: Any = "cpu",
+    seed: int = 0,
+    class_names: Sequence[str] = ("identity_1", "identity_2"),
+) -> dict | None:
+    """Test-time attenuation of a test model's top shortcut regions; writes :data:`ATTENUATION_FILE` and merges the
+    result into ``<output_dir>/metrics.json`` under ``extra.oscar_attenuation``.
+
+    The top ``k = ceil(top_fraction * R)`` regions by localisation score (:func:`shortcut_regions`, from this run's
+    :data:`ATTRIBUTION_FILE` and BA's and SA's) are attenuated in pixel space
+    (:func:`common.attribution.attenuation.attenuate_regions`, ``mode``) on every test image; the network then runs
+    three ways: ``plain``, ``attenuated`` (the top-k regions) and ``random`` (``k`` regions drawn uniformly without
+    replacement from all ``R``, ``num_random_controls`` draws from ``numpy.random.default_rng(seed)``, metrics averaged
+    over the draws). Each holds per group (``common``/``rare``) the mean Dice and the flip fraction, and the gaps
+    ``dice_gap`` (common minus rare Dice) and ``flip_gap`` (rare minus common flip). ``narrowing`` =
+    gap plain - gap attenuated and ``beyond_random`` = gap random - gap attenuated (per gap; positive: attenuating
+    the shortcut regions narrows the gap, more than as many random regions).
+
+    Args:
+        output_dir: the run's folder (holds its :data:`ATTRIBUTION_FILE` and ``metrics.json``).
+        network: the trained segmentation network (logits ``(N, C, H, W)``), weights loaded.
+        datalist_path: the prepared datalist (its whole ``test`` split; entries with ``id`` and ``group``).
+        preprocessing: the dictionary transform of the test images (``image``, ``label``).
+        attenuation: the ``attenuation`` section (:func:`check_attenuation`).
+        ba_dir, sa_dir: output folders of the seed's baseline BA and scene model SA; ``None`` (either): not a test
+            model, nothing is written and ``None`` is returned.
+        device: where the network runs.
+        seed: seeds the random-region draws.
+        class_names: the foreground classes (identities), as the bundle's evaluation names them.
+
+    Raises:
+        AttenuationInputError: a wrong section, or rank files that cannot be paired.
+        FileNotFoundError: a rank file or ``metrics.json`` is absent.
+    """
+    if ba_dir is None or sa_dir is None:
+        return None
+    import torch
+
+    from common.attribution.attenuation import attenuate_regions
+    from common.io import atomic_write_json
+    from common.metrics.record import nan_to_none, write_metrics_record
+
+    cfg = check_attenuation(attenuation)
+    output_dir = Path(output_dir)
+    metrics_path = output_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"OSCAR attenuation: {metrics_path} does not exist (the evaluation runs first)")
+    files = {name: load_attribution_ranks(Path(d) / ATTRIBUTION_FILE) for name, d in
+             (("TS", output_dir), ("BA", ba_dir), ("SA", sa_dir))}  # fmt: skip
+    combination = tuple(cfg["combination"].split("/"))
+    top, scores, partition = shortcut_regions(files["TS"], files["BA"], files["SA"], combination, cfg["top_fraction"])
+    num_regions, k = len(scores), len(top)
+
+    test = json.loads(Path(datalist_path).read_text()).get("test") or []
+    images, labels = _load(test, preprocessing)
+    images = images.to(device)
+    labels_t = torch.as_tensor(labels)[:, None]
+    ids = [str(e["id"]) for e in test]
+    groups = [str(e["group"]) for e in test]
+    network = network.to(device).eval()
+    batch = int(cfg.get("batch_size", 64))
+    mode = cfg["mode"]
+
+    def run(regions_=None) -> dict:
+        transform = None if regions_ is None else (lambda x: attenuate_regions(x, partition, regions_, mode=mode))
+        return _group_metrics(network, images, labels_t, ids, groups, list(class_names), batch, transform)
+
+    rng = np.random.default_rng(seed)
+    draws = [np.sort(rng.choice(num_regions, size=k, replace=False)) for _ in range(cfg["num_random_controls"])]
+    plain, attenuated = run(), run(top)
+    random_runs = [run(d) for d in draws]
+    random = {**_mean_of(random_runs), "draws": [{"regions": [int(r) for r in d], "dice_gap": x["dice_gap"],
+                                                  "flip_gap": x["flip_gap"]} for d, x in zip(draws, random_runs)]}  # fmt: skip
+    gaps = ("dice_gap", "flip_gap")
+    result = nan_to_none({
+        "combination": cfg["combination"], "mode": mode, "top_fraction": float(cfg["top_fraction"]), "k": k,
+        "num_regions": num_regions, "regions": [int(r) for r in top],
+        "localisation": [float(v) for v in scores], "num_images": len(test),
+        "num_random_controls": int(cfg["num_random_controls"]), "seed": int(seed),
+        "ba_dir": str(ba_dir), "sa_dir": str(sa_dir),
+        "plain": plain, "attenuated": attenuated, "random": random,
+        "narrowing": {g: plain[g] - attenuated[g] for g in gaps},
+        "beyond_random": {g: random[g] - attenuated[g] for g in gaps},
+    })  # fmt: skip
+    atomic_write_json(output_dir / ATTENUATION_FILE, result)
+    record = json.loads(metrics_path.read_text())
+    record.setdefault("extra", {})["oscar_attenuation"] = result
+    write_metrics_record(metrics_path, record)
+    return result

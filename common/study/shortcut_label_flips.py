@@ -18,12 +18,18 @@ correlation r(TS, SA | BA) with an image bootstrap interval and the per-region l
 
 Outputs in ``output_dir``: ``results.json``, ``report.md``, ``shortcut_vs_correlation.png`` and
 ``example_panels.png`` (rare test images under the lowest- and highest-correlation models of the first seed),
-``oscar_profiles.png`` and ``oscar_partial_r.png``.
+``oscar_profiles.png``, ``oscar_partial_r.png`` and ``oscar_attenuation.png``.
+
+Test-time attenuation: each TS run also reads BA's and SA's rank files (the engine runs it after them), attenuates
+its top shortcut regions (top decile of localisation scores, occlusion on the 8 x 8 grid) on the whole test split
+and records the common-rare Dice and flip gaps plain, attenuated and with as many random regions attenuated
+(``extra.oscar_attenuation`` of its ``metrics.json``); the summary reads them from there.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -69,13 +75,19 @@ SCENE_RUN = "scene"
 
 def runs(profile: Profile, grid_name: str | None = None) -> list[Run]:
     """The scene model SA (run ``run_scene``, trained on the balanced data), then one segmentation run per training
-    correlation of ``profile`` (the one at 0.5 is OSCAR's baseline BA)."""
+    correlation of ``profile`` (the one at 0.5 is OSCAR's baseline BA). Each test model TS (correlation > 0.5) runs
+    after its seed's BA and SA runs and gets their output folders as ``oscar_ba_dir`` / ``oscar_sa_dir`` (test-time
+    attenuation of its top shortcut regions, :func:`common.attribution.handlers.write_attenuation`)."""
     if BASELINE_CORRELATION not in profile.axes["correlation"]:
         raise ValueError(f"{BUNDLE}: OSCAR needs the baseline correlation {BASELINE_CORRELATION} in the grid")
     scene = Run(SCENE_RUN, {**profile.settings, "correlation": BASELINE_CORRELATION, "run_id": "run_scene"},
                 {"grid": SCENE_RUN, "model": SCENE_RUN, "correlation": None})  # fmt: skip
-    return [scene, *grid("corr", profile.settings, {"correlation": list(profile.axes["correlation"])},
-                         labels={"model": "segmentation"})]  # fmt: skip
+    seg = grid("corr", profile.settings, {"correlation": list(profile.axes["correlation"])},
+               labels={"model": "segmentation"})  # fmt: skip
+    base = next(r.name for r in seg if r.labels["correlation"] == BASELINE_CORRELATION)
+    after = {"oscar_ba_dir": base, "oscar_sa_dir": SCENE_RUN}  # test-time attenuation reads BA's and SA's ranks
+    seg = [replace(r, after=after) if r.labels["correlation"] > BASELINE_CORRELATION else r for r in seg]
+    return [scene, *seg]
 
 
 def progress(metrics: dict) -> str:
@@ -122,6 +134,7 @@ def summarize(runs: list[dict]) -> dict:
             "flip_risk_auroc": m.get("flip_risk_auroc"),
             "flip_risk_ap": m.get("flip_risk_ap"),
             "flip_prone_fraction": m.get("flip_prone_fraction"),
+            "attenuation": attenuation_row((r["metrics"].get("extra") or {}).get("oscar_attenuation")),
         }
     corr = [r["correlation"] for r in runs]
     threshold = next((r["metrics"]["settings"].get("flip_threshold") for r in runs), 0.25)
@@ -141,7 +154,27 @@ def summarize(runs: list[dict]) -> dict:
         "num_images_pooled": pooled["num_images"],
         "flip_threshold": threshold,
         "oscar": oscar_summary(all_runs),
+        "attenuation_dice_narrowing_at_highest": (top.get("attenuation") or {}).get("dice_narrowing"),
+        "attenuation_dice_beyond_random_at_highest": (top.get("attenuation") or {}).get("dice_beyond_random"),
     }
+
+
+def attenuation_row(att: dict | None) -> dict | None:
+    """One test model's test-time attenuation (``metrics.json`` ``extra.oscar_attenuation``, written by
+    :func:`common.attribution.handlers.write_attenuation`) as flat numbers: ``k`` regions attenuated,
+    ``<gap>_plain|attenuated|random`` for ``dice_gap`` (common minus rare mean Dice) and ``flip_gap`` (rare minus
+    common flip fraction), ``<dice|flip>_narrowing`` (plain - attenuated) and ``<dice|flip>_beyond_random`` (random -
+    attenuated); ``None`` for a run without it (BA)."""
+    if not att:
+        return None
+    row: dict[str, Any] = {"k": att.get("k")}
+    for gap in ("dice_gap", "flip_gap"):
+        for way in ("plain", "attenuated", "random"):
+            row[f"{gap}_{way}"] = (att.get(way) or {}).get(gap)
+    for gap, short in (("dice_gap", "dice"), ("flip_gap", "flip")):
+        row[f"{short}_narrowing"] = (att.get("narrowing") or {}).get(gap)
+        row[f"{short}_beyond_random"] = (att.get("beyond_random") or {}).get(gap)
+    return row
 
 
 # OSCAR's choices, fixed before seeds 0-2 ran (none tuned): occlusion on the 8 x 8 grid is the primary attribution
@@ -298,6 +331,16 @@ CLAIMS = [
           lambda s: s["oscar"]["off_object_excess_at_highest"], 0.0, ">",
           "share of the top-decile localisation regions off the object minus the share of all regions off it "
           "(occlusion, 8 x 8 grid, highest correlation)", primary=False),
+    Claim("attenuation_narrows_dice_gap", f"Attenuating the top shortcut regions at test time narrows the common-rare "
+          f"Dice gap ({OSCAR_SOURCE})",
+          lambda s: s["attenuation_dice_narrowing_at_highest"], 0.0, ">",
+          "common-rare Dice gap plain minus with the top-decile localisation regions mean-filled (occlusion, "
+          "8 x 8 grid, highest correlation, whole test split)", primary=False),
+    Claim("attenuation_beyond_random", f"Attenuating the top shortcut regions narrows the common-rare Dice gap more "
+          f"than attenuating as many random regions ({OSCAR_SOURCE}, with a random-region control)",
+          lambda s: s["attenuation_dice_beyond_random_at_highest"], 0.0, ">",
+          "common-rare Dice gap with k random regions mean-filled (mean of 5 draws) minus with the top-k shortcut "
+          "regions mean-filled (highest correlation)", primary=False),
 ]  # fmt: skip
 
 
@@ -342,6 +385,7 @@ def figures(record: dict, output_dir: Path) -> list[str]:
     oscar_figures = (
         _oscar_profiles_figure(record, Path(output_dir)),
         _oscar_partial_r_figure(record, Path(output_dir)),
+        _attenuation_figure(record, Path(output_dir)),
     )
     names += [n for n in oscar_figures if n]
     return names
@@ -449,6 +493,41 @@ def _oscar_partial_r_figure(record: dict, output_dir: Path) -> str | None:
     return name
 
 
+def _attenuation_figure(record: dict, output_dir: Path) -> str | None:
+    """Common-rare Dice gap and flip gap against the training correlation, plain, with the top shortcut regions
+    attenuated and with as many random regions attenuated: every seed's points and the median line."""
+    import matplotlib.pyplot as plt
+
+    per_seed = record["summary"]["per_seed"]
+    levels = {c for s in per_seed.values() for c in s["per_correlation"]}
+    rows = {c: [s["per_correlation"][c].get("attenuation") or {} for s in per_seed.values() if c in s["per_correlation"]]
+            for c in levels}  # fmt: skip
+    corrs = sorted((c for c, v in rows.items() if any(v)), key=float)
+    if not corrs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    ways = (("plain", "tab:grey", "plain"), ("attenuated", "tab:red", "top-k shortcut regions attenuated"),
+            ("random", "tab:blue", "k random regions attenuated"))  # fmt: skip
+    gaps = (("dice_gap", "Dice gap (common - rare)"), ("flip_gap", "flip gap (rare - common)"))
+    for ax, (gap, ylabel) in zip(axes, gaps):
+        for way, colour, label in ways:
+            med = []
+            for c in corrs:
+                vals = [r[f"{gap}_{way}"] for r in rows[c] if r and r.get(f"{gap}_{way}") is not None]
+                ax.scatter([float(c)] * len(vals), vals, color=colour, s=12, alpha=0.5)
+                med.append(median(vals) if vals else float("nan"))
+            ax.plot([float(c) for c in corrs], med, "o-", color=colour, label=label)
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="training correlation", ylabel=ylabel)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Test-time attenuation (occlusion, 8 x 8 grid; regions mean-filled)", fontsize=9)
+    fig.tight_layout()
+    name = "oscar_attenuation.png"
+    save_figure(fig, output_dir / name)
+    plt.close(fig)
+    return name
+
+
 def _example_panels(record: dict, output_dir: Path) -> str | None:
     """Image, label, prediction and flip map of one rare test image per identity, as the first seed's models at the
     lowest and the highest correlation wrote them during evaluation (``example_panels.npz``; ``None`` when those
@@ -527,6 +606,7 @@ def report(record: dict, figures: list[str]) -> str:
         "undefined ('-') where no test image, or every one, is flip-prone.\n",
         *_trend_lines(summary["per_seed"]),
         *_oscar_lines(summary),
+        *_attenuation_lines(summary),
         "\n## Figures\n",
         *figure_lines(figures),
     ]  # fmt: skip
@@ -606,6 +686,32 @@ def _oscar_lines(summary: dict) -> list[str]:
         lines.append(f"\nPage's L test for partial r rising with the correlation ({' < '.join(levels)}), seeds as "
                      f"blocks: L = {out['L']:g}, p = {out['p_value']:.4f} ({len(out['seeds'])} seeds).\n")  # fmt: skip
     return lines
+
+
+def _attenuation_lines(summary: dict) -> list[str]:
+    """Test-time attenuation per test-model correlation (medians over seeds): the Dice and flip gaps plain, with the
+    top shortcut regions attenuated and with as many random regions attenuated, and the narrowing."""
+    per_corr = summary.get("per_correlation") or {}
+    rows = []
+    for c, v in sorted(per_corr.items(), key=lambda kv: float(kv[0])):
+        a = v.get("attenuation")
+        if not a:
+            continue
+        rows.append([c, _count(a.get("k")), a.get("dice_gap_plain"), a.get("dice_gap_attenuated"),
+                     a.get("dice_gap_random"), a.get("dice_narrowing"), a.get("dice_beyond_random"),
+                     a.get("flip_gap_plain"), a.get("flip_gap_attenuated"), a.get("flip_gap_random"),
+                     a.get("flip_narrowing"), a.get("flip_beyond_random")])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "\n## Test-time attenuation of the top shortcut regions\n",
+        "Each test model on the whole test split: plain, with its top-decile localisation regions (k = ceil(R / 10) of "
+        "the 8 x 8 grid, occlusion ranks) filled with their own mean intensity, and with k regions drawn at random "
+        "filled the same way (mean over 5 draws). Gaps: common minus rare Dice, rare minus common flip fraction; "
+        "narrowing = gap plain - gap attenuated; beyond random = gap random - gap attenuated. Medians over seeds.\n",
+        markdown_table(["correlation", "k", "Dice gap plain", "attenuated", "random", "narrowing", "beyond random",
+                        "flip gap plain", "attenuated", "random", "narrowing", "beyond random"], rows),
+    ]  # fmt: skip
 
 
 def _count(v) -> str:
