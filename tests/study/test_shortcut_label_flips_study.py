@@ -2,6 +2,7 @@
 smoke study end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,5 +211,81 @@ def test_smoke_study(tmp_path):
     assert set(row) == {"gradcam/grid8", "gradcam/grid16", "gradcam/slic", "occlusion/grid8", "occlusion/slic"}
     assert all(-1 <= v["r_ts_ba"] <= 1 and v["k"] >= 1 for v in row.values())
     assert "## OSCAR" in report.read_text()
-    for png in ("shortcut_vs_correlation.png", "example_panels.png", "oscar_profiles.png", "oscar_partial_r.png"):
+    att = results["summary"]["per_seed"]["0"]["per_correlation"]["0.99"]["attenuation"]
+    assert results["summary"]["per_seed"]["0"]["per_correlation"]["0.5"]["attenuation"] is None
+    assert att["k"] == 7 and att["dice_narrowing"] == pytest.approx(att["dice_gap_plain"] - att["dice_gap_attenuated"])
+    ts_dir = next(r["overrides"]["output_dir"] for r in results["runs"] if r["name"] == "corr_0p99")
+    assert json.loads((Path(ts_dir) / "attenuation.json").read_text())["k"] == 7
+    assert "## Test-time attenuation of the top shortcut regions" in report.read_text()
+    pngs = ("shortcut_vs_correlation.png", "example_panels.png", "oscar_profiles.png", "oscar_partial_r.png",
+            "oscar_attenuation.png")  # fmt: skip
+    for png in pngs:
         assert png in results["figures"] and (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_test_models_run_after_the_baseline_and_the_scene_model(tmp_path):
+    from common.study.engine import _tasks
+
+    study = SPEC.study("quick", (0, 1))
+    after = {r.name: dict(r.after) for r in study.runs}
+    assert after["scene"] == {} and after["corr_0p5"] == {}  # SA and BA read nothing
+    reads = {"oscar_ba_dir": "corr_0p5", "oscar_sa_dir": "scene"}
+    assert after["corr_0p75"] == after["corr_0p9"] == after["corr_0p99"] == reads
+    tasks = {(t["run"].name, t["seed"]): t for t in _tasks(study, tmp_path, "fp")}
+    ts = tasks["corr_0p99", 1]
+    assert ts["overrides"]["oscar_ba_dir"] == str(tasks["corr_0p5", 1]["run_dir"])
+    assert ts["overrides"]["oscar_sa_dir"] == str(tasks["scene", 1]["run_dir"])
+    assert "oscar_ba_dir" not in tasks["corr_0p5", 1]["overrides"]
+
+
+def _attenuation(dice, flip):
+    """A hand-made ``extra.oscar_attenuation``: ``dice``/``flip`` are (plain, attenuated, random) gaps."""
+    ways = ("plain", "attenuated", "random")
+    out = {w: {"dice_gap": d, "flip_gap": f} for w, d, f in zip(ways, dice, flip)}
+    out["narrowing"] = {"dice_gap": dice[0] - dice[1], "flip_gap": flip[0] - flip[1]}
+    out["beyond_random"] = {"dice_gap": dice[2] - dice[1], "flip_gap": flip[2] - flip[1]}
+    return {"k": 7, "num_regions": 64, **out}
+
+
+def test_summary_claims_and_report_of_test_time_attenuation(oscar_runs, tmp_path):
+    from common.study.shortcut_label_flips import figures
+
+    runs = [_run(c, 0.9, 0.9 - c / 2, 0.0, c / 2, [], oscar=oscar_runs) for c in W]
+    extra = {0.75: _attenuation((0.30, 0.20, 0.10), (0.40, 0.30, 0.35)),  # narrows, but less than random regions
+             0.99: _attenuation((0.50, 0.20, 0.45), (0.60, 0.10, 0.50))}  # fmt: skip
+    for r in runs:
+        if r["correlation"] in extra:
+            r["metrics"]["extra"]["oscar_attenuation"] = extra[r["correlation"]]
+    s = summarize(_with_scene(runs, oscar_runs))
+    assert s["per_correlation"]["0.5"]["attenuation"] is None and s["per_correlation"]["0.9"]["attenuation"] is None
+    row = s["per_correlation"]["0.99"]["attenuation"]
+    assert row["dice_gap_plain"] == 0.50 and row["dice_gap_attenuated"] == 0.20 and row["dice_gap_random"] == 0.45
+    assert row["dice_narrowing"] == pytest.approx(0.30) and row["dice_beyond_random"] == pytest.approx(0.25)
+    assert row["flip_narrowing"] == pytest.approx(0.50) and row["flip_beyond_random"] == pytest.approx(0.40)
+    assert s["attenuation_dice_narrowing_at_highest"] == pytest.approx(0.30)
+    assert s["attenuation_dice_beyond_random_at_highest"] == pytest.approx(0.25)
+    low = s["per_correlation"]["0.75"]["attenuation"]
+    assert low["dice_narrowing"] == pytest.approx(0.10) and low["dice_beyond_random"] == pytest.approx(-0.10)
+    claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": s})}
+    assert (
+        claims["attenuation_narrows_dice_gap"]["holds_in"] == 1
+        and not claims["attenuation_narrows_dice_gap"]["primary"]
+    )
+    assert claims["attenuation_beyond_random"]["holds_in"] == 1 and not claims["attenuation_beyond_random"]["primary"]
+    # at the highest correlation the random regions narrow the gap more: the control claim fails
+    runs[-1]["metrics"]["extra"]["oscar_attenuation"] = _attenuation((0.50, 0.20, 0.10), (0.60, 0.10, 0.05))
+    worse = summarize(_with_scene(runs, oscar_runs))
+    claims = {c["id"]: c for c in evaluate_claims(CLAIMS, {"0": worse})}
+    assert (
+        claims["attenuation_narrows_dice_gap"]["holds_in"] == 1 and claims["attenuation_beyond_random"]["holds_in"] == 0
+    )
+    record = {"profile": "quick", "seeds": [0], "runs": [], "seconds": 60.0, "run_seconds": 100.0,
+              "code_fingerprint": "f", "command": "python -m common.study shortcut_label_flips", "claims": [],
+              "profile_settings": {"settings": PROFILES["quick"].settings, "axes": PROFILES["quick"].axes, "jobs": 2},
+              "summary": {**s, "per_seed": {"0": s}}}  # fmt: skip
+    text = render_report(SPEC, record, [])
+    assert "## Test-time attenuation of the top shortcut regions" in text
+    assert "| 0.99 | 7 | 0.500 | 0.200 | 0.450 | 0.300 | 0.250 | 0.600 | 0.100 | 0.500 | 0.500 | 0.400 |" in text
+    assert "| 0.75 | 7 | 0.300 | 0.200 | 0.100 | 0.100 | -0.100 |" in text and "| 0.9 | 7 |" not in text
+    names = figures(record, tmp_path)
+    assert "oscar_attenuation.png" in names and (tmp_path / "oscar_attenuation.png").read_bytes()[:4] == b"\x89PNG"
