@@ -130,8 +130,15 @@ def test_oscar_configs_parse_and_name_existing_layers():
     plain = ConfigParser()
     plain.read_config([str(CONFIGS / c) for c in ("train.yaml", "evaluate.yaml")])
     norm = lambda steps: [s.replace("::", "#") for s in steps]  # noqa: E731
-    assert norm(parser["run"][:-1]) == norm(plain["run"])
-    assert "write_attribution_ranks" in parser["run"][-1]
+    assert norm(parser["run"][:-2]) == norm(plain["run"])
+    assert "write_attribution_ranks" in parser["run"][-2] and "write_attenuation" in parser["run"][-1]
+    # test-time attenuation: off unless the study passes BA's and SA's folders; the section is checked before training
+    from common.attribution.handlers import check_attenuation
+
+    assert parser["oscar_ba_dir"] is None and parser["oscar_sa_dir"] is None
+    attenuation = check_attenuation(parser.get_parsed_content("attenuation"))
+    assert attenuation["combination"] == "occlusion/grid8" and attenuation["mode"] == "mean"
+    assert any("check_attenuation" in step for step in parser["initialize"])
 
 
 def test_a_config_without_the_attribution_target_fails_before_training(tmp_path):
@@ -164,3 +171,14 @@ def test_segmentation_and_scene_runs_write_the_same_images_ranks(tmp_path):
     assert metrics["settings"]["model"] == "scene" and 0.0 <= metrics["metrics"]["scene_accuracy"] <= 1.0
     assert len(metrics["per_sample"]) == 8 and "model" in torch.load(scene / "model.pt", weights_only=True)
     assert "flip_gap" in json.loads((seg / "metrics.json").read_text())["metrics"]
+    # a test model given BA's (here the 0.9 run) and SA's folders attenuates its shortcut regions; the others do not
+    from common.attribution.handlers import ATTENUATION_FILE
+
+    ts = tmp_path / "ts"
+    _bundle(OSCAR, "--output_dir", ts, "--ckpt_path", ts / "model.pt", "--correlation", 0.99, *common,
+            "--oscar_ba_dir", seg, "--oscar_sa_dir", scene)  # fmt: skip
+    assert not (seg / ATTENUATION_FILE).exists() and not (scene / ATTENUATION_FILE).exists()
+    att = json.loads((ts / ATTENUATION_FILE).read_text())
+    assert att["k"] == 7 and len(att["regions"]) == 7 and att["num_images"] == 8 and len(att["random"]["draws"]) == 5
+    record = json.loads((ts / "metrics.json").read_text())
+    assert record["extra"]["oscar_attenuation"] == att and "flip_gap" in record["metrics"]
