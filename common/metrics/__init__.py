@@ -4,6 +4,7 @@ Names are imported on first use so that each module loads only what it needs.
 """
 
 from common._lazy import lazy_getattr
+from common._moved import moved_getattr
 
 _EXPORTS = {
     "volume_bias": "volume",
@@ -31,12 +32,15 @@ _EXPORTS = {
     "write_metrics_record": "record",
     "nan_to_none": "record",
     "write_metrics": "record",
-    # dictionary transforms that moved to common.transforms (importable here, with a DeprecationWarning)
+}
+
+_MOVED = {
     "FlipRiskd": "common.transforms.flip_risk",
     "IdentityUncertaintyd": "common.transforms.flip_risk",
     "SaveFlipRiskd": "common.transforms.flip_risk",
 }
+"""Names that moved out of this package: still importable here, with a DeprecationWarning."""
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__getattr__ = moved_getattr(__name__, _MOVED, lazy_getattr(__name__, _EXPORTS))

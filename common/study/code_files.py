@@ -31,14 +31,15 @@ def module_file(root: Path, dotted: str) -> Path | None:
     return None
 
 
-def _lazy_exports(init: Path) -> dict[str, str]:
-    """``_EXPORTS`` of a package ``__init__.py`` (public name -> submodule), or ``{}``."""
+def _lazy_exports(init: Path, table: str = "_EXPORTS") -> dict[str, str]:
+    """``_EXPORTS`` of a package ``__init__.py`` (public name -> submodule), or ``{}``; with ``table="_MOVED"``
+    the names that moved out of the package (public name -> their dotted module now)."""
     try:
         tree = ast.parse(init.read_text())
     except (OSError, SyntaxError):
         return {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == table for t in node.targets):
             try:
                 value = ast.literal_eval(node.value)
             except ValueError:
@@ -48,8 +49,8 @@ def _lazy_exports(init: Path) -> dict[str, str]:
 
 
 def is_lazy_package_init(path: Path) -> bool:
-    """True for an ``__init__.py`` that only declares lazy exports (docstring, imports, ``_EXPORTS``, ``__all__``,
-    ``__getattr__ = lazy_getattr(...)``): it runs no code of its own, and which submodule a name resolves to is
+    """True for an ``__init__.py`` that only declares lazy exports (docstring, imports, ``_EXPORTS``, ``_MOVED``,
+    ``__all__``, ``__getattr__ = lazy_getattr(...)``, see :mod:`common._moved`): it runs no code of its own, and which submodule a name resolves to is
     already part of the closure, so its text need not be hashed (adding an export elsewhere changes no run)."""
     if path.name != "__init__.py":
         return False
@@ -57,7 +58,7 @@ def is_lazy_package_init(path: Path) -> bool:
         tree = ast.parse(path.read_text())
     except (OSError, SyntaxError):
         return False
-    allowed = {"_EXPORTS", "__all__", "__getattr__"}
+    allowed = {"_EXPORTS", "_MOVED", "__all__", "__getattr__"}
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
@@ -84,6 +85,8 @@ def _resolve(root: Path, dotted: str) -> list[str]:
             sub = _lazy_exports(last).get(parts[i - 1])
             if sub is not None:
                 found.append(f"{found[-1]}.{sub}")
+            elif (home := _lazy_exports(last, "_MOVED").get(parts[i - 1])) is not None:
+                found.append(home)
         break
     return found
 

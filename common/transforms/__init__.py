@@ -4,6 +4,7 @@ Names are imported on first use so that each module loads only what it needs.
 """
 
 from common._lazy import lazy_getattr
+from common._moved import moved_getattr
 
 _EXPORTS = {
     "UpsampledAffine": "sr_pairs",
@@ -24,10 +25,13 @@ _EXPORTS = {
     "FlipRiskd": "flip_risk",
     "IdentityUncertaintyd": "flip_risk",
     "SaveFlipRiskd": "flip_risk",
-    # moved to common.data (importable here, with a DeprecationWarning)
+}
+
+_MOVED = {
     "load_split": "common.data.datalist",
 }
+"""Names that moved out of this package: still importable here, with a DeprecationWarning."""
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__getattr__ = moved_getattr(__name__, _MOVED, lazy_getattr(__name__, _EXPORTS))

@@ -91,3 +91,11 @@ def test_each_real_bundle_closure_holds_its_network_and_not_the_others():
     assert "common/networks/vinn.py" in seg and "common/networks/vinn.py" not in sr
     assert "common/networks/sr.py" in sr and "common/networks/sr.py" not in seg
     assert not any(p.startswith("common/study/") or p.startswith("common/audit/") for p in seg + sr)
+
+
+def test_a_moved_name_resolves_to_its_new_module_and_keeps_the_package_lazy():
+    closure = {p.relative_to(REPO_ROOT).as_posix() for p in import_closure(REPO_ROOT, ["common.metrics.FlipRiskd"])}
+    assert "common/transforms/flip_risk.py" in closure  # where the name lives now
+    assert is_lazy_package_init(REPO_ROOT / "common/metrics/__init__.py")  # _MOVED is a declaration too
+    closure = {p.relative_to(REPO_ROOT).as_posix() for p in import_closure(REPO_ROOT, ["common.transforms.load_split"])}
+    assert "common/data/datalist.py" in closure
