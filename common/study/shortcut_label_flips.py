@@ -116,7 +116,10 @@ def summarize(runs: list[dict]) -> dict:
     """One seed's numbers: per correlation (key ``f"{c:g}"``) the common/rare Dice and flip fractions, the
     Dice gap and flip-risk AUROC/AP; Spearman correlations of rare flips and of the Dice gap with the
     correlation; the median over the grid of each model's flip-risk AUROC (where defined), and the AUROC/AP
-    pooled over every test image of the grid (flip-risk levels of different models mixed)."""
+    pooled over every test image of the grid (flip-risk levels of different models mixed). Per correlation also
+    ``attenuation`` (:func:`attenuation_row`; ``None`` for BA), and the Dice-gap narrowing and its excess over the
+    random-region control at the highest correlation (``attenuation_dice_narrowing_at_highest``,
+    ``attenuation_dice_beyond_random_at_highest``)."""
     from common.metrics.shortcut import flip_risk_detection
 
     all_runs = runs
