@@ -13,6 +13,10 @@ Two ways to get the predictions:
   ``configs/inference.json`` / ``.yaml`` segments the entries without ``prediction``; predictions are written to
   ``<output>/predictions/`` and reused by a rerun (a killed audit resumes).
 
+``--keep-probabilities`` (with ``--bundle``; off by default, since it runs the network a second time) keeps the
+network's softmax of every case the bundle predicts and reports calibration by group from it (expected calibration
+error, its tested gap, reliability diagrams), as for probability-map predictions; no probability map is written.
+
 ``--uncertainty {tta,mc_dropout,ensemble}`` (with ``--bundle``; an ensemble loads each ``--member CKPT`` into the
 bundle's network) adds every case's 95% structure-volume interval over the samples and the mean interval width
 per group.
@@ -88,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a bundle config value (JSON or string), e.g. ckpt_path=/models/model.pt (repeatable)",
     )
     p.add_argument(
+        "--keep-probabilities",
+        action="store_true",
+        help="with --bundle: also run its network for its softmax (mapped back to the image grid) and report "
+        "calibration per group (ECE, its tested gap, reliability diagrams) as for probability-map predictions",
+    )
+    p.add_argument(
         "--uncertainty",
         choices=["tta", "mc_dropout", "ensemble"],
         help="also report per-case volume intervals (2.5-97.5 percentiles over samples of the --bundle's network) "
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bundle {args.bundle}: not a folder")
     if args.min_group_size < 2:
         parser.error("--min-group-size must be at least 2")
+    if args.keep_probabilities and args.bundle is None:
+        parser.error("--keep-probabilities keeps a bundle network's softmax: give --bundle DIR")
     if args.uncertainty is not None and args.bundle is None:
         parser.error("--uncertainty samples a model: give --bundle DIR")
     if args.uncertainty == "ensemble" and len(args.member) < 2:
@@ -172,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             uncertainty=args.uncertainty,
             members=args.member,
             uncertainty_samples=args.uncertainty_samples,
+            keep_probabilities=args.keep_probabilities,
         )
     except DatalistError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,7 +14,9 @@ Tests. Differences in Dice and volume bias between the groups: the Wald F test t
 equal in the fit above, with the HC2 heteroscedasticity-consistent covariance (``statsmodels``; for two groups
 and no control the statistic is Welch's t squared). The AUC difference between predicted and manual volumes:
 a paired permutation test (``scipy.stats.permutation_test``) that swaps each case's predicted and manual
-volume. All p-values of a report are corrected together (``statsmodels`` ``multipletests``, Holm by default).
+volume. The gap in expected calibration error (probability predictions): a permutation test of the range of the
+group means, group labels permuted within strata (:func:`gap_permutation_test`). All p-values of a report are
+corrected together (``statsmodels`` ``multipletests``, Holm by default).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "auc_difference_test",
     "correct",
     "disparity_summary",
+    "gap_permutation_test",
     "group_difference_test",
     "stratified_auc",
     "trend",
@@ -108,14 +111,16 @@ def disparity_summary(
 
     Args:
         values: metric -> ``(n,)`` per-case values (NaN where undefined): ``dice``, ``sensitivity``,
-            ``fp_rate`` (false-positive voxels / manual voxels) and ``volume_bias`` (fractions).
+            ``fp_rate`` (false-positive voxels / manual voxels), ``volume_bias`` (fractions) and optionally ``ece``
+            (expected calibration error, lower is better like ``fp_rate``).
         groups, order, strata: as :func:`adjusted_means`.
 
     Returns:
         Per metric ``{"n": {group: cases}, "means": {group: mean}, ...}``: for ``dice`` and ``sensitivity`` (higher is
         better) the ``worst`` and ``best`` group, ``gap`` = best - worst and ``ratio`` = worst / best, and for
         ``dice`` also ``equity_scaled`` = mean / (1 + sd of the group means) (population sd; the mean is over
-        the groups' cases); for ``fp_rate`` (lower is better) ``worst`` (highest), ``best`` and ``gap``; for
+        the groups' cases); for ``fp_rate`` and ``ece`` (lower is better) ``worst`` (highest), ``best`` and
+        ``gap``; for
         ``volume_bias`` the ``highest`` and ``lowest`` group and ``gap`` = highest - lowest. Each of gap, ratio
         and equity_scaled is ``{"estimate", "ci_low", "ci_high"}`` (stratified bootstrap 95% interval);
         ``{"error": ...}`` instead where fewer than two groups have values or the means are not defined.
@@ -143,7 +148,7 @@ def disparity_summary(
             hi, lo = int(np.argmax(means)), int(np.argmin(means))
             entry.update(highest=present[hi], lowest=present[lo])
             entry["gap"] = _interval(means[hi] - means[lo], boot.max(axis=1) - boot.min(axis=1))
-        elif metric == "fp_rate":
+        elif metric in ("fp_rate", "ece"):
             worst, best = int(np.argmax(means)), int(np.argmin(means))
             entry.update(worst=present[worst], best=present[best])
             entry["gap"] = _interval(means[worst] - means[best], boot.max(axis=1) - boot.min(axis=1))
@@ -209,6 +214,50 @@ def group_difference_test(y, groups, order: Sequence[str], strata=None) -> dict[
         df=[int(test.df_num), int(test.df_denom)],
         p=float(np.squeeze(test.pvalue)),
     )
+    return out
+
+
+def gap_permutation_test(
+    y, groups, order: Sequence[str], strata=None, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Permutation test that the ``order`` groups share one mean of ``y`` (e.g. the per-case expected calibration
+    error), with the gap between the highest and lowest group mean as statistic.
+
+    The means are those of :func:`adjusted_means` (at the cohort's strata mix). Group labels are permuted among
+    the cases within each stratum, which keeps every (group, stratum) cell's size and so the weights ``W``: a
+    permuted gap is the range of ``W.T @ y[perm]``. The p-value counts the permuted gaps at least as large as the
+    observed one, ``(1 + count) / (1 + n_resamples)`` (Phipson and Smyth 2010, "Permutation p-values should never
+    be zero"). No parametric form is assumed, which suits a bounded, skewed per-case error.
+
+    Returns ``{"statistic": gap, "p": p, "n": cases, "n_resamples"}``; ``statistic`` and ``p`` are None when fewer
+    than two groups have values or group and stratum are confounded.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    groups = np.asarray(groups, dtype=object)
+    strata_all = None if strata is None else np.asarray(strata, dtype=object)
+    keep = np.isfinite(y) & np.isin(groups, list(order))
+    out: dict[str, Any] = {"statistic": None, "p": None, "n": int(keep.sum()), "n_resamples": n_resamples}
+    present = [g for g in order if (groups[keep] == g).sum() > 0]
+    if len(present) < 2:
+        return out
+    s = None if strata_all is None else strata_all[keep]
+    fit = adjusted_means(y[keep], groups[keep], present, s)
+    if isinstance(fit, str):
+        return out
+    means, weights, _cells = fit
+    yk = y[keep]
+    observed = float(means.max() - means.min())
+    rng = np.random.default_rng(seed)
+    layers = np.zeros(yk.size, dtype=int) if s is None else np.unique(s.astype(str), return_inverse=True)[1]
+    perms = np.tile(np.arange(yk.size), (n_resamples, 1))
+    for layer in np.unique(layers):
+        members = np.flatnonzero(layers == layer)
+        perms[:, members] = rng.permuted(np.tile(members, (n_resamples, 1)), axis=1)
+    permuted = yk[perms] @ weights  # (B, k)
+    gaps = permuted.max(axis=1) - permuted.min(axis=1)
+    tolerance = 1e-12 * max(1.0, abs(observed))  # equal gaps that differ by rounding count as reached
+    count = int(np.count_nonzero(gaps >= observed - tolerance))
+    out.update(statistic=observed, p=(1 + count) / (1 + n_resamples))
     return out
 
 

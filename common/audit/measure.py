@@ -12,9 +12,10 @@ Per attribute (:func:`summarise`): per group and structure the means, medians, t
 percentile-bootstrap 95% interval (:func:`common.metrics.bootstrap_ci`) and the pooled Flip fractions; across
 the groups of at least ``min_group_size`` cases the disparity summary and between-group tests
 (:mod:`common.audit.disparity`), stratified by the cohort's control attribute; for a two-group attribute the
-group AUC by predicted and by manual volume with the test of their difference; for a numeric attribute the
-least-squares trend of volume bias against it with a 95% interval on the slope. Every p-value is corrected over
-all tests of the report.
+group AUC by predicted and by manual volume with the test of their difference; with probability predictions
+(probability maps, or a bundle's softmax with ``--keep-probabilities``) the expected calibration error's group
+gap with a permutation test; for a numeric attribute the least-squares trend of volume bias against it with a 95%
+interval on the slope. Every p-value is corrected over all tests of the report.
 """
 
 from __future__ import annotations
@@ -353,7 +354,13 @@ def summarise(
     """
     from collections import Counter
 
-    from common.audit.disparity import CORRECTIONS, correct, disparity_summary, group_difference_test
+    from common.audit.disparity import (
+        CORRECTIONS,
+        correct,
+        disparity_summary,
+        gap_permutation_test,
+        group_difference_test,
+    )
 
     if min_group_size < 2:
         raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
@@ -382,10 +389,16 @@ def summarise(
                 disparity[attr.name] = {}
                 for name in names:
                     values = {m: [c.structures[name][m] for c in cases] for m in METRICS}
+                    if any(name in c.calibration for c in cases):  # probability predictions: ECE per case
+                        values["ece"] = [c.calibration.get(name, {}).get("ece", np.nan) for c in cases]
                     d = disparity_summary(values, attr.groups, compared, strata, n_resamples, seed)
                     for metric in TESTED:
                         if "error" not in d[metric]:
                             d[metric]["test"] = group_difference_test(values[metric], attr.groups, compared, strata)
+                    if "ece" in d and "error" not in d["ece"]:
+                        d["ece"]["test"] = gap_permutation_test(
+                            values["ece"], attr.groups, compared, strata, n_resamples, seed
+                        )
                     disparity[attr.name][name] = {"groups": compared, "controlled_by": control, **d}
             if len(compared) == 2:
                 auc[attr.name] = {
@@ -409,8 +422,8 @@ def summarise(
         d[metric]["test"]
         for structures in disparity.values()
         for d in structures.values()
-        for metric in TESTED
-        if (d[metric].get("test") or {}).get("p") is not None
+        for metric in (*TESTED, "ece")
+        if (d.get(metric, {}).get("test") or {}).get("p") is not None
     ]
     family += [a["test"] for structures in auc.values() for a in structures.values() if a.get("test")]
     for test, p in zip(family, correct([t["p"] for t in family], correction)):

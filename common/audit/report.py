@@ -16,15 +16,18 @@
                    "dice":        {"n", "means", "worst", "best", "gap", "ratio", "equity_scaled", "test"},
                    "sensitivity": {"n", "means", "worst", "best", "gap", "ratio"},
                    "fp_rate":     {"n", "means", "worst", "best", "gap"},
-                   "volume_bias": {"n", "means", "highest", "lowest", "gap", "test"}}}},
+                   "volume_bias": {"n", "means", "highest", "lowest", "gap", "test"},
+                   "ece":         {"n", "means", "worst", "best", "gap", "test"}}}},  # probability predictions
      "auc":   {<attr>: {<structure>: {"predicted", "manual", "positive", "negative", "n", "controlled_by",
                                       "test": {"statistic", "p", "p_corrected"}}}},          # two-group attributes
      "trend": {<attr>: {<structure>: {"slope", "ci_low", "ci_high", "intercept", "r", "n", "controlled_by"}}},
      "tests": {"n", "correction", "correction_name"},
+     "probabilities": {"bundle_softmax", "n_cases"},   # --keep-probabilities; cases with calibration numbers
      "cases": [{"id", "image", "label", "prediction", <attr>: value, "structures": {<structure>: {...}}}]}
 
 gap / ratio / equity_scaled are ``{"estimate", "ci_low", "ci_high"}``; a test is ``{"statistic", "df", "p",
-"p_corrected", "n"}``. Volume bias and fp_rate are fractions (0.14 = 14%); Dice, sensitivity and AUC in [0, 1];
+"p_corrected", "n"}`` (the ECE's permutation test: ``{"statistic": gap, "p", "p_corrected", "n",
+"n_resamples"}``). Volume bias and fp_rate are fractions (0.14 = 14%); Dice, sensitivity and AUC in [0, 1];
 surface distance in mm; volumes in ml; a trend slope is volume bias per unit of the attribute. ``null`` marks what
 is not defined (no labels, a single value ...).
 """
@@ -233,10 +236,17 @@ def findings(results: dict[str, Any]) -> list[str]:
             ece = {g: v for g, v in ece.items() if v is not None}
             if len(ece) > 1:
                 worst, best = max(ece, key=ece.get), min(ece, key=ece.get)
-                lines.append(
+                line = (
                     f"{name} calibration by {attr}: expected calibration error highest in {attr} {worst} "
                     f"({ece[worst]:.4f}), lowest in {attr} {best} ({ece[best]:.4f})"
                 )
+                tested = d.get("ece") or {}
+                if "gap" in tested:
+                    line += (
+                        f"; gap{_within(d, control)} {_ci(tested['gap'], '.4f')}; the difference is "
+                        f"{significance(tested.get('test'), correction_name)}"
+                    )
+                lines.append(line)
     for attr, structures in results["auc"].items():
         for name, a in structures.items():
             sentence = auc_sentence(name, attr, a, correction_name)
@@ -328,8 +338,11 @@ def _tables(results: dict[str, Any]) -> list[str]:
                     ("sensitivity", "sensitivity", ".3f", 1.0),
                     ("fp_rate", "FP (% of size)", ".1f", 100.0),
                     ("volume_bias", "volume bias (%)", "+.1f", 100.0),
+                    ("ece", "ECE", ".4f", 1.0),
                 ):
-                    m = d.get(metric, {})
+                    if metric not in d:
+                        continue
+                    m = d[metric]
                     if "error" in m:
                         rows.append([attr, name, label, within, m["error"], None, None, None, None, None, None])
                         continue
@@ -360,8 +373,10 @@ def _tables(results: dict[str, Any]) -> list[str]:
             f"least {results.get('min_group_size')} cases. Worst/best: lowest/highest Dice and sensitivity, "
             "highest/lowest false positives and volume bias. Gap = best - worst (highest - lowest for volume "
             "bias), ratio = worst / best, equity-scaled Dice = mean Dice / (1 + sd of the group means); 95% "
-            "stratified bootstrap intervals. p: Wald test of equal group means (HC2 covariance), "
-            f"{correction}-corrected over all {results['tests']['n']} tests of the report.",
+            "stratified bootstrap intervals. p: Wald test of equal group means (HC2 covariance); for the "
+            "expected calibration error (ECE) a permutation test of the gap (group labels permuted within the "
+            f"control attribute's strata); {correction}-corrected over all {results['tests']['n']} tests of the "
+            "report.",
             "",
             markdown_table(
                 ["attribute", "structure", "metric", "within", "worst (mean)", "best (mean)", "gap [95% CI]"]
@@ -529,8 +544,10 @@ def _tests_sentence(results: dict[str, Any]) -> str:
     t = results["tests"]
     if not t["n"]:
         return "No between-group test was made (no two groups of the minimum size with manual labels)."
+    calibrated = any("ece" in d for structures in results.get("disparity", {}).values() for d in structures.values())
+    what = "Dice, volume bias" + (" and expected calibration error" if calibrated else "")
     return (
-        f"{t['n']} between-group test{'s' * (t['n'] != 1)} made (Dice and volume bias differences, AUC "
+        f"{t['n']} between-group test{'s' * (t['n'] != 1)} made ({what} differences, AUC "
         f"predicted vs manual); every p-value is {t['correction_name']}-corrected over all {t['n']}, and a "
         f"difference is called significant when the corrected p is below {ALPHA}."
     )

@@ -50,6 +50,7 @@ def run_audit(
     uncertainty: str | None = None,
     members: Sequence[str | os.PathLike] = (),
     uncertainty_samples: int = 20,
+    keep_probabilities: bool = False,
 ) -> dict[str, Any]:
     """Run the audit and write ``results.json``, ``report.md``, ``report.html`` and figures into ``output``;
     return the results.
@@ -59,7 +60,10 @@ def run_audit(
     ``"fdr_bh"``): see :func:`common.audit.cohort.load_cohort` and :func:`common.audit.measure.summarise`.
     ``uncertainty`` (``"tta"``, ``"mc_dropout"`` or ``"ensemble"`` with ``members`` checkpoints) adds per-case
     volume intervals from ``uncertainty_samples`` samples of the bundle: see
-    :func:`common.audit.uncertainty.volume_intervals`.
+    :func:`common.audit.uncertainty.volume_intervals`. ``keep_probabilities`` (with a bundle) keeps the bundle
+    network's softmax of every case it predicts, so calibration (expected calibration error per group and its
+    tested gap, reliability diagrams) is reported as for probability-map predictions: see
+    :mod:`common.audit.calibration`.
 
     Raises:
         common.data.DatalistError: every problem of the datalist, before any inference or measurement.
@@ -75,6 +79,8 @@ def run_audit(
         raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
     if uncertainty is not None and bundle is None:
         raise ValueError(f"uncertainty {uncertainty!r} samples a bundle's network: give a bundle")
+    if keep_probabilities and bundle is None:
+        raise ValueError("keep_probabilities keeps a bundle network's softmax: give a bundle")
     by = list(by or [])
     if not by and isinstance(datalist, BidsInput):
         by = [c for c in participant_columns(datalist) if c != control]
@@ -101,16 +107,32 @@ def run_audit(
         raise DatalistError([f"{cohort.source}: no attribute column besides participant_id to group by"], cohort.source)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    if any("prediction" not in e for e in cohort.entries):
+    predicted = [i for i, e in enumerate(cohort.entries) if "prediction" not in e]
+    calibration = {}
+    if keep_probabilities and predicted:  # first: a softmax off the label's grid fails before the long inference
+        from common.audit.calibration import bundle_calibration
+
+        calibration = bundle_calibration(cohort.entries, predicted, bundle, output, overrides, progress=progress)
+    if predicted:
         from common.audit.infer import predict_missing  # only now: a predictions-only audit runs no model
 
         predict_missing(cohort.entries, bundle, output, overrides or {}, progress=progress)
     cases = measure_cases(cohort, progress=progress, surface=surface)
+    for i, kept in calibration.items():
+        cases[i].calibration = {
+            name: {"ece": kept["ece"][v], "bins": kept["bins"][v]}
+            for v, name in cohort.structures.items()
+            if v < kept["classes"]
+        }
     results: dict[str, Any] = {
         "command": command or "common.audit.run_audit(...)",
         "datalist": cohort.source,
         "bundle": str(Path(bundle).resolve()) if bundle is not None else None,
         "versions": versions(),
+        "probabilities": {
+            "bundle_softmax": bool(calibration),
+            "n_cases": sum(bool(c.calibration) for c in cases),
+        },
         "structures": {str(v): name for v, name in cohort.structures.items()},
         "attributes": {a.name: {"kind": a.kind, "groups": a.order or None} for a in cohort.attributes.values()},
         **summarise(
