@@ -51,6 +51,7 @@ __all__ = [
     "load_attribution_ranks",
     "scene_index",
     "shortcut_regions",
+    "top_region_count",
     "unet_bottleneck",
     "write_attenuation",
     "write_attribution_ranks",
@@ -331,6 +332,12 @@ def check_attenuation(attenuation: Mapping[str, Any] | None) -> dict:
     return dict(attenuation)
 
 
+def top_region_count(top_fraction: float, num_regions: int) -> int:
+    """How many regions "the top ``top_fraction``" of ``num_regions`` is: ``ceil(top_fraction * num_regions)``, at
+    least 1 (7 of an 8 x 8 grid's 64 at 0.1); the one count the summary, the figures and attenuation use."""
+    return max(1, int(math.ceil(top_fraction * num_regions - 1e-9)))
+
+
 def shortcut_regions(ts: Mapping, ba: Mapping, sa: Mapping, combination: tuple[str, str], top_fraction: float):
     """The top shortcut regions of a test model from three loaded rank files (:func:`load_attribution_ranks`).
 
@@ -362,8 +369,7 @@ def shortcut_regions(ts: Mapping, ba: Mapping, sa: Mapping, combination: tuple[s
             raise AttenuationInputError(f"OSCAR attenuation: the {name} rank file's partition {part} differs from TS's")
     p_ts, p_sa, p_ba = (regions.median_rank_profile(f["ranks"][(method, part)]) for f in (ts, sa, ba))
     scores = statistics.localisation_scores(p_ts, p_sa, p_ba)
-    k = int(math.ceil(top_fraction * len(scores) - 1e-9))
-    return statistics.top_regions(scores, k), scores, partition
+    return statistics.top_regions(scores, top_region_count(top_fraction, len(scores))), scores, partition
 
 
 def _group_metrics(network, images, labels, ids, groups, class_names, batch_size: int, transform=None) -> dict:
