@@ -10,7 +10,8 @@ the trend of volume bias against it. See :mod:`common.audit.__main__` for the co
 Modules: :mod:`~common.audit.cohort` (reading and validating the datalist), :mod:`~common.audit.infer` (bundle
 inference with resume), :mod:`~common.audit.measure` (per-case measurements and per-group summaries),
 :mod:`~common.audit.report` (``results.json``, ``report.md`` and figures), :mod:`~common.audit.calibration` (a
-bundle's softmax for calibration by group, ``--keep-probabilities``).
+bundle's softmax for calibration by group, ``--keep-probabilities``), :mod:`~common.audit.shortcut` (OSCAR's
+shortcut localisation, ``--shortcut``).
 """
 
 from common._lazy import lazy_getattr

@@ -17,6 +17,11 @@ Two ways to get the predictions:
 network's softmax of every case the bundle predicts and reports calibration by group from it (expected calibration
 error, its tested gap, reliability diagrams), as for probability-map predictions; no probability map is written.
 
+``--shortcut ATTR --baseline BA_DIR [--attribute-model SA_DIR]`` (with ``--bundle``, 2-D segmentation bundles)
+adds OSCAR's shortcut localisation: region-rank profiles of occlusion maps of the bundle (TS), the balanced
+baseline (BA) and an attribute classifier (SA; without one, a proxy from the groups' mean images), their
+correlations, the partial correlation r(TS, SA | BA) and its top regions over the cohort's mean image.
+
 ``--uncertainty {tta,mc_dropout,ensemble}`` (with ``--bundle``; an ensemble loads each ``--member CKPT`` into the
 bundle's network) adds every case's 95% structure-volume interval over the samples and the mean interval width
 per group.
@@ -97,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --bundle: also run its network for its softmax (mapped back to the image grid) and report "
         "calibration per group (ECE, its tested gap, reliability diagrams) as for probability-map predictions",
     )
+    shortcut = p.add_argument_group("shortcut localisation (OSCAR; 2-D segmentation bundles)")
+    shortcut.add_argument(
+        "--shortcut",
+        metavar="ATTR",
+        help="compare region-rank profiles of occlusion maps of the --bundle (TS), a --baseline (BA) and an "
+        "attribute model (SA) for this attribute",
+    )
+    shortcut.add_argument("--baseline", type=Path, metavar="DIR", help="balanced baseline bundle (BA)")
+    shortcut.add_argument(
+        "--attribute-model",
+        type=Path,
+        metavar="DIR",
+        help="classifier bundle predicting ATTR (SA); without it SA is a proxy: the region-wise absolute "
+        "difference of the groups' mean images",
+    )
     p.add_argument(
         "--uncertainty",
         choices=["tta", "mc_dropout", "ensemble"],
@@ -137,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--bundle {args.bundle}: not a folder")
     if args.min_group_size < 2:
         parser.error("--min-group-size must be at least 2")
+    if args.shortcut is not None and (args.bundle is None or args.baseline is None):
+        parser.error("--shortcut ATTR compares the --bundle DIR (TS) with a --baseline DIR (BA): give both")
+    if args.shortcut is None and (args.baseline is not None or args.attribute_model is not None):
+        parser.error("--baseline and --attribute-model are for --shortcut ATTR")
+    for option, folder in (("--baseline", args.baseline), ("--attribute-model", args.attribute_model)):
+        if folder is not None and not folder.is_dir():
+            parser.error(f"{option} {folder}: not a folder")
     if args.keep_probabilities and args.bundle is None:
         parser.error("--keep-probabilities keeps a bundle network's softmax: give --bundle DIR")
     if args.uncertainty is not None and args.bundle is None:
@@ -185,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             members=args.member,
             uncertainty_samples=args.uncertainty_samples,
             keep_probabilities=args.keep_probabilities,
+            shortcut=args.shortcut,
+            baseline=args.baseline,
+            attribute_model=args.attribute_model,
         )
     except DatalistError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,6 +23,8 @@
      "trend": {<attr>: {<structure>: {"slope", "ci_low", "ci_high", "intercept", "r", "n", "controlled_by"}}},
      "tests": {"n", "correction", "correction_name"},
      "probabilities": {"bundle_softmax", "n_cases"},   # --keep-probabilities; cases with calibration numbers
+     "shortcut": {"attribute", "groups", "n_images", "grid", "sa", "profiles", "correlations", "partial",
+                  "top_regions", "figure", ...},                 # --shortcut: see common.audit.shortcut
      "cases": [{"id", "image", "label", "prediction", <attr>: value, "structures": {<structure>: {...}}}]}
 
 gap / ratio / equity_scaled are ``{"estimate", "ci_low", "ci_high"}``; a test is ``{"statistic", "df", "p",
@@ -555,6 +557,7 @@ def _tests_sentence(results: dict[str, Any]) -> str:
 
 def write_report(out: str | Path, results: dict[str, Any], cohort, cases) -> Path:
     """``report.md`` (findings, tables, figures), the PNG figures and ``report.html`` in ``out``."""
+    from common.audit.shortcut import shortcut_lines
     from common.audit.uncertainty import uncertainty_tables
 
     out = Path(out)
@@ -588,6 +591,7 @@ def write_report(out: str | Path, results: dict[str, Any], cohort, cases) -> Pat
         "",
         *_tables(results),
         *uncertainty_tables(results.get("uncertainty")),
+        *shortcut_lines(results.get("shortcut")),
         "## Figures",
         "",
     ]

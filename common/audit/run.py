@@ -51,6 +51,9 @@ def run_audit(
     members: Sequence[str | os.PathLike] = (),
     uncertainty_samples: int = 20,
     keep_probabilities: bool = False,
+    shortcut: str | None = None,
+    baseline: str | os.PathLike | None = None,
+    attribute_model: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run the audit and write ``results.json``, ``report.md``, ``report.html`` and figures into ``output``;
     return the results.
@@ -63,7 +66,9 @@ def run_audit(
     :func:`common.audit.uncertainty.volume_intervals`. ``keep_probabilities`` (with a bundle) keeps the bundle
     network's softmax of every case it predicts, so calibration (expected calibration error per group and its
     tested gap, reliability diagrams) is reported as for probability-map predictions: see
-    :mod:`common.audit.calibration`.
+    :mod:`common.audit.calibration`. ``shortcut`` (an attribute, with ``bundle`` and a ``baseline`` bundle, optional
+    ``attribute_model``) adds OSCAR's shortcut localisation for 2-D segmentation bundles: see
+    :mod:`common.audit.shortcut`.
 
     Raises:
         common.data.DatalistError: every problem of the datalist, before any inference or measurement.
@@ -79,6 +84,8 @@ def run_audit(
         raise ValueError(f"min_group_size must be at least 2, got {min_group_size}")
     if uncertainty is not None and bundle is None:
         raise ValueError(f"uncertainty {uncertainty!r} samples a bundle's network: give a bundle")
+    if shortcut is not None and (bundle is None or baseline is None):
+        raise ValueError(f"shortcut {shortcut!r} compares a bundle with a baseline bundle: give both")
     if keep_probabilities and bundle is None:
         raise ValueError("keep_probabilities keeps a bundle network's softmax: give a bundle")
     by = list(by or [])
@@ -107,6 +114,14 @@ def run_audit(
         raise DatalistError([f"{cohort.source}: no attribute column besides participant_id to group by"], cohort.source)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    shortcut_models = None
+    if shortcut is not None:  # every check and model load before any long work
+        from common.audit.shortcut import check_shortcut, load_shortcut_models
+
+        shortcut_groups, shortcut_order = check_shortcut(cohort.entries, cohort.ids, shortcut, cohort.source)
+        shortcut_models = load_shortcut_models(
+            bundle, baseline, attribute_model, cohort.entries[0]["image"], overrides or {}
+        )
     predicted = [i for i, e in enumerate(cohort.entries) if "prediction" not in e]
     calibration = {}
     if keep_probabilities and predicted:  # first: a softmax off the label's grid fails before the long inference
@@ -162,6 +177,21 @@ def run_audit(
             seed=seed,
             overrides=overrides,
             progress=progress,
+        )
+    if shortcut_models is not None:
+        from common.audit.shortcut import shortcut_analysis
+
+        results["shortcut"] = shortcut_analysis(
+            [e["image"] for e in cohort.entries],
+            shortcut_groups,
+            shortcut_order,
+            shortcut_models,
+            shortcut,
+            output,
+            n_resamples=n_resamples,
+            seed=seed,
+            progress=progress,
+            sources={"ts": bundle, "ba": baseline, **({"sa": attribute_model} if attribute_model else {})},
         )
     write_results(output / "results.json", results)
     write_report(output, results, cohort, cases)
