@@ -181,12 +181,25 @@ def _ranks(model, paths: Sequence[str], segmentation: bool, desc: str, progress:
     return rank_regions(np.stack(rows))
 
 
-def _proxy_profile(images: np.ndarray, groups: np.ndarray, order: Sequence[str]) -> np.ndarray:
-    """``(R,)`` ranks (1 = most different) of the region means of the range over the groups' mean images."""
+def _proxy_profile(
+    images: np.ndarray, groups: np.ndarray, order: Sequence[str], idx: np.ndarray | None = None
+) -> np.ndarray:
+    """``(R,)`` ranks (1 = most different) of the region means of the range over the groups' mean images.
+
+    ``images``: ``(N, H, W)``; ``idx``: a resample of image indices (default all once). The means are weighted
+    sums (resample counts as weights), so a bootstrap resample copies no image.
+    """
     from common.attribution.regions import grid_partition, rank_regions, region_means
 
-    means = np.stack([images[groups == g].mean(axis=0) for g in order])
-    difference = means.max(axis=0) - means.min(axis=0)  # |A - B| for two groups
+    n = len(images)
+    counts = np.bincount(np.arange(n) if idx is None else idx, minlength=n).astype(np.float32)
+    flat = images.reshape(n, -1)
+    means = []
+    for g in order:
+        weights = counts * (groups == g)
+        means.append(weights @ flat / weights.sum())
+    means = np.stack(means)
+    difference = (means.max(axis=0) - means.min(axis=0)).reshape(images.shape[1:])  # |A - B| for two groups
     partition = grid_partition(difference.shape, GRID)
     return rank_regions(region_means(difference[None], partition))[0]
 
@@ -285,11 +298,7 @@ def shortcut_analysis(
         stats = np.empty(n_resamples)
         for b in range(n_resamples):
             idx = np.concatenate([rng.choice(m, m.size) for m in members])
-            sa_b = (
-                np.median(ranks["sa"][idx], axis=0)
-                if "sa" in ranks
-                else _proxy_profile(images[idx], groups[idx], order)
-            )
+            sa_b = np.median(ranks["sa"][idx], axis=0) if "sa" in ranks else _proxy_profile(images, groups, order, idx)
             stats[b] = partial_correlation(
                 np.median(ranks["ts"][idx], axis=0), sa_b, np.median(ranks["ba"][idx], axis=0)
             )
