@@ -83,8 +83,8 @@ def _spatial_shape(path: str) -> tuple[int, ...]:
 
 def check_shortcut(entries: Sequence[Mapping[str, Any]], ids: Sequence[str], attribute: str, source: str):
     """The problems that stop ``--shortcut ATTR`` before any model runs, raised together as a
-    :class:`common.data.DatalistError`: an entry without the attribute, an attribute with one group, an image
-    that is not 2-D (``(H, W)``, or ``(H, W, 1)``), images of different shapes.
+    :class:`common.data.DatalistError`: an entry without the attribute or the image, an attribute with one group,
+    an image that is not 2-D (``(H, W)``, or ``(H, W, 1)``), images of different shapes.
 
     Returns the attribute's group per entry (strings) and the groups in sorted order.
     """
@@ -101,7 +101,10 @@ def check_shortcut(entries: Sequence[Mapping[str, Any]], ids: Sequence[str], att
             f"{source}: --shortcut {attribute}: every entry is in group '{order[0]}', an attribute needs two groups"
         )
     shapes = {}
-    for entry in entries:
+    for tag, entry in zip(ids, entries):
+        if "image" not in entry:
+            problems.append(f"{source}: {tag} has no 'image' to explain (--shortcut {attribute})")
+            continue
         shape = _spatial_shape(entry["image"])
         if len(shape) != 2:
             problems.append(f"{entry['image']}: --shortcut is 2-D only, the image has shape {shape}")
