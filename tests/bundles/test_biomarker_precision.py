@@ -2,9 +2,6 @@
 samples, smoke train+evaluate, inference with intervals, bad input."""
 
 import json
-import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -19,22 +16,15 @@ from common.metrics.precision import precision_summary
 from common.networks.ensemble import DeepEnsemble, MemberLoss
 from common.study.runner import REPO_ROOT
 from common.uncertainty import biomarker_samples
+from tests.bundles.cli import bundle_cli
 
 CONFIGS = REPO_ROOT / "bundles" / "biomarker_precision" / "configs"
 TINY = ["--epochs", "2", "--num_train", "8", "--num_val", "2", "--num_test", "3", "--val_interval", "2",
         "--num_members", "2", "--num_samples", "4", "--num_threads", "1"]  # fmt: skip
 
 
-def _bundle(configs, *args, check=True, torchrun=False):
-    files = [str(CONFIGS / c) for c in configs]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
-    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
-    cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+def _bundle(configs, *args, **options):
+    return bundle_cli(CONFIGS, configs, *args, **options)
 
 
 def _unet():

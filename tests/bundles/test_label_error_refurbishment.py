@@ -1,9 +1,6 @@
 """The label_error_refurbishment bundle: configs parse, smoke train+evaluate, inference, 2-process gloo training."""
 
 import json
-import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -12,21 +9,15 @@ import torch
 from monai.bundle import ConfigParser
 
 from common.study.runner import REPO_ROOT
+from tests.bundles.cli import bundle_cli
 
 CONFIGS = REPO_ROOT / "bundles" / "label_error_refurbishment" / "configs"
 TINY = ["--epochs", "2", "--detect_epoch", "2", "--vog_checkpoints", "2", "--vog_first_epoch", "1", "--loss_window", "1",
         "--num_train", "8", "--num_val", "2", "--num_test", "3", "--val_interval", "2", "--num_threads", "1"]  # fmt: skip
 
 
-def _bundle(configs, *args, torchrun=False):
-    files = [str(CONFIGS / c) for c in configs]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if torchrun else [sys.executable]  # fmt: skip
-    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr(files) if len(files) > 1 else files[0]]
-    cmd += ["--logging_file", str(CONFIGS / "logging.conf"), *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+def _bundle(configs, *args, **options):
+    return bundle_cli(CONFIGS, configs, *args, **options)
 
 
 def test_configs_parse_with_defaults():
