@@ -37,12 +37,35 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _lazy_exports(init_file: Path) -> dict[str, str]:
-    """The ``_EXPORTS`` table (public name -> module) of a package ``__init__.py``, if any."""
+def _lazy_exports(init_file: Path, table: str = "_EXPORTS") -> dict[str, str]:
+    """The ``_EXPORTS`` table (public name -> module) of a package ``__init__.py``, if any; with
+    ``table="_MOVED"`` the names that moved out of the package (public name -> dotted module now)."""
     for node in ast.parse(init_file.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == table for t in node.targets):
             return ast.literal_eval(node.value)
     return {}
+
+
+def _code_strings(tree: ast.AST) -> list[str]:
+    """String constants of a module that code can use: not docstrings, not the ``_MOVED`` table (a moved name
+    is followed only when something refers to it)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            skip.add(id(body[0].value))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_MOVED" for t in node.targets):
+            skip.update(id(n) for n in ast.walk(node.value))
+    return [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in skip
+    ]
 
 
 def _resolve(name: str) -> list[Path]:
@@ -56,6 +79,8 @@ def _resolve(name: str) -> list[Path]:
         module = _lazy_exports(files[-1]).get(attribute)
         if module:
             files.append(_module_file(".".join([*parts, module])))
+        elif (home := _lazy_exports(files[-1], "_MOVED").get(attribute)) is not None:
+            files += _resolve(home)
     return [f for f in files if f is not None]
 
 
@@ -78,7 +103,7 @@ def _imports_of(path: Path) -> set[str]:
             if base.split(".")[0] == "common":
                 names.add(base)
                 names.update(f"{base}.{a.name}" for a in node.names)
-    names.update(_CONFIG_REF.findall(source))
+    names.update(ref for text in _code_strings(tree) for ref in _CONFIG_REF.findall(text))
     return names
 
 

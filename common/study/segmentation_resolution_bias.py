@@ -192,7 +192,9 @@ def summarize(results: list[dict], main_pair=None) -> dict:
         out["by_pair"] = {
             _pair_key(pair): {
                 "volume_bias_L": {a: _gm_bias_l(m) for a, m in _main_runs(results, pair).items()},
-                "auc": {a: (m["auc"].get(MAIN_STRUCTURE) or {}).get("pred") for a, m in _main_runs(results, pair).items()},
+                "auc": {
+                    a: (m["auc"].get(MAIN_STRUCTURE) or {}).get("pred") for a, m in _main_runs(results, pair).items()
+                },
             }
             for pair in pairs
         }
@@ -226,6 +228,7 @@ def _pair_key(pair) -> str:
 def _difference_kept(subjects: list[dict]) -> float | None:
     """Share of the true group difference in mean grey-matter volume (H minus L) that the predicted volumes keep:
     1 keeps it all, 0 erases it, negative reverses it; ``None`` without both groups or a true difference."""
+
     def mean(group, kind):
         vals = [s[f"volume_{kind}"][MAIN_STRUCTURE] for s in subjects if s.get("group") == group]
         return sum(vals) / len(vals) if vals else None

@@ -138,7 +138,7 @@ def test_softmax_off_the_label_grid_fails_before_inference(tmp_path, monkeypatch
     config = json.loads((bundle / "configs" / "inference.json").read_text())
     config["network_def"] = "$torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.Upsample(scale_factor=2))"
     (bundle / "configs" / "inference.json").write_text(json.dumps(config))
-    weights = torch.load(bundle / "models" / "model.pt")
+    weights = torch.load(bundle / "models" / "model.pt", weights_only=True)
     torch.save({f"0.{k}": v for k, v in weights.items()}, bundle / "models" / "model.pt")
     argv = [str(_cohort(tmp_path)), "--output", str(tmp_path / "o"), "--by", "group", "--bundle", str(bundle)]
     with pytest.raises(RuntimeError, match=r"maps back to shape \(16, 16, 16\), not the label's \(8, 8, 8\)"):

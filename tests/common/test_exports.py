@@ -33,6 +33,8 @@ def test_load_split_moved_to_common_data_and_is_still_importable_from_transforms
     import common.data
     import common.transforms
 
-    with pytest.warns(DeprecationWarning, match="common.transforms.load_split moved to common.data.datalist.load_split"):
+    with pytest.warns(
+        DeprecationWarning, match="common.transforms.load_split moved to common.data.datalist.load_split"
+    ):
         moved = common.transforms.load_split
     assert moved is common.data.load_split

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from common.metrics.flip import flip_risk
-from common.transforms import IdentityUncertaintyd
 from common.metrics.shortcut import (
     average_precision,
     flip_risk_detection,
@@ -17,6 +16,7 @@ from common.metrics.shortcut import (
     identity_uncertainty,
     write_shortcut_metrics,
 )
+from common.transforms import IdentityUncertaintyd
 
 
 def test_average_precision_known_values():

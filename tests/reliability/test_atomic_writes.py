@@ -22,9 +22,14 @@ GAPS = {}
 
 
 def direct_writes(path: Path) -> list[tuple[int, str]]:
-    """``(line, call)`` of every write call in ``path`` that is not the writer lambda of an atomic write."""
+    """``(line, call)`` of every write call in ``path`` that is not in the writer of an atomic write (a lambda, or
+    a function passed by name to ``atomic_write``)."""
     tree = ast.parse(path.read_text())
-    in_lambda = {id(m) for n in ast.walk(tree) if isinstance(n, ast.Lambda) for m in ast.walk(n.body)}
+    writers = {a.id for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "atomic_write"
+               for a in n.args[1:2] if isinstance(a, ast.Name)}  # fmt: skip
+    bodies = [n.body for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
+    bodies += [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in writers]
+    in_lambda = {id(m) for b in bodies for m in ast.walk(b)}
     return [
         (n.lineno, ast.unparse(n))
         for n in ast.walk(tree)
@@ -58,6 +63,17 @@ def test_scan_flags_a_direct_write_and_accepts_the_atomic_form(tmp_path):
         "self.save(engine)\n"
     )
     assert direct_writes(src) == [(1, "fig.savefig(out / 'a.png')")]
+
+
+def test_scan_accepts_a_writer_function_passed_to_atomic_write_and_no_other(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(
+        "def write(tmp):\n    Path(tmp).write_bytes(data)\n"
+        "atomic_write(out / 'a.npz', write)\n"
+        "def other(tmp):\n    Path(tmp).write_bytes(data)\n"
+        "other(out / 'b.npz')\n"
+    )
+    assert direct_writes(src) == [(5, "Path(tmp).write_bytes(data)")]
 
 
 def test_atomic_json_never_shows_a_partial_file(tmp_path, monkeypatch):

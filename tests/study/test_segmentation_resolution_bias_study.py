@@ -202,7 +202,12 @@ def test_difference_kept_is_the_predicted_over_the_true_group_difference():
         return {"group": group, "volume_pred": {"grey_matter": pred}, "volume_true": {"grey_matter": true}}
 
     # true means H 100, L 90 (difference 10); predicted means H 101, L 97 (difference 4): 0.4 of it kept
-    subjects = [subject("H", 100.0, 98.0), subject("H", 102.0, 102.0), subject("L", 96.0, 89.0), subject("L", 98.0, 91.0)]
+    subjects = [
+        subject("H", 100.0, 98.0),
+        subject("H", 102.0, 102.0),
+        subject("L", 96.0, 89.0),
+        subject("L", 98.0, 91.0),
+    ]
     assert study._difference_kept(subjects) == pytest.approx(0.4)
     swapped = [{**s, "volume_pred": s["volume_true"], "volume_true": s["volume_pred"]} for s in subjects]
     assert study._difference_kept(swapped) == pytest.approx(2.5)  # not symmetric in pred and true
