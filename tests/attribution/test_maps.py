@@ -161,7 +161,7 @@ def test_occlusion_classifier_variant_and_signed_drops():
     assert np.allclose(signed[..., W // 2 + 2 :], 0.0, atol=1e-5)  # float32 rounding of batched passes: ~5e-7
     assert (signed[..., : W // 2] != 0).all()
     assert signed.min() < 0 < signed.max()  # this case has a region whose mean fill raises the score
-    assert (_left_fraction(clipped) == 1.0).all()
+    assert np.allclose(_left_fraction(clipped), 1.0, atol=1e-5)  # up to float32 rounding of batched passes
     assert model.training  # mode restored
 
 
