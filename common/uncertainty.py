@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from monai.transforms.utils import get_largest_connected_component_mask
 from torch import nn
 
 from common.metrics.precision import area_length_volume, lv_long_axis_length_mm, mask_area_mm2
@@ -253,13 +254,18 @@ def tta_samples(
     return samples.float()
 
 
-def biomarker_samples(prob_samples, spacing_mm, lv_label: int = 1) -> list[dict[str, float]]:
+def biomarker_samples(
+    prob_samples, spacing_mm, lv_label: int = 1, largest_component: bool = False
+) -> list[dict[str, float]]:
     """Area-length LV biomarkers of every sample's argmax segmentation.
 
     Args:
         prob_samples: probabilities ``(N, C, H, W)`` for one image or ``(N, B, C, H, W)`` for a batch.
         spacing_mm: pixel size in mm, scalar or ``(row, col)``.
         lv_label: channel of the LV cavity.
+        largest_component: measure only each mask's largest 8-connected component (MONAI's
+            ``get_largest_connected_component_mask``): a few pixels labelled LV in the right heart or the atrium
+            would otherwise stretch the Feret length.
 
     Returns:
         One dict per sample and image, sample-major (``N * B`` dicts; ``B = 1`` for 4-D input), with ``sample``
@@ -274,10 +280,13 @@ def biomarker_samples(prob_samples, spacing_mm, lv_label: int = 1) -> list[dict[
         raise ValueError(f"prob_samples must be (N, C, H, W) or (N, B, C, H, W), got shape {tuple(probs.shape)}")
     if not 0 <= lv_label < probs.shape[2]:
         raise ValueError(f"lv_label {lv_label} is not a channel of {probs.shape[2]}")
-    masks = (probs.argmax(dim=2) == lv_label).numpy()
+    masks = probs.argmax(dim=2) == lv_label
     rows = []
     for sample, per_image in enumerate(masks):
         for batch, mask in enumerate(per_image):
+            if largest_component and mask.any():
+                mask = get_largest_connected_component_mask(mask, connectivity=2)
+            mask = mask.numpy()
             area = mask_area_mm2(mask, spacing_mm)
             length = lv_long_axis_length_mm(mask, spacing_mm)
             rows.append(

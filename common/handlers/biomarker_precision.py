@@ -134,26 +134,15 @@ def _spacing(image) -> tuple[float, float]:
 def lv_biomarker_samples(prob_samples, spacing_mm, largest_component: bool = True, lv_label: int = 1) -> list[dict]:
     """:func:`common.uncertainty.biomarker_samples` of ``(N, C, H, W)`` probabilities, each sample's LV mask first
     reduced to its largest 8-connected component when ``largest_component`` (the usual clean-up of a biomarker
-    pipeline: a few pixels labelled LV in the right heart or the atrium would otherwise stretch the Feret length).
+    pipeline).
 
     Returns:
         One dict per sample: ``area_mm2``, ``length_mm``, ``volume_ml`` (0 for an empty mask).
     """
-    from monai.transforms.utils import get_largest_connected_component_mask
-
     from common.uncertainty import biomarker_samples
 
-    probs = torch.as_tensor(prob_samples).detach().cpu().float()
-    if not largest_component:
-        return biomarker_samples(probs, spacing_mm, lv_label)
-    rows = []
-    for mask in probs.argmax(1) == lv_label:
-        if mask.any():
-            mask = get_largest_connected_component_mask(mask, connectivity=2)
-        area = mask_area_mm2(mask.numpy(), spacing_mm)
-        length = lv_long_axis_length_mm(mask.numpy(), spacing_mm)
-        rows.append({"area_mm2": area, "length_mm": length, "volume_ml": area_length_volume(area, length)})
-    return rows
+    rows = biomarker_samples(prob_samples, spacing_mm, lv_label, largest_component=largest_component)
+    return [{k: row[k] for k in ("area_mm2", "length_mm", "volume_ml")} for row in rows]
 
 
 def _reference_truth(frames: Mapping[tuple[str, str], Mapping], transform) -> dict[str, float]:
