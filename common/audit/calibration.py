@@ -3,7 +3,7 @@ error and reliability bins of the network's probabilities against the manual lab
 
 The bundle's inference config writes label maps only (its postprocessing takes the argmax), so the audit runs the
 network a second time, outside the config's workflow: the bundle's ``preprocessing`` prepares the image, the
-``network`` (through the config's ``inferer`` when it has one; weights as :func:`common.audit.uncertainty.
+``network`` (through the config's ``inferer`` when it has one; weights as :func:`common.audit.infer.
 load_bundle_model` loads them) gives logits, a softmax over the channel axis gives ``(C, *spatial)``
 probabilities, and ``monai.transforms.Invertd`` maps them back to the image grid with the inverse of the
 preprocessing (bilinear, so they stay soft; the preprocessing must be invertible, as for the bundle's own
@@ -116,7 +116,7 @@ def bundle_calibration(
     """
     from tqdm import tqdm
 
-    from common.audit.uncertainty import load_bundle_model
+    from common.audit.infer import load_bundle_model
     from common.io import atomic_write_json
 
     predictions_dir = Path(output_dir) / "predictions"

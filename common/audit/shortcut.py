@@ -148,7 +148,7 @@ def load_shortcut_models(
         KeyError / FileNotFoundError: a bundle without an inference config, ``network``, ``preprocessing`` or
         weights; ValueError: an output of another shape.
     """
-    from common.audit.uncertainty import load_bundle_model
+    from common.audit.infer import load_bundle_model
 
     dirs = {"ts": (bundle, "--bundle"), "ba": (baseline, "--baseline")}
     if attribute_model is not None:

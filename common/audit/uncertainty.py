@@ -16,7 +16,6 @@ The network is called through the bundle's ``inferer`` (e.g. a sliding window) w
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,94 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from common.audit.cohort import bundle_config
+from common.audit.infer import BundleModel, load_bundle_model
 
 __all__ = ["UNCERTAINTY_METHODS", "BundleModel", "load_bundle_model", "volume_intervals", "uncertainty_tables"]
 
 UNCERTAINTY_METHODS = ("tta", "mc_dropout", "ensemble")
-
-
-class _InfererNetwork(nn.Module):
-    """``network`` called through a MONAI inferer, as one module (so its dropout layers can be found)."""
-
-    def __init__(self, network: nn.Module, inferer) -> None:
-        super().__init__()
-        self.network = network
-        self.inferer = inferer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inferer(x, self.network) if self.inferer is not None else self.network(x)
-
-
-class BundleModel:
-    """A bundle's network (weights loaded, wrapped with its inferer), its ``preprocessing`` and its device."""
-
-    def __init__(self, network: nn.Module, preprocessing, device: torch.device, checkpoint: Path | None) -> None:
-        self.network = network
-        self.preprocessing = preprocessing
-        self.device = device
-        self.checkpoint = checkpoint
-
-    def with_checkpoint(self, path: str | os.PathLike) -> BundleModel:
-        """A copy of this model with the weights of ``path`` (an ensemble member)."""
-        network = copy.deepcopy(self.network)
-        _load_weights(network.network, Path(path), self.device, key=None)
-        return BundleModel(network, self.preprocessing, self.device, Path(path))
-
-
-def _load_weights(network: nn.Module, path: Path, device: torch.device, key: str | None) -> None:
-    """Load a state dict saved directly or under ``key`` (``CheckpointLoader``'s ``load_dict`` name)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    if key is None and isinstance(checkpoint, Mapping):
-        nested = [v for v in checkpoint.values() if isinstance(v, Mapping)]
-        key = next((k for k, v in checkpoint.items() if isinstance(v, Mapping)), None) if len(nested) == 1 else None
-    state = checkpoint[key] if key is not None and key in checkpoint else checkpoint
-    network.load_state_dict(state)
-
-
-def load_bundle_model(bundle_dir: str | os.PathLike, overrides: Mapping[str, Any] = ()) -> BundleModel:
-    """Parse the bundle's inference config (with ``overrides``) into a :class:`BundleModel`.
-
-    The weights come from the config's ``CheckpointLoader`` handler (its ``load_path`` and ``load_dict`` key), or
-    from ``ckpt_path`` when it has none.
-
-    Raises:
-        FileNotFoundError: no inference config; KeyError: no ``network``/``preprocessing`` or no checkpoint.
-    """
-    from monai.bundle import ConfigParser
-
-    bundle_dir = Path(bundle_dir).resolve()
-    config = bundle_config(bundle_dir)
-    if config is None:
-        raise FileNotFoundError(f"{bundle_dir}: no configs/inference.json or configs/inference.yaml")
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser["bundle_root"] = str(bundle_dir)
-    for key, value in dict(overrides).items():
-        parser[key] = value
-    for needed in ("network", "preprocessing"):
-        if needed not in parser:
-            raise KeyError(f"{config}: no '{needed}' to sample predictions with")
-    device = torch.device(parser.get_parsed_content("device")) if "device" in parser else torch.device("cpu")
-    network = parser.get_parsed_content("network")
-    preprocessing = parser.get_parsed_content("preprocessing")
-    inferer = parser.get_parsed_content("inferer") if "inferer" in parser else None
-    path, key = None, None
-    handlers = parser["handlers"] if "handlers" in parser else []
-    for i, handler in enumerate(handlers if isinstance(handlers, list) else []):
-        if isinstance(handler, Mapping) and str(handler.get("_target_", "")).endswith("CheckpointLoader"):
-            loader = parser.get_parsed_content(f"handlers#{i}")
-            path = Path(loader.load_path)
-            key = next((k for k, v in loader.load_dict.items() if v is network), next(iter(loader.load_dict)))
-            break
-    if path is None and "ckpt_path" in parser:
-        path = Path(parser.get_parsed_content("ckpt_path"))
-    if path is None:
-        raise KeyError(f"{config}: no CheckpointLoader handler and no ckpt_path to load the weights from")
-    _load_weights(network, path, device, key)
-    return BundleModel(_InfererNetwork(network, inferer), preprocessing, device, path)
 
 
 def _sample_probabilities(
