@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.study.engine import Claim, Profile, Run, StudySpec
+from common.study.within import TestResampling
 from common.study.report import figure_lines, fmt, markdown_table, save_figure, use_agg_backend
 
 BUNDLE = "biomarker_precision"
@@ -94,6 +95,23 @@ def summarize(runs: list[dict]) -> dict:
         "low_over_normal_width": ratio,
         "n_subjects": ef[estimators[0]]["n_subjects"],
     }
+
+
+def dice_from_samples(run: dict) -> dict:
+    """``run`` with its per-estimator Dice metrics (``dice_<structure>_<estimator>``, ``dice_mean_<estimator>``)
+    recomputed from its per-sample rows, as the bundle's evaluation computes them (for the within-run bootstrap)."""
+    import numpy as np
+
+    record = run["metrics"]
+    rows, metrics = record["per_sample"], dict(record["metrics"])
+    for e in record["extra"]["estimators"]:
+        mine = [r for r in rows if r["estimator"] == e]
+        names = [k.removeprefix("dice_") for k in (mine[0] if mine else {}) if k.startswith("dice_")]
+        per = {n: float(np.nanmean([r[f"dice_{n}"] for r in mine])) for n in names}
+        metrics.update({f"dice_{n}_{e}": v for n, v in per.items()})
+        if per:
+            metrics[f"dice_mean_{e}"] = float(np.mean(list(per.values())))
+    return {**run, "metrics": {**record, "metrics": metrics}}
 
 
 def _ef(estimator: str, key: str):
@@ -239,4 +257,6 @@ SPEC = StudySpec(
     report,
     figures,
     progress,
+    # A heart is the test unit (its three estimators' rows move together); the image-quality groups keep their size.
+    resampling=TestResampling(unit="subject", strata="group", from_samples=dice_from_samples),
 )

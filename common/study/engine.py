@@ -525,11 +525,16 @@ class Claim:
         return v > self.margin if self.direction == ">" else v < self.margin
 
 
-def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str, Any]]) -> list[dict]:
+def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str, Any]],
+                    within: Mapping[str, Mapping[str, float | None]] | None = None) -> list[dict]:  # fmt: skip
     """Each claim's declaration, its value per seed, and its verdict (:mod:`common.study.stats`).
 
+    ``within``: per claim id, each seed's within-run (test-set bootstrap) standard deviation
+    (:func:`common.study.within.within_run_sds`); omitted, the interval is over seeds alone.
+
     ``[{id, claim, estimand, margin, direction, primary, unit, per_seed: {seed: value}, holds_per_seed,
-    holds_in, of, median, mean, ci95: [lo, hi], n, p_support, p_refute, verdict}]``.
+    holds_in, of, median, mean, ci95: [lo, hi], n, p_support, p_refute, sd_seeds, sd_within, sd_training,
+    within_per_seed, verdict}]``.
     """
     from common.study.stats import claim_interval, verdicts
 
@@ -547,7 +552,10 @@ def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str,
             vals[str(seed)] = v
             held[str(seed)] = bool(v is not None and claim.holds(v))
         present = [v for v in vals.values() if v is not None]
-        interval = claim_interval(present, claim.margin, claim.direction)
+        within_sds = None if within is None else {str(k): v for k, v in (within.get(claim.id) or {}).items()}
+        interval = claim_interval(present, claim.margin, claim.direction,
+                                  within_sds=None if within_sds is None else
+                                  [within_sds.get(k) for k, v in vals.items() if v is not None])  # fmt: skip
         out.append(
             {
                 "id": claim.id,
@@ -562,6 +570,7 @@ def evaluate_claims(claims: Iterable[Claim], per_seed: Mapping[int, Mapping[str,
                 "median": float(statistics.median(present)) if present else None,
                 "per_seed": vals,
                 "holds_per_seed": held,
+                "within_per_seed": within_sds,
                 **interval,
             }
         )
@@ -606,6 +615,8 @@ class StudySpec:
             between ``<!-- <file stem>:begin -->`` and ``<!-- <file stem>:end -->`` in the bundle docs.
         configs: config files merged for each run.
         prepare, data_keys: see :class:`Study`.
+        resampling: how each run's test set is redrawn for the within-run part of the claims' intervals
+            (:class:`common.study.within.TestResampling`); ``None``: intervals over seeds alone.
     """
 
     bundle: str
@@ -622,6 +633,7 @@ class StudySpec:
     configs: Sequence[str] = ("train.yaml", "evaluate.yaml")
     prepare: Callable[[dict], None] | None = None
     data_keys: Sequence[str] = ()
+    resampling: Any = None
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -716,15 +728,21 @@ def run_study(
 def summarize_record(
     spec: StudySpec, profile: str, grid: str | None, seeds: Sequence[int], results: Sequence[Mapping[str, Any]]
 ) -> dict:
-    """The science of a finished study, from its runs alone: per-seed summaries, their medians and the claims'
-    verdicts (``{"study", "profile", "grid", "seeds", "summary", "claims", "runs"}``)."""
+    """The science of a finished study, from its runs alone: per-seed summaries, their medians, each claim's
+    within-run bootstrap standard deviation per seed (``within_run_sd``; ``None`` without ``spec.resampling``) and
+    the claims' verdicts (``{"study", "profile", "grid", "seeds", "summary", "within_run_sd", "claims", "runs"}``)."""
+    from common.study.within import within_run_sds
+
     per_seed = {str(s): spec.summarize([r for r in results if r["seed"] == s]) for s in seeds}
+    claims = spec.claims_for(grid or spec.profile(profile).grid)
+    within = within_run_sds(spec, claims, results, seeds)
     return {
         "study": spec.bundle,
         "profile": profile,
         "grid": grid,
         "seeds": list(seeds),
         "summary": {**median_over_seeds(per_seed), "seeds": list(seeds), "per_seed": per_seed},
-        "claims": evaluate_claims(spec.claims_for(grid or spec.profile(profile).grid), per_seed),
+        "within_run_sd": within,
+        "claims": evaluate_claims(claims, per_seed, within),
         "runs": list(results),
     }

@@ -1,12 +1,20 @@
 """Cross-seed statistics of a study's per-seed summaries: claim verdicts and ranking agreement.
 
 :func:`claim_interval` and :func:`verdicts` decide a declared claim (an estimand, a margin and the paper's side
-of it) from one value per seed. Every seed draws its own data, split, test set and initialisation, so the spread of
-the per-seed values already holds the sampling variation of the test set as well as that of training; a Student
-t-interval over the seeds is then a valid 95% interval for the estimand's expectation over both. With three seeds it
-is wide (t = 4.30): a claim is **supported** only when the whole interval lies on the paper's side of the margin,
-**refuted** when it lies wholly on the other side, and **inconclusive** otherwise. The primary claims of a study are
-decided together with Holm's step-down correction of the one-sided tests behind those intervals.
+of it) from one value per seed. Each seed's value varies for two reasons: its training (data, initialisation) and
+the finite test set it is scored on. The interval is a random-effects one with the seeds as studies (DerSimonian
+and Laird 1986, equal weights because every seed has a test set of the same size): the variance of one seed's value
+is ``max(s^2, v)``, where ``s^2`` is the variance of the values over seeds and ``v`` the mean over seeds of the
+within-run sampling variance (a bootstrap over each run's test units, :mod:`common.study.within`); the mean over
+``S`` seeds has variance ``max(s^2, v) / S`` and its 95% interval uses Student's t with ``S - 1`` degrees of
+freedom (the small-sample correction of Hartung and Knapp 2001). Every seed draws its own test set, so ``s^2``
+already holds the sampling part; the within-run variance is a floor, so that three seeds agreeing by chance (or a
+value that moves in coarse steps) cannot give an interval narrower than one run's own test set allows. The
+training part alone is ``max(s^2 - v, 0)``; :mod:`common.study.power` uses the split to project the half-width to
+other test-set sizes. With three seeds the interval is wide (t = 4.30): a claim is **supported** only when the
+whole interval lies on the paper's side of the margin, **refuted** when it lies wholly on the other side, and
+**inconclusive** otherwise. The primary claims of a study are decided together with Holm's step-down correction
+of the one-sided tests behind those intervals.
 
 :func:`ranking_agreement` asks whether an ordering of settings (e.g. six down-sampling operators by their
 group-L volume bias) is above seed noise: Kendall's coefficient of concordance W over seeds, with a permutation
@@ -16,6 +24,7 @@ settings' medians beside the typical spread of one setting over seeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,34 +34,45 @@ __all__ = ["claim_interval", "holm", "kendall_w", "page_trend", "ranking_agreeme
 ALPHA = 0.05  # two-sided level of the published intervals (one-sided tests at ALPHA / 2 each way)
 
 
-def claim_interval(values, margin: float, direction: str = ">", alpha: float = ALPHA) -> dict:
-    """Seed-level t-interval of ``values`` (one per seed; ``None`` left out) and the one-sided tests against
-    ``margin``.
+def claim_interval(values, margin: float, direction: str = ">", alpha: float = ALPHA, within_sds=None) -> dict:
+    """Random-effects t-interval of the mean of ``values`` (one per seed; ``None`` left out) and the one-sided
+    tests against ``margin`` (see the module docstring).
 
-    ``direction`` is the paper's side: ``">"`` (the estimand exceeds ``margin``) or ``"<"``. Returns ``{"n",
-    "mean", "ci95": [lo, hi], "p_support", "p_refute"}``: ``p_support`` tests "the estimand is on the other side"
-    (small: evidence for the paper), ``p_refute`` tests "it is on the paper's side". Fewer than 2 values: no
-    interval, both p-values 1. Zero spread: the interval is the point, p 0 on the side the mean lies.
+    ``direction`` is the paper's side: ``">"`` (the estimand exceeds ``margin``) or ``"<"``. ``within_sds``: the
+    within-run (test-set) standard deviation of each seed's value (``None`` entries left out; omitted: no floor).
+    Returns ``{"n", "mean", "ci95": [lo, hi], "p_support", "p_refute", "sd_seeds", "sd_within", "sd_training"}``:
+    ``p_support`` tests "the estimand is on the other side" (small: evidence for the paper), ``p_refute`` tests
+    "it is on the paper's side"; ``sd_within`` is the root mean within-run variance, ``sd_training`` the root of
+    ``max(sd_seeds^2 - sd_within^2, 0)``. Fewer than 2 values: no interval, both p-values 1. Zero variance: the
+    interval is the point, p 0 on the side the mean lies.
     """
     from scipy import stats as st
 
     if direction not in (">", "<"):
         raise ValueError(f"direction must be '>' or '<', got {direction!r}")
     x = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    w = np.asarray([v for v in (within_sds or []) if v is not None], dtype=np.float64)
     n = int(x.size)
-    out = {"n": n, "mean": float(x.mean()) if n else None, "ci95": [None, None], "p_support": 1.0, "p_refute": 1.0}
+    within_var = float(np.mean(w**2)) if w.size else None
+    out = {"n": n, "mean": float(x.mean()) if n else None, "ci95": [None, None], "p_support": 1.0, "p_refute": 1.0,
+           "sd_seeds": None, "sd_within": None if within_var is None else math.sqrt(within_var),
+           "sd_training": None}  # fmt: skip
     if n < 2:
         return out
     mean, sd = float(x.mean()), float(x.std(ddof=1))
+    out["sd_seeds"] = sd
+    var = sd**2 if within_var is None else max(sd**2, within_var)
+    if within_var is not None:
+        out["sd_training"] = math.sqrt(max(sd**2 - within_var, 0.0))
     sign = 1.0 if direction == ">" else -1.0
-    if sd == 0.0:
+    if var == 0.0:
         out["ci95"] = [mean, mean]
         if sign * (mean - margin) > 0:
             out["p_support"] = 0.0
         elif sign * (mean - margin) < 0:
             out["p_refute"] = 0.0
         return out
-    se = sd / np.sqrt(n)
+    se = math.sqrt(var / n)
     half = float(st.t.ppf(1 - alpha / 2, n - 1)) * se
     t = sign * (mean - margin) / se  # positive: on the paper's side
     out["ci95"] = [float(mean - half), float(mean + half)]
