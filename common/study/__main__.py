@@ -2,7 +2,7 @@
 
 ``--power`` runs the profile on tuning seeds (default 100 101 102; seeds below 100 are refused) into
 ``DIR/<bundle>-tuning`` and writes ``power.json`` and ``power.md`` there: each claim's interval half-width against
-the number of seeds (:mod:`common.study.power`).
+the number of seeds and the test-set size (:mod:`common.study.power`).
 
 Every folder ``bundles/<name>/`` is a bundle; its study is the ``SPEC`` (a :class:`common.study.engine.StudySpec`:
 profiles, grid builder, summary, claims, report sections) in ``common/study/<name>.py``, and
@@ -96,7 +96,7 @@ def _write_power(spec, folder: Path, grid: str | None) -> Path:
 
     record = json.loads((folder / "results.json").read_text())
     claims = spec.claims_for(grid or spec.profile(record["profile"]).grid)
-    rows = power_table(claims, record["summary"]["per_seed"])
+    rows = power_table(claims, record["summary"]["per_seed"], within=record.get("within_run_sd"))
     atomic_write_json(folder / "power.json", {"study": spec.bundle, "profile": record["profile"],
                                               "seeds": record["seeds"], "claims": rows})  # fmt: skip
     atomic_write_text(folder / "power.md", render_power(rows, record["seeds"]))

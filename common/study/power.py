@@ -7,7 +7,13 @@ is measured on **tuning seeds (100 and up)** only, never on the published seeds 
 half-width is below the distance between the tuning mean and the margin is the number of seeds the claim needs to be
 decided when the effect is as large as on the tuning seeds.
 
-For a group AUC the test-set size enters directly: :func:`auc_standard_error` is the Hanley-McNeil (1982) standard
+The test-set size enters through the split of that spread (:mod:`common.study.within`): with ``v`` the
+within-run (test-set bootstrap) variance of one seed's value at the current test set and ``tau^2 = max(sd^2 - v, 0)``
+the training part, a test set ``k`` times as large gives one seed's value the variance ``tau^2 + v / k``, and
+:func:`projected_half_width` the interval half-width over ``S`` seeds. A claim whose seed spread is mostly training
+noise gains nothing from more test subjects; one whose spread is mostly test-set sampling does.
+
+For a group AUC the test-set size also enters directly: :func:`auc_standard_error` is the Hanley-McNeil (1982) standard
 error of an AUC from ``n_pos`` and ``n_neg`` cases, so :func:`auc_half_width` says how wide the interval of one
 run's AUC is at a given test-set size, before any seed noise.
 
@@ -20,11 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-__all__ = ["TUNING_SEED_MIN", "auc_half_width", "auc_standard_error", "power_table", "render_power",
-           "seed_half_width", "seeds_to_decide"]  # fmt: skip
+__all__ = ["TUNING_SEED_MIN", "auc_half_width", "auc_standard_error", "power_table", "projected_half_width",
+           "render_power", "seed_half_width", "seeds_to_decide"]  # fmt: skip
 
 TUNING_SEED_MIN = 100
 SEED_COUNTS = (3, 5, 8, 10)
+TEST_SCALES = (1, 2, 4)  # test sets 1, 2 and 4 times the profile's
 
 
 def seed_half_width(sd: float, seeds: int, level: float = 0.95) -> float:
@@ -44,6 +51,15 @@ def seeds_to_decide(mean: float, sd: float, margin: float, level: float = 0.95, 
         if seed_half_width(sd, seeds, level) < distance:
             return seeds
     return None
+
+
+def projected_half_width(sd_training: float, sd_within: float, seeds: int, test_scale: float = 1.0,
+                         level: float = 0.95) -> float:  # fmt: skip
+    """Half-width over ``seeds`` seeds when each seed's test set is ``test_scale`` times the measured one: one seed's
+    value has variance ``sd_training^2 + sd_within^2 / test_scale``."""
+    if test_scale <= 0:
+        raise ValueError(f"test_scale must be positive, got {test_scale}")
+    return seed_half_width(math.sqrt(sd_training**2 + sd_within**2 / test_scale), seeds, level)
 
 
 def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
@@ -67,9 +83,15 @@ def auc_half_width(auc: float, n_per_group: int, level: float = 0.95) -> float:
 
 
 def power_table(claims: Sequence, per_seed: Mapping[str, Mapping], seed_counts: Sequence[int] = SEED_COUNTS,
-                level: float = 0.95) -> list[dict]:  # fmt: skip
+                level: float = 0.95, within: Mapping[str, Mapping[str, float | None]] | None = None,
+                test_scales: Sequence[float] = TEST_SCALES) -> list[dict]:  # fmt: skip
     """Per claim (:class:`common.study.engine.Claim`), from one summary per tuning seed: the values, their mean
     and sd, the interval half-width at each of ``seed_counts`` seeds and the seeds needed to decide it.
+
+    ``within`` (``{claim id: {seed: sd}}``, :func:`common.study.within.within_run_sds` on the tuning runs) adds
+    ``sd_within`` (root mean within-run variance), ``sd_training`` and ``projected[scale][seeds]``, the half-width
+    with test sets ``scale`` times the profile's, plus ``seeds_to_decide_by_scale``. Without it the half-widths
+    are those of the seed spread alone.
 
     Raises ``ValueError`` if a seed is below :data:`TUNING_SEED_MIN` (published seeds never size a study)."""
     low = [s for s in per_seed if int(s) < TUNING_SEED_MIN]
@@ -84,12 +106,26 @@ def power_table(claims: Sequence, per_seed: Mapping[str, Mapping], seed_counts: 
         if len(values) >= 2:
             mean = sum(values) / len(values)
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            sds = [v for v in ((within or {}).get(claim.id) or {}).values() if v is not None]
+            sd_within = math.sqrt(sum(v**2 for v in sds) / len(sds)) if sds else None
+            per_seed_sd = sd if sd_within is None else max(sd, sd_within)
             row |= {
                 "mean": mean,
                 "sd": sd,
-                "half_width": {str(s): seed_half_width(sd, s, level) for s in seed_counts},
-                "seeds_to_decide": seeds_to_decide(mean, sd, claim.margin, level),
+                "half_width": {str(s): seed_half_width(per_seed_sd, s, level) for s in seed_counts},
+                "seeds_to_decide": seeds_to_decide(mean, per_seed_sd, claim.margin, level),
             }
+            if sd_within is not None:
+                sd_training = math.sqrt(max(sd**2 - sd_within**2, 0.0))
+                row |= {
+                    "sd_within": sd_within,
+                    "sd_training": sd_training,
+                    "projected": {f"{k:g}": {str(s): projected_half_width(sd_training, sd_within, s, k, level)
+                                             for s in seed_counts} for k in test_scales},  # fmt: skip
+                    "seeds_to_decide_by_scale": {
+                        f"{k:g}": seeds_to_decide(mean, math.sqrt(sd_training**2 + sd_within**2 / k), claim.margin,
+                                                  level) for k in test_scales},  # fmt: skip
+                }
         rows.append(row)
     return rows
 
@@ -98,8 +134,13 @@ def _f(v) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def _seeds(n) -> str:
+    return str(n or "more than 50")
+
+
 def render_power(rows: Sequence[Mapping], seeds: Sequence[int]) -> str:
-    """Markdown: one row per claim with the tuning values, the half-widths and the seeds needed."""
+    """Markdown: one row per claim with the tuning values, the half-widths and the seeds needed; with the
+    within-run split, a second table of the half-width at 3 seeds and the seeds needed against test-set size."""
     counts = list(next((r["half_width"] for r in rows if "half_width" in r), {}))
     head = ["claim", "primary", "margin", "tuning values", "mean", "sd", *[f"half-width, {c} seeds" for c in counts],
             "seeds to decide"]  # fmt: skip
@@ -108,8 +149,21 @@ def render_power(rows: Sequence[Mapping], seeds: Sequence[int]) -> str:
     for r in rows:
         cells = [r["id"], "yes" if r["primary"] else "no", _f(r["margin"]), " / ".join(_f(v) for v in r["values"]),
                  _f(r.get("mean")), _f(r.get("sd")), *[_f(r.get("half_width", {}).get(c)) for c in counts],
-                 "-" if "mean" not in r else str(r["seeds_to_decide"] or "more than 50")]  # fmt: skip
+                 "-" if "mean" not in r else _seeds(r["seeds_to_decide"])]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    split = [r for r in rows if "projected" in r]
+    if split:
+        scales = list(split[0]["projected"])
+        head = ["claim", "sd, test set", "sd, training", *[f"half-width, 3 seeds, test x{k}" for k in scales],
+                *[f"seeds to decide, test x{k}" for k in scales]]  # fmt: skip
+        lines += ["", "The seed spread split into its test-set part (bootstrap over each run's test units) and its "
+                  "training part, and the interval against test-set size (x1: the profile's test set).", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+        for r in split:
+            cells = [r["id"], _f(r["sd_within"]), _f(r["sd_training"]),
+                     *[_f(r["projected"][k].get("3")) for k in scales],
+                     *[_seeds(r["seeds_to_decide_by_scale"][k]) for k in scales]]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = record["presets"][args.preset]
     per_seed = (record.get("summary") or record)["per_seed"]
     spec = load_spec(args.bundle)
-    rows = power_table(spec.claims_for(spec.profile("quick").grid), per_seed)
+    rows = power_table(spec.claims_for(spec.profile("quick").grid), per_seed, within=record.get("within_run_sd"))
     print(render_power(rows, [int(s) for s in per_seed]))
     print("| AUC | half-width, 8 + 8 | 16 + 16 | 24 + 24 |\n|---|---|---|---|")
     for auc in (0.85, 0.9, 0.94, 0.97):

@@ -35,6 +35,8 @@ __all__ = ["TestResampling", "redraw_runs", "within_run_sd", "within_run_sds"]
 class TestResampling:
     """How a study's test set is redrawn for the within-run bootstrap (see the module docstring)."""
 
+    __test__ = False  # a declaration, not a pytest test class
+
     unit: str = "id"
     strata: str | None = None
     from_samples: Callable[[dict], dict] | None = None

@@ -9,6 +9,7 @@ from common.study.power import (
     auc_half_width,
     auc_standard_error,
     power_table,
+    projected_half_width,
     render_power,
     seed_half_width,
     seeds_to_decide,
@@ -75,3 +76,30 @@ def test_power_cli_refuses_published_seeds(capsys):
     with pytest.raises(SystemExit):
         main(["shortcut_label_flips", "--power", "--seeds", "0", "1"])
     assert "tuning seeds 100 and up" in capsys.readouterr().err
+
+
+def test_projected_half_width_splits_training_and_test_set_variance():
+    # training sd 1, test-set sd 2 at the profile's test set: one seed's variance 1 + 4 = 5; four times the test set
+    # leaves 1 + 1 = 2; t(0.975, 2) = 4.302653
+    assert projected_half_width(1.0, 2.0, 3, 1) == pytest.approx(4.302653 * math.sqrt(5 / 3), rel=1e-6)
+    assert projected_half_width(1.0, 2.0, 3, 4) == pytest.approx(4.302653 * math.sqrt(2 / 3), rel=1e-6)
+    # swapping the two parts changes the projection: only the test-set part shrinks with the test set
+    assert projected_half_width(2.0, 1.0, 3, 4) == pytest.approx(4.302653 * math.sqrt(4.25 / 3), rel=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        projected_half_width(1.0, 1.0, 3, 0)
+
+
+def test_power_table_splits_the_seed_spread_with_the_within_run_bootstrap():
+    per_seed = {"100": {"gap": 2.0}, "101": {"gap": 3.0}, "102": {"gap": 4.0}}  # sd 1
+    within = {"gap": {"100": 0.6, "101": 0.6, "102": 0.6}}  # test-set variance 0.36 of the seed variance 1
+    gap = power_table(_claims()[:1], per_seed, seed_counts=(3,), within=within)[0]
+    assert gap["sd_within"] == pytest.approx(0.6) and gap["sd_training"] == pytest.approx(0.8)
+    assert gap["half_width"]["3"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # x1: the seed spread
+    assert gap["projected"]["1"]["3"] == pytest.approx(gap["half_width"]["3"])
+    assert gap["projected"]["4"]["3"] == pytest.approx(4.302653 * math.sqrt((0.64 + 0.09) / 3), rel=1e-6)
+    # a within-run sd above the seed spread is a floor: the seeds agreeing by chance do not narrow the interval
+    wide = power_table(_claims()[:1], per_seed, seed_counts=(3,), within={"gap": {"100": 2.0, "101": 2.0}})[0]
+    assert wide["sd_training"] == 0.0
+    assert wide["half_width"]["3"] == pytest.approx(4.302653 * 2 / math.sqrt(3), rel=1e-6)
+    text = render_power([gap], [100, 101, 102])
+    assert "| gap | 0.6 | 0.8 |" in text and "test x4" in text
