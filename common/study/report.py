@@ -70,9 +70,15 @@ def format_claim(claim: Mapping[str, Any]) -> str:
     seeds = ", ".join(f"{s}: {fmt(v)}" for s, v in claim["per_seed"].items())
     kind = "primary" if claim.get("primary", True) else "secondary"
     side = f"{claim.get('direction', '>')} {fmt(claim['margin'])}" if "margin" in claim else ""
+    split = ""
+    if claim.get("sd_within") is not None and claim.get("sd_seeds") is not None:
+        scale = 100 if claim.get("unit") == "%" else 1
+        sd = lambda v: f"{scale * v:.2g}{'%' if scale == 100 else ''}"  # noqa: E731
+        split = (f"; sd over seeds {sd(claim['sd_seeds'])}, within a run's test set {sd(claim['sd_within'])}, "
+                 f"training {sd(claim['sd_training'])}")  # fmt: skip
     return (
         f"**{claim.get('verdict', 'inconclusive')}** ({kind}; 95% interval [{fmt(lo)}, {fmt(hi)}], paper's side "
-        f"{side}; holds in {claim['holds_in']} of {claim['of']} seeds: {seeds}): {claim['claim']}"
+        f"{side}{split}; holds in {claim['holds_in']} of {claim['of']} seeds: {seeds}): {claim['claim']}"
         + (f" Estimand: {claim['estimand']}." if claim.get("estimand") else "")
     )
 
@@ -82,13 +88,20 @@ def claims_section(claims: Sequence[dict]) -> list[str]:
     ordered = [c for c in claims if c.get("primary", True)] + [c for c in claims if not c.get("primary", True)]
     lines = [f"- {format_claim(c)}" for c in ordered] or ["(none)"]
     n_primary = sum(1 for c in claims if c.get("primary", True))
+    if any(c.get("sd_within") is not None for c in claims):
+        how = ("Verdicts: a random-effects 95% interval over the seeds (Student t with seeds - 1 degrees of freedom; "
+               "one seed's variance is the larger of the variance over seeds and the mean within-run variance, a "
+               "bootstrap over each run's test units with every run of a seed redrawn alike; every seed draws its "
+               "own data, test set and initialisation, so the spread over seeds holds both parts, and the within-run "
+               "part is its floor)")  # fmt: skip
+    else:
+        how = ("Verdicts: a Student t 95% interval over the seeds (each seed draws its own data, test set and "
+               "initialisation, so the spread over seeds holds both sampling and training variation)")  # fmt: skip
     lines += [
         "",
-        "Verdicts: a Student t 95% interval over the seeds (each seed draws its own data, test set and "
-        "initialisation, so the spread over seeds holds both sampling and training variation); **supported** when "
-        "it lies wholly on the paper's side of the margin, **refuted** when wholly on the other side, "
-        f'**inconclusive** otherwise. The {n_primary} primary claims are Holm-corrected together; "holds in k of n '
-        'seeds" only describes the seeds.',
+        f"{how}; **supported** when it lies wholly on the paper's side of the margin, **refuted** when wholly on the "
+        f'other side, **inconclusive** otherwise. The {n_primary} primary claims are Holm-corrected together; "holds '
+        'in k of n seeds" only describes the seeds.',
     ]
     return lines
 

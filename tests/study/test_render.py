@@ -292,7 +292,7 @@ def test_published_verdicts_recompute_from_the_committed_files_alone():
             record = render.load_record(render.results_dir(bundle) / f"{name}.json")
             if record is None:
                 continue
-            again = evaluate_claims(spec.claims_for(grid), record["summary"]["per_seed"])
+            again = evaluate_claims(spec.claims_for(grid), record["summary"]["per_seed"], record.get("within_run_sd"))
             assert [c["id"] for c in again] == [c["id"] for c in record["claims"]], (bundle, name)
             for new, old in zip(again, record["claims"]):
                 assert new["verdict"] == old["verdict"], (bundle, name, new["id"])
