@@ -166,10 +166,10 @@ def _oscar_partial_r_figure(record: dict, output_dir: Path) -> str | None:
                     continue
                 xs = [x + 0.004 * (j - 1) for x, _ in pts]
                 ys = [v["partial_r"] for _, v in pts]
-                err = [
-                    [y - (v["partial_lo"] if v["partial_lo"] is not None else y) for y, (_, v) in zip(ys, pts)],
-                    [(v["partial_hi"] if v["partial_hi"] is not None else y) - y for y, (_, v) in zip(ys, pts)],
-                ]
+                # a percentile bootstrap interval need not hold its point estimate: bars never point inwards
+                lo = [v["partial_lo"] if v["partial_lo"] is not None else y for y, (_, v) in zip(ys, pts)]
+                hi = [v["partial_hi"] if v["partial_hi"] is not None else y for y, (_, v) in zip(ys, pts)]
+                err = [[max(y - a, 0.0) for y, a in zip(ys, lo)], [max(b - y, 0.0) for y, b in zip(ys, hi)]]
                 ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=3, lw=0.8, color=colour, alpha=0.7,
                             label=combo.split("/")[1] if i == 0 else None)  # fmt: skip
         ax.axhline(0.0, color="grey", lw=0.8, ls=":")
