@@ -87,6 +87,12 @@ def _study_dir(args, name: str, grid: str | None) -> Path:
     return args.output / (f"{name}-{grid}" if grid else name) if not args.power else args.output / f"{name}-tuning"
 
 
+def _test_set(record: dict) -> dict:
+    """The profile's test-set settings (``num_test``-like keys) the power table was measured at."""
+    settings = (record.get("profile_settings") or {}).get("settings") or {}
+    return {k: v for k, v in settings.items() if "test" in k}
+
+
 def _write_power(spec, folder: Path, grid: str | None) -> Path:
     """``power.json`` and ``power.md`` from the tuning study's ``results.json`` in ``folder``."""
     import json
@@ -98,7 +104,10 @@ def _write_power(spec, folder: Path, grid: str | None) -> Path:
     claims = spec.claims_for(grid or spec.profile(record["profile"]).grid)
     rows = power_table(claims, record["summary"]["per_seed"], within=record.get("within_run_sd"))
     atomic_write_json(folder / "power.json", {"study": spec.bundle, "profile": record["profile"],
-                                              "seeds": record["seeds"], "claims": rows})  # fmt: skip
+                                              "seeds": record["seeds"], "command": record.get("command"),
+                                              "git": record.get("git"),
+                                              "code_fingerprint": record.get("code_fingerprint"),
+                                              "test_set": _test_set(record), "claims": rows})  # fmt: skip
     atomic_write_text(folder / "power.md", render_power(rows, record["seeds"]))
     return folder / "power.md"
 

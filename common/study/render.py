@@ -166,6 +166,27 @@ def render_convergence_section(report: dict, figure: str | None = "results/conve
     return "\n".join(lines)
 
 
+def render_power_section(power: dict) -> str:
+    """A committed ``docs/results/power.json`` (``python -m common.study <bundle> --power``, copied there): what
+    made it, then :func:`common.study.power.render_power`."""
+    from common.study.power import render_power
+
+    commit = ((power.get("git") or {}).get("commit") or "unknown")[:10]
+    test_set = ", ".join(f"`{k}={v}`" for k, v in (power.get("test_set") or {}).items()) or "the profile's"
+    lines = [
+        f"Measured on tuning seeds {', '.join(map(str, power['seeds']))} of the `{power['profile']}` profile (test "
+        f"set: {test_set}), at commit `{commit}`, code `{power.get('code_fingerprint')}`, by:",
+        "",
+        f"    {power.get('command')}",
+        "",
+        "Half-widths are those of the 95% interval of the mean over seeds (the random-effects interval of the "
+        "verdicts); \"seeds to decide\" is the least number of seeds whose interval clears the margin when the "
+        "effect is as large as on the tuning seeds.",
+        "",
+    ]
+    return "\n".join(lines) + render_power(power["claims"], power["seeds"])
+
+
 def section_markers(name: str) -> tuple[str, str]:
     """The markers of a named section (a grid's, a tuning report's by its file stem) in a bundle's docs."""
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -196,6 +217,11 @@ def rendered_documents(root: Path = REPO_ROOT) -> dict[Path, str]:
                 note = f"<!-- rendered by `python -m common.study.render` from docs/results/{name} -->"
                 body = render(json.loads(tuning.read_text()))
                 docs[path] = _replace_section(docs[path], body, path, *section_markers(Path(name).stem), note)
+        power = results_dir(bundle, root) / "power.json"
+        if power.is_file():
+            note = "<!-- rendered by `python -m common.study.render` from docs/results/power.json -->"
+            body = render_power_section(json.loads(power.read_text()))
+            docs[path] = _replace_section(docs[path], body, path, *section_markers("power"), note)
     readme = root / "README.md"
     docs[readme] = _replace_section(readme.read_text(), render_readme_section(records, root), readme)
     return docs

@@ -103,3 +103,16 @@ def test_power_table_splits_the_seed_spread_with_the_within_run_bootstrap():
     assert wide["half_width"]["3"] == pytest.approx(4.302653 * 2 / math.sqrt(3), rel=1e-6)
     text = render_power([gap], [100, 101, 102])
     assert "| gap | 0.6 | 0.8 |" in text and "test x4" in text
+
+
+def test_power_section_names_what_made_it():
+    from common.study.render import render_power_section
+
+    per_seed = {"100": {"gap": 2.0}, "101": {"gap": 3.0}, "102": {"gap": 4.0}}
+    rows = power_table(_claims()[:1], per_seed, seed_counts=(3,), within={"gap": {"100": 0.6, "101": 0.6}})
+    text = render_power_section({"seeds": [100, 101, 102], "profile": "quick", "git": {"commit": "abcdef0123456"},
+                                 "code_fingerprint": "f00d", "test_set": {"num_test": 20},
+                                 "command": "python -m common.study x --power", "claims": rows})  # fmt: skip
+    assert "tuning seeds 100, 101, 102" in text and "`num_test=20`" in text and "`abcdef0123`" in text
+    assert "    python -m common.study x --power" in text
+    assert "| gap | yes | 1 | 2 / 3 / 4 | 3 | 1 |" in text and "| gap | 0.6 | 0.8 |" in text
