@@ -30,6 +30,7 @@ from common.study.label_error_refurbishment_report import (
     figures,
     report,
 )
+from common.study.within import TestResampling
 
 BUNDLE = "label_error_refurbishment"
 
@@ -105,6 +106,42 @@ def flip_risk_flagging(per_image: list[dict], threshold: float = FLIP_PRONE_THRE
     flags = {str(i): int(p["flip"] > threshold) for i, p in enumerate(per_image) if p.get("flip") is not None}
     m = detection_metrics(scores, flags)
     return {"auroc": m["auroc"], "ap": m["ap"], "n": m["n"], "n_flip_prone": m["n_corrupted"]}
+
+
+class _RecordedFlip:
+    """Stands in for the evaluation report's pooled Flip metric when the test metrics are recomputed from the
+    per-sample records: pooling needs each image's pixel counts, which the records do not keep, so the run's
+    recorded pooled decomposition is kept (``summarize`` does not read it)."""
+
+    def __init__(self, flip: dict | None) -> None:
+        self.flip = flip
+
+    def aggregate(self) -> dict | None:
+        return self.flip
+
+
+def dice_from_samples(run: dict) -> dict:
+    """``run`` with its test Dice (per structure and ``dice_mean``), ``flip_risk_mean`` and ``num_images``
+    recomputed from its per-sample records (for the within-run bootstrap), in ``extra["test"]`` and the flat
+    ``metrics``. The evaluation's own code computes them: the bundle's ``SegmentationReport.results`` (Dice means
+    skip images without the structure) over the records; the pooled Flip decomposition stays as recorded."""
+    from common.handlers.segmentation_report import SegmentationReport
+
+    record = run["metrics"]
+    test = record["extra"]["test"]
+    names = list(test["dice"])
+    report = SegmentationReport(len(names) + 1, class_names=names)
+    # the records hold None where the evaluation had NaN (an image without the structure)
+    nan = {f"dice_{n}" for n in names}
+    report.records = [{k: float("nan") if k in nan and v is None else v for k, v in r.items()}
+                      for r in record["per_sample"]]  # fmt: skip
+    report.flip_metric = _RecordedFlip(test.get("flip"))
+    new = report.results()
+    new.pop("per_image")
+    metrics = {**record["metrics"], "dice_mean": new["dice_mean"], "flip_risk_mean": new["flip_risk_mean"],
+               **{f"dice_{n}": v for n, v in new["dice"].items()}}  # fmt: skip
+    extra = {**record["extra"], "test": {**test, **new}}
+    return {**run, "metrics": {**record, "metrics": metrics, "extra": extra}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -224,5 +261,18 @@ CLAIMS = [
 
 
 SPEC = StudySpec(
-    BUNDLE, "Label errors: detection and refurbishment", PROFILES, runs, summarize, CLAIMS, report, figures, progress
+    BUNDLE,
+    "Label errors: detection and refurbishment",
+    PROFILES,
+    runs,
+    summarize,
+    CLAIMS,
+    report,
+    figures,
+    progress,
+    # One test image is the unit (one record per run); every run of a seed is scored on the same images, so one
+    # redraw serves them all and the clean / noisy / refurbished Dice differences stay paired. No strata: the test
+    # images are one pool, and "flip-prone" is an outcome of each model, not a fixed group of images. The detector
+    # AUROCs are over training samples and do not move with the redraw.
+    resampling=TestResampling(unit="id", from_samples=dice_from_samples),
 )

@@ -6,6 +6,7 @@ import pytest
 
 from common.study import engine
 from common.study.label_error_refurbishment import DETECTORS, PROFILES, SPEC, VOG_TUNED, runs
+from common.study.label_error_refurbishment_report import STRUCTURES
 
 
 def test_quick_grid_covers_types_levels_and_every_detector():
@@ -158,3 +159,88 @@ def test_report_renders_header_and_tables_from_hand_made_runs():
     assert line.startswith("- **inconclusive** (primary;") and "holds in 0 of 1 seeds: 0: 10" in line
     assert "| random_size_matched | 50% | 0.627 | 0.600 |" in text
     assert "| systematic | vog_tuned | 0.850 | 0: 0.85 |" in text
+
+
+# Within-run bootstrap: the test Dice recomputed from the per-sample records (one record per test image).
+# Three images; image b has no left atrium (None, as the evaluation records it). Binary fractions keep sums exact.
+ROWS = [
+    {"id": "test_a", "dice_lv_cavity": 1.0, "dice_myocardium": 0.5, "dice_left_atrium": 0.5, "flip": 0.0,
+     "flip_risk": 0.25},
+    {"id": "test_b", "dice_lv_cavity": 0.5, "dice_myocardium": 0.25, "dice_left_atrium": None, "flip": 0.5,
+     "flip_risk": 0.5},
+    {"id": "test_c", "dice_lv_cavity": 0.75, "dice_myocardium": 0.75, "dice_left_atrium": 1.0, "flip": 0.25,
+     "flip_risk": 0.75},
+]  # fmt: skip
+
+
+def _sample_run(rows=ROWS):
+    # per structure: lv (1 + 0.5 + 0.75) / 3 = 0.75, myo 0.5, la (0.5 + 1) / 2 = 0.75 (b skipped); mean 2/3
+    dice = {"lv_cavity": 0.75, "myocardium": 0.5, "left_atrium": 0.75}
+    pooled = {"global": {"correct": 0.8, "flip": 0.15, "miss": 0.05}}
+    test = {"dice": dice, "dice_mean": 2 / 3, "flip": pooled, "flip_risk_mean": 0.5, "num_images": 3}
+    flat = {"dice_mean": 2 / 3, "flip_risk_mean": 0.5, **{f"dice_{k}": v for k, v in dice.items()},
+            "flip_flip": 0.15, "detection_auroc_loss": 0.9}  # fmt: skip
+    extra = {"test": test, "detection": {"metrics": {"loss": {"auroc": 0.9, "ap": 0.8}}}}
+    metrics = {"settings": {}, "metrics": flat, "per_sample": [dict(r) for r in rows], "extra": extra}
+    return {"name": "systematic_50_noisy", "seed": 0, "metrics": metrics}
+
+
+def test_dice_from_samples_round_trip():
+    from common.study.label_error_refurbishment import dice_from_samples
+
+    run = _sample_run()
+    assert dice_from_samples(run)["metrics"] == run["metrics"]
+
+
+def test_dice_from_samples_of_one_image_redrawn():
+    from common.study.label_error_refurbishment import dice_from_samples
+
+    b = ROWS[1]
+    # a redraw that keeps three copies of image b: its Dice; the left atrium, absent in every copy, has none
+    out = dice_from_samples(_sample_run([b, {**b, "id": "test_b#1"}, {**b, "id": "test_b#2"}]))["metrics"]
+    test = out["extra"]["test"]
+    assert test["dice"] == {"lv_cavity": 0.5, "myocardium": 0.25, "left_atrium": None}
+    assert test["dice_mean"] == 0.375 and test["num_images"] == 3 and test["flip_risk_mean"] == 0.5
+    assert out["metrics"]["dice_mean"] == 0.375 and out["metrics"]["dice_left_atrium"] is None
+    # two copies of c and one of a: lv (0.75 + 0.75 + 1) / 3, la (1 + 1 + 0.5) / 3
+    a, c = ROWS[0], ROWS[2]
+    test = dice_from_samples(_sample_run([c, {**c, "id": "test_c#1"}, a]))["metrics"]["extra"]["test"]
+    assert test["dice"] == pytest.approx({"lv_cavity": 2.5 / 3, "myocardium": 2 / 3, "left_atrium": 2.5 / 3})
+    assert test["dice_mean"] == pytest.approx(7 / 9) and test["flip_risk_mean"] == pytest.approx(1.75 / 3)
+    # the pooled Flip decomposition needs pixel counts the records lack: kept as recorded; detection untouched
+    assert test["flip"] == {"global": {"correct": 0.8, "flip": 0.15, "miss": 0.05}}
+    assert out["extra"]["detection"]["metrics"]["loss"]["auroc"] == 0.9
+
+
+def test_within_run_bootstrap_pairs_runs_on_the_same_test_images():
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from common.study.label_error_refurbishment import CLAIMS, summarize
+    from common.study.within import within_run_sd
+
+    # every run's per-image Dice = its run Dice + the image's offset (mean offset 0): a run's Dice moves with the
+    # redraw, but two runs scored on the same redrawn images keep their difference
+    offsets = (0.05, -0.05, 0.02, -0.02, 0.0)
+    runs = _hand_runs()
+    for r in runs:
+        d = DICE[r["name"]]
+        rows = r["metrics"]["per_sample"]
+        rows += [{"flip_risk": 0.4, "flip": None}] * (len(offsets) - len(rows))  # the same five images in every run
+        r["metrics"]["per_sample"] = [{**p, "id": f"test_{i}", **{f"dice_{s}": d + off for s in STRUCTURES}}
+                                      for i, (p, off) in enumerate(zip(rows, offsets))]  # fmt: skip
+        r["metrics"]["extra"]["test"]["dice"] = dict.fromkeys(STRUCTURES, d)
+    resampling = replace(SPEC.resampling, draws=30)
+    assert resampling.unit == "id" and resampling.strata is None
+    clean = SimpleNamespace(id="clean_dice", value=lambda s: s["dice"]["systematic"]["clean"])
+    sd = within_run_sd([*CLAIMS, clean], summarize, runs, resampling, seed=0)
+    # one run's Dice moves with the redraw (offsets +-0.05, +-0.02, 0: sd of a mean of 5 about 0.015) ...
+    assert 0.005 < sd["clean_dice"] < 0.03
+    # ... but the Dice costs and the refurbishment gain are paired differences: no spread beyond rounding
+    for k in ("random_errors_harmless", "systematic_up_to_50_harmless", "refurbishment_helps_high_errors",
+              "boundary_jitter_harmless", "moderate_systematic_harmless"):  # fmt: skip
+        assert sd[k] == pytest.approx(0.0, abs=1e-12)
+    # detection AUROCs are over training samples: the test redraw does not move them
+    assert all(v == pytest.approx(0.0, abs=1e-12) for k, v in sd.items() if "_detects_" in k)
+    # flip-risk is scored on the redrawn test images: it moves
+    assert sd["flip_risk_tracks_flip"] > 0.01
