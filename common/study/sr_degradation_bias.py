@@ -19,6 +19,7 @@ reused, so an interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from common.study.sr_degradation_bias_report import (
     render_sr_collapse_section,
     report,
 )
+from common.study.within import TestResampling
 
 BUNDLE = "sr_degradation_bias"
 
@@ -244,6 +246,63 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+@cache
+def _means_by_kind():
+    """The evaluation's own aggregation (:class:`common.metrics.grouped.GroupedScoresMetric` with
+    :class:`common.metrics.sr_quality.SRQualityMetric`'s statistic) over scores that are already computed: the
+    per-sample records' values, fed back in as the metric's buffer."""
+    from common.metrics.grouped import GroupedScoresMetric
+    from common.metrics.sr_quality import SRQualityMetric
+
+    class Scored(GroupedScoresMetric):
+        statistic = SRQualityMetric.statistic
+
+        def __init__(self, names: tuple[str, ...]) -> None:
+            super().__init__()
+            self.names = names
+
+        def _scores(self, y_pred, y):
+            return y_pred
+
+    return Scored
+
+
+def metrics_from_samples(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` with its per-kind means (``extra["mean"]``, ``extra["bicubic_interpolation"]``,
+    ``extra["num_images"]`` and the flat ``psnr_<kind>`` / ``bicubic_psnr_<kind>`` ... metrics) recomputed from its
+    per-sample records, by the aggregation the bundle's evaluation uses (for the within-run bootstrap). Only the
+    metrics every record holds are recomputed; the kinds keep the order of the run's own record. The downstream
+    grey-matter medians have no per-sample records and stay as they are (no claim reads them)."""
+    import torch
+
+    record = run["metrics"]
+    rows = record.get("per_sample") or []
+    if not rows:
+        return run
+    extra, flat = dict(record.get("extra", {})), dict(record.get("metrics", {}))
+    kinds = [str(r["kind"]) for r in rows]
+    for source, prefix in (("mean", ""), ("bicubic_interpolation", "bicubic_")):
+        names = tuple(m for m in METRICS if all(f"{prefix}{m}" in r for r in rows))
+        if not names or (source not in extra and source != "mean"):
+            continue
+        scores = torch.tensor([[r[f"{prefix}{m}"] for m in names] for r in rows], dtype=torch.float64)
+        metric = _means_by_kind()(names)
+        metric(scores, scores, groups=kinds)
+        means = metric.aggregate()
+        old = extra.get(source, {})
+        table = {m: dict(old.get(m, {})) for m in old}
+        for m in names:
+            order = [k for k in old.get(m, {}) if k in means[m]] + [k for k in means[m] if k not in old.get(m, {})]
+            table[m] = {k: means[m][k] for k in order}
+            flat.update({f"{prefix}{m}_{k}": v for k, v in table[m].items()})
+        extra[source] = table
+        if source == "mean":
+            counts = metric.counts()
+            old_counts = extra.get("num_images", {})
+            extra["num_images"] = {k: counts[k] for k in [*old_counts, *counts] if k in counts}
+    return {**run, "metrics": {**record, "metrics": flat, "extra": extra}}
+
+
 def _own_best_columns(part):
     return lambda s: _checks(s, part)["own_degradation_best_columns"]
 
@@ -309,6 +368,14 @@ CLAIMS = [
 ]  # fmt: skip
 
 
+# The within-run bootstrap: one test unit is one scored image, ``<kind>_<i>`` (test slice i degraded with one
+# kind); the models of a matrix see the same images, so its runs share one draw (paired; the legacy-grid models,
+# tested on other kinds, get their own). Each test column
+# (``kind``) keeps its image count, as in the evaluation: the claims compare models within a column (own-degradation
+# best, beats bicubic) and across columns (worst-case PSNR), so no column may grow or shrink. The per-sample records
+# carry no slice key, so the columns are redrawn independently (slice i of one kind is not tied to slice i of another).
+RESAMPLING = TestResampling(unit="id", strata="kind", from_samples=metrics_from_samples)
+
 SPEC = StudySpec(BUNDLE, "Super-resolution degradation bias", PROFILES, runs, summarize, CLAIMS, report, figures,
                  progress, tuning={"tuning_sr_collapse.json": render_sr_collapse_section}, prepare=prepare_data,
-                 data_keys=("num_slices",))  # fmt: skip
+                 data_keys=("num_slices",), resampling=RESAMPLING)  # fmt: skip

@@ -199,3 +199,103 @@ def test_full_profile_grids_and_report_with_stubbed_runs(tmp_path, monkeypatch):
     engine.run_study(SPEC, "full", tmp_path / "sr_degradation_bias", seeds=(3, 5, 4))
     again = json.loads((tmp_path / "sr_degradation_bias" / "results.json").read_text())
     assert again["summary"]["psnr"] == results["summary"]["psnr"]
+
+
+def _scored_run(train: str, psnr: dict[str, list[float]], bicubic: float = 28.0) -> dict:
+    """A hand-made table1 run: per test kind, its images' PSNR (SSIM 0.875, NRMSE 0.0625, HFEN 0.125 each:
+    binary fractions, so that every mean is exact), bicubic
+    interpolation ``bicubic`` dB on every image; the record's means as the evaluation writes them."""
+    rows = [
+        {"id": f"{k}_{i}", "kind": k, "psnr": v, "ssim": 0.875, "nrmse": 0.0625, "hfen": 0.125,
+         "bicubic_psnr": bicubic, "bicubic_ssim": 0.75, "bicubic_nrmse": 0.125, "bicubic_hfen": 0.375}
+        for k, values in psnr.items()
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+    other = {"ssim": 0.875, "nrmse": 0.0625, "hfen": 0.125}
+    mean = {
+        "psnr": {k: sum(v) / len(v) for k, v in psnr.items()},
+        **{m: {k: x for k in psnr} for m, x in other.items()},
+    }
+    base = {"psnr": bicubic, "ssim": 0.75, "nrmse": 0.125, "hfen": 0.375}
+    extra = {
+        "mean": mean,
+        "num_images": {k: len(v) for k, v in psnr.items()},
+        "bicubic_interpolation": {m: {k: x for k in psnr} for m, x in base.items()},
+        "downstream": {"gm_dice": {k: 0.9 for k in psnr}},
+    }
+    flat = {f"{m}_{k}": v for m, row in mean.items() for k, v in row.items()}
+    flat |= {f"bicubic_{m}_{k}": v for m, row in extra["bicubic_interpolation"].items() for k, v in row.items()}
+    metrics = {"settings": {}, "metrics": flat, "per_sample": rows, "extra": extra}
+    return {"name": f"srcnn_mse_{train}", "seed": 0, "grid": "table1", "overrides": {"train_degradation": train},
+            "metrics": metrics}  # fmt: skip
+
+
+def test_resampling_redraws_images_within_each_test_kind():
+    from common.study.sr_degradation_bias import metrics_from_samples
+
+    assert SPEC.resampling.unit == "id" and SPEC.resampling.strata == "kind"
+    assert SPEC.resampling.from_samples is metrics_from_samples
+
+
+def test_metrics_from_samples_of_an_untouched_run_is_the_run():
+    from common.study.sr_degradation_bias import metrics_from_samples
+
+    run = _scored_run("gaussian", {"gaussian": [30.0, 34.0], "hann": [20.0, 22.0, 27.0]})
+    again = metrics_from_samples(run)
+    assert again["metrics"] == run["metrics"]
+    assert list(again["metrics"]["extra"]["mean"]["psnr"]) == ["gaussian", "hann"]
+    assert again["metrics"]["extra"]["mean"]["psnr"] == {"gaussian": 32.0, "hann": 23.0}
+
+
+def test_metrics_from_samples_of_a_redraw():
+    """A redraw that keeps the second Gaussian image twice and the first Hann image, then the second, then itself
+    again (listed Hann first): each kind's mean is the mean of its drawn copies, and the kinds keep their order."""
+    from common.study.sr_degradation_bias import metrics_from_samples
+
+    run = _scored_run("gaussian", {"gaussian": [30.0, 34.0], "hann": [20.0, 22.0, 27.0]})
+    rows = {r["id"]: r for r in run["metrics"]["per_sample"]}
+    drawn = [rows["hann_0"], rows["hann_1"], {**rows["hann_0"], "id": "hann_0#1", "psnr": 20.0}]
+    drawn += [rows["gaussian_1"], {**rows["gaussian_1"], "id": "gaussian_1#1"}]
+    new = metrics_from_samples({**run, "metrics": {**run["metrics"], "per_sample": drawn}})["metrics"]
+    assert new["extra"]["mean"]["psnr"] == {"gaussian": 34.0, "hann": 62.0 / 3}
+    assert list(new["extra"]["mean"]["psnr"]) == ["gaussian", "hann"]
+    assert new["extra"]["num_images"] == {"gaussian": 2, "hann": 3}
+    assert new["metrics"]["psnr_gaussian"] == 34.0 and new["metrics"]["bicubic_psnr_hann"] == 28.0
+    assert new["extra"]["mean"]["ssim"] == {"gaussian": 0.875, "hann": 0.875}
+    assert new["extra"]["downstream"] == run["metrics"]["extra"]["downstream"]  # no per-sample records: kept
+    assert run["metrics"]["extra"]["mean"]["psnr"] == {"gaussian": 32.0, "hann": 23.0}  # the input is untouched
+
+
+def test_metrics_from_samples_recomputes_only_the_scores_every_record_holds():
+    from common.study.sr_degradation_bias import metrics_from_samples
+
+    rows = [{"id": "hann_0", "kind": "hann", "hfen": 0.2}, {"id": "hann_0#1", "kind": "hann", "hfen": 0.2}]
+    rows.append({"id": "mean_0", "kind": "mean", "hfen": 0.5})
+    extra = {"mean": {"psnr": {"hann": 30.0, "mean": 31.0}, "hfen": {"hann": 0.4, "mean": 0.5}}}
+    new = metrics_from_samples({"metrics": {"metrics": {}, "per_sample": rows, "extra": extra}})["metrics"]["extra"]
+    assert new["mean"] == {"psnr": {"hann": 30.0, "mean": 31.0}, "hfen": {"hann": 0.2, "mean": 0.5}}
+    assert new["num_images"] == {"hann": 2, "mean": 1}
+    assert "bicubic_interpolation" not in new
+
+
+def test_redraw_is_paired_across_models_and_keeps_each_column():
+    """Two models scored on the same images get one draw; each test kind keeps its two images; the summary's
+    PSNR cells are the means of the drawn images' PSNR."""
+    import numpy as np
+
+    from common.study.within import redraw_runs
+
+    psnr = {"gaussian": {"gaussian": [30.0, 34.0], "hann": [20.0, 24.0]},
+            "combined": {"gaussian": [31.0, 33.0], "hann": [26.0, 29.0]}}  # fmt: skip
+    runs = [_scored_run(t, p) for t, p in psnr.items()]
+    for seed in range(5):
+        new = redraw_runs(runs, SPEC.resampling, np.random.default_rng(seed))
+        ids = [[r["id"].split("#")[0] for r in run["metrics"]["per_sample"]] for run in new]
+        assert ids[0] == ids[1]  # paired
+        assert sorted(r["kind"] for r in new[0]["metrics"]["per_sample"]) == ["gaussian"] * 2 + ["hann"] * 2
+        summary = SPEC.summarize(new)
+        for train in psnr:
+            for kind in ("gaussian", "hann"):
+                drawn = [psnr[train][kind][int(i.split("_")[1])] for i in ids[0] if i.startswith(kind)]
+                assert summary["psnr"][train][kind] == sum(drawn) / 2
+        assert summary["psnr"]["bicubic_interpolation"] == {"gaussian": 28.0, "hann": 28.0}
