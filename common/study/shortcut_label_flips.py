@@ -24,10 +24,17 @@ Test-time attenuation: each TS run also reads BA's and SA's rank files (the engi
 its top shortcut regions (top decile of localisation scores, occlusion on the 8 x 8 grid) on the whole test split
 and records the common-rare Dice and flip gaps plain, attenuated and with as many random regions attenuated
 (``extra.oscar_attenuation`` of its ``metrics.json``); the summary reads them from there.
+
+Within-run sampling variation (:mod:`common.study.within`): each seed's test images are redrawn with replacement,
+the same images for every run of the seed (paired), stratified by group (common / rare), and each run's metrics are
+recomputed from the redrawn per-image records (:func:`metrics_from_samples`). OSCAR's statistics come from
+the rank files of the 48 attribution images and the attenuation gaps from group means written at run time, not from
+per-image test records: a redraw leaves them as they are (their claims get a within-run sd of 0).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +53,7 @@ from common.study.shortcut_label_flips_report import (
     figures,
     report,
 )
+from common.study.within import TestResampling
 
 BUNDLE = "shortcut_label_flips"
 
@@ -180,6 +188,55 @@ def attenuation_row(att: dict | None) -> dict | None:
     return row
 
 
+def metrics_from_samples(run: dict) -> dict:
+    """``run`` with its test metrics recomputed from its per-image records, as the bundle's evaluation computes them
+    (for the within-run bootstrap, :data:`RESAMPLING`).
+
+    A segmentation run: ``metrics`` as :func:`common.metrics.shortcut.write_shortcut_metrics` writes them, per group
+    by :func:`~common.metrics.shortcut.group_summary` (Dice per identity and their mean, ``flip_correct|flip|miss``,
+    ``flip_risk``), ``dice_gap``, ``flip_gap``, the overall ``dice_mean`` and, by
+    :func:`~common.metrics.shortcut.flip_risk_detection` at the run's ``flip_threshold``, ``flip_risk_auroc``,
+    ``flip_risk_ap`` and ``flip_prone_fraction``. The scene model: ``scene_accuracy`` (share of images whose predicted
+    scene is their scene, as :func:`common.attribution.handlers.write_scene_metrics` computes it). ``extra`` (group
+    tables, attenuation) is left as it is."""
+    import numpy as np
+
+    from common.metrics.record import nan_to_none
+    from common.metrics.shortcut import flip_risk_detection, group_summary
+
+    record = run["metrics"]
+    rows, metrics = record["per_sample"], dict(record["metrics"])
+    if "scene_accuracy" in metrics:
+        acc = float(np.mean([p["scene"] == p["pred_scene"] for p in rows])) if rows else float("nan")
+        metrics["scene_accuracy"] = acc
+        return {**run, "metrics": {**record, "metrics": nan_to_none(metrics)}}
+    names = [k.removeprefix("dice_") for k in (rows[0] if rows else {}) if k.startswith("dice_")]
+    flat: dict[str, Any] = {}
+    summary = {g: group_summary([r for r in rows if r["group"] == g], names) for g in GROUPS}
+    for g, gs in summary.items():
+        flat.update({f"dice_{n}_{g}": v for n, v in gs["dice"].items()})
+        flat[f"dice_mean_{g}"] = gs["dice_mean"]
+        flat.update({f"flip_{k}_{g}": gs[k] for k in ("correct", "flip", "miss")})
+        flat[f"flip_risk_{g}"] = gs["flip_risk_mean"]
+    flat["dice_gap"] = summary["common"]["dice_mean"] - summary["rare"]["dice_mean"]
+    flat["flip_gap"] = summary["rare"]["flip"] - summary["common"]["flip"]
+    flat["dice_mean"] = group_summary(rows, names)["dice_mean"]
+    detection = flip_risk_detection(rows, record["settings"].get("flip_threshold", 0.25))
+    flat["flip_risk_auroc"], flat["flip_risk_ap"] = detection["auroc"], detection["ap"]
+    flat["flip_prone_fraction"] = detection["num_positive"] / max(detection["num_images"], 1)
+    metrics.update({k: float(v) for k, v in flat.items()})
+    return {**run, "metrics": {**record, "metrics": nan_to_none(metrics)}}
+
+
+# One test unit is a test image (``id``): a seed's runs (the scene model and every correlation) are scored on the same
+# images, so they are redrawn together. The test split is balanced by design (equal identity x scene cells); ``group``
+# (common / rare) is what the claims compare (rare flips, common-rare gaps), so each group should keep its size in a
+# redraw. common.study.within takes a seed's strata from the first run holding its images, here the scene model, whose
+# records carry no ``group``: until it reads them from any run of the seed, the redraw is in effect unstratified (the
+# group sizes vary by a few images; the within-run sds move by a few per cent, not in one direction).
+RESAMPLING = TestResampling(unit="id", strata="group", from_samples=metrics_from_samples)
+
+
 OSCAR_PERMUTATIONS = 1000
 OSCAR_BOOTSTRAP = 1000
 FOV_DIFFERENT = 0.5  # a region lies where the scenes' fields of view differ when they differ in half its pixels
@@ -216,7 +273,55 @@ def oscar_summary(runs: list[dict]) -> dict:
     Raises:
         OscarInputError: no scene-model (SA) run, no baseline (BA) run, or rank files of different images.
         FileNotFoundError: a run's rank file is gone.
+
+    The permutation tests and bootstraps take seconds; the result is kept per set of rank files (their paths, sizes
+    and modification times, :func:`_oscar_key`), so the within-run bootstrap, which redraws the test images and
+    leaves these files as they are, computes it once per seed.
     """
+    key = _oscar_key(runs)
+    if key is None:
+        return _oscar_from_ranks(runs)
+    if key not in _OSCAR_CACHE:
+        if len(_OSCAR_CACHE) >= _OSCAR_CACHE_SIZE:
+            _OSCAR_CACHE.pop(next(iter(_OSCAR_CACHE)))
+        _OSCAR_CACHE[key] = _oscar_from_ranks(runs)
+    out = copy.deepcopy(_OSCAR_CACHE[key])
+    scene = next(r for r in runs if r.get("model") == SCENE_RUN)  # the key holds one
+    out["scene_accuracy"] = scene["metrics"]["metrics"].get("scene_accuracy")
+    return out
+
+
+_OSCAR_CACHE: dict[tuple, dict] = {}
+_OSCAR_CACHE_SIZE = 8
+
+
+def _oscar_key(runs: list[dict]) -> tuple | None:
+    """What :func:`_oscar_from_ranks` reads besides the scene accuracy: each run's model, correlation and seed, the
+    identity of its rank file (resolved path, inode, size, modification time) and OSCAR's settings; ``None`` when a
+    run has no scene model, no output folder or no rank file (then the uncached path raises its error)."""
+    from common.attribution.handlers import ATTRIBUTION_FILE
+
+    if not any(r.get("model") == SCENE_RUN for r in runs):
+        return None
+    parts = []
+    for r in runs:
+        out_dir = (r.get("overrides") or {}).get("output_dir")
+        if not out_dir:
+            return None
+        path = (Path(out_dir) / ATTRIBUTION_FILE).resolve()
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        parts.append((r.get("model"), r.get("correlation"), r.get("seed"), str(path), st.st_ino, st.st_size,
+                      st.st_mtime_ns))  # fmt: skip
+    settings = (OSCAR_PERMUTATIONS, OSCAR_BOOTSTRAP, FOV_DIFFERENT, OSCAR_PRIMARY, OSCAR_TOP_FRACTION,
+                BASELINE_CORRELATION)  # fmt: skip
+    return settings, tuple(parts)
+
+
+def _oscar_from_ranks(runs: list[dict]) -> dict:
+    """:func:`oscar_summary`, uncached."""
     from common.attribution import regions, statistics
     from common.attribution.handlers import top_region_count
 
@@ -349,4 +454,5 @@ SPEC = StudySpec(
     figures,
     progress,
     configs=("train.yaml", "evaluate.yaml", "train_scene.yaml", "oscar.yaml"),
+    resampling=RESAMPLING,
 )

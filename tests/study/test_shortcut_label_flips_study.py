@@ -289,3 +289,146 @@ def test_summary_claims_and_report_of_test_time_attenuation(oscar_runs, tmp_path
     assert "| 0.75 | 7 | 0.300 | 0.200 | 0.100 | 0.100 | -0.100 |" in text and "| 0.9 | 7 |" not in text
     names = figures(record, tmp_path)
     assert "oscar_attenuation.png" in names and (tmp_path / "oscar_attenuation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# Within-run bootstrap: four hand-made test images (two common, two rare), written by the bundle's own writer.
+# identity, group, Dice of identity 1 / 2 (None: absent), correct / flip / miss fractions, flip-risk
+IMAGES = {
+    "a": (1, "common", 0.9, None, 0.9, 0.0, 0.1, 0.1),
+    "b": (2, "common", None, 0.8, 0.8, 0.1, 0.1, 0.2),
+    "c": (1, "rare", 0.5, None, 0.5, 0.4, 0.1, 0.6),
+    "d": (2, "rare", None, 0.3, 0.3, 0.6, 0.1, 0.5),
+}
+
+
+def _written_run(tmp_path, correlation=0.99, images=IMAGES, oscar=None):
+    """A segmentation run whose ``metrics.json`` is what ``write_shortcut_metrics`` writes for ``images``."""
+    from types import SimpleNamespace
+
+    from common.metrics.shortcut import write_shortcut_metrics
+
+    folder = tmp_path / f"written_{correlation}"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_image = [{"id": k, "dice_identity_1": d1, "dice_identity_2": d2, "correct": c, "flip": f, "miss": m,
+                  "flip_risk": risk} for k, (_, _, d1, d2, c, f, m, risk) in images.items()]  # fmt: skip
+    test = [{"id": k, "identity": i, "scene": "sector" if (i == 1) == (g == "common") else "linear", "group": g}
+            for k, (i, g, *_) in images.items()]  # fmt: skip
+    (folder / "datalist.json").write_text(json.dumps({"test": test}))
+    dice = {n: [r[f"dice_{n}"] for r in per_image if r[f"dice_{n}"] is not None] for n in ("identity_1", "identity_2")}
+    report = SimpleNamespace(class_names=["identity_1", "identity_2"], results=lambda: {
+        "per_image": per_image, "dice_mean": float(np.mean([np.mean(v) for v in dice.values()])), "flip": None})  # fmt: skip
+    write_shortcut_metrics(folder, report, folder / "datalist.json", {"flip_threshold": 0.25})
+    metrics = json.loads((folder / "metrics.json").read_text())
+    run = {"name": f"corr_{correlation}", "model": "segmentation", "correlation": correlation, "seed": 0,
+           "metrics": metrics}  # fmt: skip
+    return {**run, "overrides": oscar[correlation]["overrides"]} if oscar else run
+
+
+def test_metrics_from_samples_reproduces_the_written_metrics(tmp_path):
+    from common.study.shortcut_label_flips import metrics_from_samples
+
+    run = _written_run(tmp_path)
+    m = run["metrics"]["metrics"]
+    # by hand: common Dice (0.9 + 0.8) / 2, rare (0.5 + 0.3) / 2; flips common (0 + 0.1) / 2, rare (0.4 + 0.6) / 2
+    assert m["dice_mean_common"] == pytest.approx(0.85) and m["dice_mean_rare"] == pytest.approx(0.4)
+    assert m["flip_flip_common"] == pytest.approx(0.05) and m["flip_flip_rare"] == pytest.approx(0.5)
+    assert m["dice_gap"] == pytest.approx(0.45) and m["flip_gap"] == pytest.approx(0.45)
+    assert m["flip_risk_auroc"] == 1.0 and m["flip_prone_fraction"] == 0.5  # c, d flip-prone, riskier than a, b
+    again = metrics_from_samples(run)
+    assert again["metrics"]["metrics"] == m  # the same numbers, every key
+    assert again["metrics"]["per_sample"] == run["metrics"]["per_sample"] and again["metrics"]["extra"] is not None
+
+
+def test_metrics_from_samples_of_a_redraw_keeping_one_image_per_group(tmp_path):
+    from common.study.shortcut_label_flips import metrics_from_samples
+
+    run = _written_run(tmp_path)
+    rows = {r["id"]: r for r in run["metrics"]["per_sample"]}
+    drawn = [rows["a"], {**rows["a"], "id": "a#1"}, rows["d"], {**rows["d"], "id": "d#1"}]
+    m = metrics_from_samples({**run, "metrics": {**run["metrics"], "per_sample": drawn}})["metrics"]["metrics"]
+    # common: only image a (identity 1): its Dice 0.9, no identity-2 image; rare: only d (identity 2, Dice 0.3)
+    assert m["dice_identity_1_common"] == pytest.approx(0.9) and m["dice_identity_2_common"] is None
+    assert m["dice_mean_common"] == pytest.approx(0.9) and m["dice_mean_rare"] == pytest.approx(0.3)
+    assert m["flip_flip_common"] == 0.0 and m["flip_flip_rare"] == pytest.approx(0.6)
+    assert m["flip_miss_rare"] == pytest.approx(0.1) and m["flip_risk_rare"] == pytest.approx(0.5)
+    assert m["dice_gap"] == pytest.approx(0.6) and m["flip_gap"] == pytest.approx(0.6)
+    assert m["dice_mean"] == pytest.approx((0.9 + 0.3) / 2)  # identity 1 from a, identity 2 from d
+    assert m["flip_risk_auroc"] == 1.0 and m["flip_prone_fraction"] == 0.5
+    # nothing flip-prone left (a twice): AUROC undefined, as the evaluation writes it
+    only_a = [rows["a"], {**rows["a"], "id": "a#1"}]
+    m = metrics_from_samples({**run, "metrics": {**run["metrics"], "per_sample": only_a}})["metrics"]["metrics"]
+    assert m["flip_risk_auroc"] is None and m["flip_prone_fraction"] == 0.0
+
+
+def test_scene_accuracy_recomputed_from_its_images():
+    from common.study.shortcut_label_flips import metrics_from_samples
+
+    rows = [{"id": "x", "scene": "sector", "identity": 1, "pred_scene": "sector"},
+            {"id": "y", "scene": "linear", "identity": 2, "pred_scene": "sector"}]  # fmt: skip
+    run = {"name": "scene", "model": "scene", "seed": 0,
+           "metrics": {"settings": {}, "metrics": {"scene_accuracy": 0.5}, "per_sample": rows, "extra": {}}}  # fmt: skip
+    assert metrics_from_samples(run)["metrics"]["metrics"] == {"scene_accuracy": 0.5}
+    drawn = [rows[0], rows[1], {**rows[1], "id": "y#1"}]
+    redrawn = metrics_from_samples({**run, "metrics": {**run["metrics"], "per_sample": drawn}})
+    assert redrawn["metrics"]["metrics"]["scene_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_redraw_pairs_the_runs_and_keeps_the_group_sizes(tmp_path):
+    from common.study.shortcut_label_flips import RESAMPLING
+    from common.study.within import redraw_runs
+
+    assert (RESAMPLING.unit, RESAMPLING.strata) == ("id", "group")
+    images = {**IMAGES, "e": (1, "common", 0.7, None, 0.7, 0.0, 0.3, 0.3)}  # three common, two rare
+    runs = [_written_run(tmp_path, c, images) for c in (0.5, 0.99)]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        out = redraw_runs(runs, RESAMPLING, rng)
+        ids = [[r["id"] for r in o["metrics"]["per_sample"]] for o in out]
+        assert ids[0] == ids[1]  # one draw for both models: paired
+        groups = [r["group"] for r in out[0]["metrics"]["per_sample"]]
+        assert groups.count("common") == 3 and groups.count("rare") == 2
+        seen.add(tuple(sorted(i.split("#")[0] for i in ids[0])))
+        rows = out[0]["metrics"]["per_sample"]
+        common = [r["flip"] for r in rows if r["group"] == "common"]
+        assert out[0]["metrics"]["metrics"]["flip_flip_common"] == pytest.approx(np.mean(common))
+    assert len(seen) > 1  # the redraws differ
+
+
+def test_oscar_is_computed_once_per_set_of_rank_files(tmp_path, monkeypatch):
+    import common.study.shortcut_label_flips as study
+
+    runs = _oscar_runs(tmp_path)
+    first = oscar_summary(runs)
+    calls = []
+    compute = study._oscar_from_ranks
+    monkeypatch.setattr(study, "_oscar_from_ranks", lambda r: calls.append(1) or compute(r))
+    runs[0]["metrics"]["metrics"]["scene_accuracy"] = 0.75  # read from the run, not kept
+    second = oscar_summary(runs)
+    assert calls == [] and second == {**first, "scene_accuracy": 0.75}
+    second["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] = 9.0  # a copy: the kept result is untouched
+    assert oscar_summary(runs)["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] == first[
+        "per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"]  # fmt: skip
+    _write_ranks(tmp_path / "c0.99", 0.0, np.random.default_rng(5))  # a rewritten rank file is read again
+    third = oscar_summary(runs)
+    assert calls == [1] and third["per_correlation"]["0.99"] != first["per_correlation"]["0.99"]
+
+
+def test_within_run_sd_of_the_claims(oscar_runs, tmp_path):
+    from dataclasses import replace
+
+    from common.study.shortcut_label_flips import RESAMPLING, metrics_from_samples
+    from common.study.within import within_run_sd
+
+    runs = [oscar_runs["scene"], *(_written_run(tmp_path, c, oscar=oscar_runs) for c in W)]
+    runs[0] = {**runs[0], "metrics": {**runs[0]["metrics"], "per_sample": []}}  # no scene per-sample: not redrawn
+    # the round trip through the summary: untouched runs give the published summary
+    assert summarize([metrics_from_samples(r) if r["metrics"]["per_sample"] else r for r in runs]) == summarize(runs)
+    sds = within_run_sd(CLAIMS, summarize, runs, replace(RESAMPLING, draws=20), seed=0)
+    # every model scores the same images the same way here: the gap moves with the redraw, the Spearman rho and
+    # everything OSCAR and attenuation report do not
+    assert sds["rare_flips_exceed_common"] > 0
+    assert sds["oscar_partial_r_positive"] == pytest.approx(0.0, abs=1e-12)  # one value, 20 times
+    assert sds["oscar_partial_r_rises"] == pytest.approx(0.0, abs=1e-12)
+    assert sds["rare_flips_rise"] is None  # constant rare flips over the grid: rho undefined in every redraw
+    assert sds["attenuation_narrows_dice_gap"] is None  # no attenuation in these runs
