@@ -368,13 +368,16 @@ CLAIMS = [
 ]  # fmt: skip
 
 
-# The within-run bootstrap: one test unit is one scored image, ``<kind>_<i>`` (test slice i degraded with one
-# kind); the models of a matrix see the same images, so its runs share one draw (paired; the legacy-grid models,
-# tested on other kinds, get their own). Each test column
-# (``kind``) keeps its image count, as in the evaluation: the claims compare models within a column (own-degradation
-# best, beats bicubic) and across columns (worst-case PSNR), so no column may grow or shrink. The per-sample records
-# carry no slice key, so the columns are redrawn independently (slice i of one kind is not tied to slice i of another).
-RESAMPLING = TestResampling(unit="id", strata="kind", from_samples=metrics_from_samples)
+def slice_of(sample: dict) -> str:
+    """The test slice a per-sample record scores: ``"<kind>_<i>"`` is the i-th test slice degraded with ``kind``
+    (the test list is kind-major over one slice order, :func:`common.data.sr_pairs.expand_test_degradations`)."""
+    return sample["id"].rsplit("_", 1)[1]
+
+
+# The within-run bootstrap: one test unit is one test slice, with every degradation of it (its images in every
+# column move together, as the worst-case claims compare columns of the same slices); the models of a matrix see the
+# same slices, so all runs of a seed share one draw (paired).
+RESAMPLING = TestResampling(unit=slice_of, from_samples=metrics_from_samples)
 
 SPEC = StudySpec(BUNDLE, "Super-resolution degradation bias", PROFILES, runs, summarize, CLAIMS, report, figures,
                  progress, tuning={"tuning_sr_collapse.json": render_sr_collapse_section}, prepare=prepare_data,

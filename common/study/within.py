@@ -8,15 +8,17 @@ seed; :func:`common.study.stats.claim_interval` combines both (a random-effects 
 
 A study declares how its test set is redrawn with a :class:`TestResampling` (``StudySpec.resampling``):
 
-- ``unit``: the per-sample key naming one test unit; every per-sample record of the unit moves with it (a heart's
-  three estimators, an image's rows);
+- ``unit``: the per-sample key naming one test unit, or a function of a per-sample record giving its unit; every
+  per-sample record of the unit moves with it (a heart's three estimators; one test slice scored under every
+  degradation);
 - ``strata``: a per-sample key whose levels keep their unit counts (the two groups of a group AUC);
 - ``from_samples``: ``from_samples(run) -> run``: recomputes, from the redrawn ``run["metrics"]["per_sample"]``,
   every metric the study's ``summarize`` reads that is not computed from the per-sample records already.
 
 Runs of one seed that hold the same test units get the same redraw (a paired bootstrap: two approaches scored on
-the same subjects stay paired). The k-th extra copy of a unit is renamed ``"<unit>#k"`` in every run, so code that
-matches records by unit still pairs them and never merges copies.
+the same subjects stay paired). In the k-th extra copy of a unit the key ``rename`` (``unit`` itself when it is a
+key) becomes ``"<value>#k"`` in every run, so code that matches records by it still pairs them and never merges
+copies.
 """
 
 from __future__ import annotations
@@ -37,18 +39,27 @@ class TestResampling:
 
     __test__ = False  # a declaration, not a pytest test class
 
-    unit: str = "id"
+    unit: str | Callable[[Mapping[str, Any]], str] = "id"
     strata: str | None = None
     from_samples: Callable[[dict], dict] | None = None
     draws: int = 200
+    rename: str = "id"
+
+    def unit_of(self, row: Mapping[str, Any]) -> str:
+        return str(self.unit(row) if callable(self.unit) else row[self.unit])
+
+    @property
+    def renamed_key(self) -> str:
+        return self.rename if callable(self.unit) else self.unit
 
 
-def _units(run: Mapping[str, Any], unit: str) -> list[str]:
+def _units(run: Mapping[str, Any], resampling: TestResampling) -> list[str]:
     seen: dict[str, None] = {}
     for row in run["metrics"].get("per_sample", []):
-        if unit not in row:
-            raise KeyError(f"run {run.get('name')!r}: a per-sample record has no {unit!r} (the study's test unit)")
-        seen.setdefault(str(row[unit]), None)
+        if not callable(resampling.unit) and resampling.unit not in row:
+            raise KeyError(f"run {run.get('name')!r}: a per-sample record has no {resampling.unit!r} (the study's "
+                           "test unit)")  # fmt: skip
+        seen.setdefault(resampling.unit_of(row), None)
     return list(seen)
 
 
@@ -67,6 +78,14 @@ def redraw_runs(runs: Sequence[Mapping[str, Any]], resampling: TestResampling, r
     """One bootstrap replicate of one seed's ``runs``: each run's per-sample records redrawn by unit (the same
     draw for runs with the same units), then ``resampling.from_samples`` applied. Runs without per-sample
     records are returned unchanged."""
+    # each unit's stratum from the first run of the seed whose record of it has one (a scene classifier scored on
+    # the same images may not know their groups)
+    strata: dict[str, Any] = {}
+    if resampling.strata:
+        for run in runs:
+            for r in run.get("metrics", {}).get("per_sample") or []:
+                if r.get(resampling.strata) is not None:
+                    strata.setdefault(resampling.unit_of(r), r[resampling.strata])
     draws: dict[tuple[str, ...], list[str]] = {}
     out = []
     for run in runs:
@@ -74,19 +93,19 @@ def redraw_runs(runs: Sequence[Mapping[str, Any]], resampling: TestResampling, r
         if not rows:
             out.append(dict(run))
             continue
-        units = tuple(_units(run, resampling.unit))
+        units = tuple(_units(run, resampling))
         if units not in draws:
-            strata = {str(r[resampling.unit]): r.get(resampling.strata) for r in rows} if resampling.strata else {}
             draws[units] = _draw(units, strata, rng)
         by_unit: dict[str, list[dict]] = {}
         for r in rows:
-            by_unit.setdefault(str(r[resampling.unit]), []).append(r)
+            by_unit.setdefault(resampling.unit_of(r), []).append(r)
+        key = resampling.renamed_key
         copies: dict[str, int] = {}
         new_rows = []
         for u in draws[units]:
             k = copies.get(u, 0)
             copies[u] = k + 1
-            new_rows.extend(r if k == 0 else {**r, resampling.unit: f"{u}#{k}"} for r in by_unit[u])
+            new_rows.extend(r if k == 0 else {**r, key: f"{r.get(key)}#{k}"} for r in by_unit[u])
         new = {**run, "metrics": {**run["metrics"], "per_sample": new_rows}}
         out.append(resampling.from_samples(new) if resampling.from_samples else new)
     return out

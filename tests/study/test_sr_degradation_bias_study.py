@@ -230,11 +230,20 @@ def _scored_run(train: str, psnr: dict[str, list[float]], bicubic: float = 28.0)
             "metrics": metrics}  # fmt: skip
 
 
-def test_resampling_redraws_images_within_each_test_kind():
-    from common.study.sr_degradation_bias import metrics_from_samples
+def test_resampling_redraws_test_slices_with_every_degradation_of_them():
+    import numpy as np
 
-    assert SPEC.resampling.unit == "id" and SPEC.resampling.strata == "kind"
+    from common.study.sr_degradation_bias import metrics_from_samples, slice_of
+    from common.study.within import redraw_runs
+
+    assert SPEC.resampling.unit is slice_of and SPEC.resampling.strata is None
     assert SPEC.resampling.from_samples is metrics_from_samples
+    assert slice_of({"id": "kspace_hann_7"}) == "7" and slice_of({"id": "gaussian@legacy_3"}) == "3"
+    run = _scored_run("gaussian", {"gaussian": [30.0, 34.0, 38.0], "hann": [20.0, 22.0, 24.0]})
+    for seed in range(10):
+        rows = redraw_runs([run], SPEC.resampling, np.random.default_rng(seed))[0]["metrics"]["per_sample"]
+        slices = lambda kind: sorted(slice_of({"id": r["id"].split("#")[0]}) for r in rows if r["kind"] == kind)  # noqa: E731
+        assert slices("gaussian") == slices("hann") and len(slices("hann")) == 3  # a slice moves in every column
 
 
 def test_metrics_from_samples_of_an_untouched_run_is_the_run():

@@ -102,3 +102,16 @@ def test_evaluate_claims_uses_each_seeds_within_run_sd():
     floored = evaluate_claims([claim], per_seed, {"gap": {"0": 0.1, "1": 0.1, "2": 0.1}})[0]
     assert floored["verdict"] == "inconclusive"  # 0.3 - 4.30 * 0.1 / sqrt(3) = 0.05 < 0.25
     assert floored["within_per_seed"] == {"0": 0.1, "1": 0.1, "2": 0.1}
+
+
+def test_a_units_stratum_comes_from_any_run_of_the_seed_that_knows_it():
+    # the first run (a classifier) has no group in its records; the second does: both keep 2 L and 3 H
+    groups = ["L", "L", "H", "H", "H"]
+    first = {"name": "scene", "seed": 0, "metrics": {"per_sample": [{"id": f"s{i}", "x": 0.0} for i in range(5)]}}
+    second = _run("seg", [1.0] * 5, groups=groups)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        a, b = redraw_runs([first, second], TestResampling(strata="group"), rng)
+        drawn = [r["id"].split("#")[0] for r in b["metrics"]["per_sample"]]
+        assert sorted(groups[int(u[1:])] for u in drawn) == ["H", "H", "H", "L", "L"]
+        assert [r["id"] for r in a["metrics"]["per_sample"]] == [r["id"] for r in b["metrics"]["per_sample"]]
