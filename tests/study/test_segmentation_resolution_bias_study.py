@@ -220,3 +220,134 @@ def test_resampling_claim_at_the_second_pair_reads_that_pair():
     assert claim.value(summary) == pytest.approx(math.log(0.25))
     assert not claim.primary
     assert next(c for c in study.CLAIMS if c.id == "resampled_not_enough").primary  # decided at 3/4 mm
+
+
+# Within-run bootstrap: four test subjects, grey matter (and one other structure, which the summary never reads).
+# Grey matter: H000 Dice 0.9, 110 ml predicted of 100 (bias +0.1); H001 0.8, 95 of 100 (-0.05);
+# L000 0.7, 96 of 80 (+0.2); L001 0.6, 99 of 90 (+0.1).
+_SUBJECTS = [("test_H000", "H", 0.9, 110.0, 100.0), ("test_H001", "H", 0.8, 95.0, 100.0),
+             ("test_L000", "L", 0.7, 96.0, 80.0), ("test_L001", "L", 0.6, 99.0, 90.0)]  # fmt: skip
+
+
+def _evaluated_run(tmp_path, approach, table="approaches", seed=0, downsample="maxpool"):
+    """A run whose metrics.json the bundle's own evaluation handler wrote from the four subjects above."""
+    from types import SimpleNamespace
+
+    from common.handlers.group_metrics import GroupSegmentationMetrics
+
+    structures = ["other_csf", "grey_matter"]
+    path = tmp_path / f"{table}_{approach}_{downsample}.json"
+    handler = GroupSegmentationMetrics(structures, path, {"seed": seed}, seed=seed)
+    handler.subjects = [
+        {"subject": sid, "group": g, "dice": {"other_csf": 0.5, "grey_matter": d},
+         "volume_pred": {"other_csf": 10.0, "grey_matter": p}, "volume_true": {"other_csf": 12.0, "grey_matter": t},
+         "volume_bias": {"other_csf": -1 / 6, "grey_matter": (p - t) / t}, "flip_counts": [90.0, 8.0, 2.0, 100.0]}
+        for sid, g, d, p, t in _SUBJECTS
+    ]  # fmt: skip
+    handler.complete(SimpleNamespace(state=SimpleNamespace(metrics={})))
+    metrics = json.loads(path.read_text())
+    labels = {"table": table, "approach": approach, "pair": [3.0, 4.0], "downsample": downsample}
+    return {**labels, "name": f"{table}_{approach}", "seed": seed, "metrics": metrics}
+
+
+def test_within_run_resampling_is_by_subject_within_group():
+    r = study.SPEC.resampling
+    assert (r.unit, r.strata, r.from_samples) == ("id", "group", study.main_metrics_from_samples)
+
+
+def test_from_samples_round_trip(tmp_path):
+    runs = [_evaluated_run(tmp_path, a) for a in ("h_only", "vinn")] + [_evaluated_run(tmp_path, "vinn", "control")]
+    runs.append(_evaluated_run(tmp_path, "h_only", "pooling", downsample="flc"))
+    extra = runs[0]["metrics"]["extra"]
+    # the evaluation's numbers, by hand: H Dice (0.9 + 0.8) / 2, median bias (0.1 - 0.05) / 2; L 0.65, 0.15;
+    # AUC with H positive (larger true volumes): manual 100, 100 vs 80, 90: 1; predicted 110, 95 vs 96, 99: 2 of 4
+    assert extra["groups"]["H"]["dice"]["grey_matter"]["mean"] == pytest.approx(0.85)
+    assert extra["groups"]["H"]["volume_bias"]["grey_matter"]["median"] == pytest.approx(0.025)
+    assert extra["groups"]["L"]["dice"]["grey_matter"]["mean"] == pytest.approx(0.65)
+    assert extra["groups"]["L"]["volume_bias"]["grey_matter"]["median"] == pytest.approx(0.15)
+    assert extra["auc"]["grey_matter"] == {"pred": 0.5, "manual": 1.0, "positive": "H"}
+    # the full recomputation gives the evaluation's record back, bootstrap intervals and flip fractions included
+    for run in runs:
+        assert study.metrics_from_samples(run) == run
+    # the bootstrap's hook: only what the summary reads, with the same values, so the same summary
+    lean = [study.main_metrics_from_samples(run) for run in runs]
+    assert study.summarize(lean) == study.summarize(runs)
+    for run, new in zip(runs, lean):
+        for key, value in new["metrics"]["metrics"].items():
+            assert value == run["metrics"]["metrics"][key]
+        assert set(new["metrics"]["metrics"]) == {"dice_grey_matter_H", "dice_grey_matter_L", "volume_bias_grey_matter_H",
+                                                  "volume_bias_grey_matter_L", "auc_grey_matter"}  # fmt: skip
+    s = study.summarize(lean)
+    assert s["volume_bias_L"] == {"h_only": pytest.approx(0.15), "vinn": pytest.approx(0.15)}
+    assert s["auc"] == {"h_only": 0.5, "vinn": 0.5, "manual": 1.0}
+    assert s["difference_kept"]["vinn"] == pytest.approx((102.5 - 97.5) / (100 - 85))
+    assert s["resolution_part_L"]["vinn"] == pytest.approx(0.0)
+    assert s["pooling"]["flc"]["h_only"] == {"volume_bias_L": pytest.approx(0.15), "dice_L": pytest.approx(0.65),
+                                             "auc": 0.5}  # fmt: skip
+
+
+def _read(run):
+    """What the summary reads of a run's grey-matter metrics: each group's mean Dice and median bias, the AUCs."""
+    extra = run["metrics"]["extra"]
+    groups = {g: (e["dice"]["grey_matter"]["mean"], e["volume_bias"]["grey_matter"]["median"])
+              for g, e in extra["groups"].items()}  # fmt: skip
+    auc = extra["auc"]["grey_matter"]
+    return groups, auc["pred"], auc["manual"], auc["positive"]
+
+
+class _FixedDraws:
+    """Stands in for the generator: each stratum (H, then L) draws the given member indices."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def integers(self, low, high, size):
+        return self.draws.pop(0)
+
+
+def test_redraw_keeping_one_subject_per_group(tmp_path):
+    from common.study.within import redraw_runs
+
+    runs = [_evaluated_run(tmp_path, a) for a in ("h_only", "vinn")] + [_evaluated_run(tmp_path, "vinn", "control")]
+    # one draw for the seed's three runs (same subjects, paired): H000 twice, L001 twice; the groups keep 2 + 2
+    redrawn = redraw_runs(runs, study.SPEC.resampling, _FixedDraws([0, 0], [1, 1]))
+    for run in redrawn:
+        rows = run["metrics"]["per_sample"]
+        assert [r["id"] for r in rows] == ["test_H000", "test_H000#1", "test_L001", "test_L001#1"]
+        groups = run["metrics"]["extra"]["groups"]
+        assert (groups["H"]["n"], groups["L"]["n"]) == (2, 2)
+        # H000 alone: Dice 0.9, bias +0.1; L001 alone: Dice 0.6, bias +0.1
+        assert groups["H"]["dice"]["grey_matter"]["mean"] == pytest.approx(0.9)
+        assert groups["H"]["volume_bias"]["grey_matter"]["median"] == pytest.approx(0.1)
+        assert groups["L"]["dice"]["grey_matter"]["mean"] == pytest.approx(0.6)
+        assert groups["L"]["volume_bias"]["grey_matter"]["median"] == pytest.approx(0.1)
+        # predicted 110 vs 99 and manual 100 vs 90: both groups told apart
+        assert run["metrics"]["extra"]["auc"]["grey_matter"] == {"pred": 1.0, "manual": 1.0, "positive": "H"}
+        # the lean hook agrees with the full recomputation on the redrawn records
+        full = study.metrics_from_samples({**run, "metrics": {**run["metrics"], "extra": runs[0]["metrics"]["extra"]}})
+        assert _read(full) == _read(run)
+    s = study.summarize(redrawn)
+    assert s["dice_L"] == {"h_only": pytest.approx(0.6), "vinn": pytest.approx(0.6)}
+    assert s["volume_bias_H"]["h_only"] == pytest.approx(0.1)
+    assert s["difference_kept"]["h_only"] == pytest.approx((110 - 99) / (100 - 90))
+    assert s["auc"] == {"h_only": 1.0, "vinn": 1.0, "manual": 1.0}
+    # another draw: H001 twice and L000 twice: H 95 vs L 96 predicted reverses the manual order (100 vs 80)
+    other = redraw_runs(runs, study.SPEC.resampling, _FixedDraws([1, 1], [0, 0]))
+    s = study.summarize(other)
+    assert s["auc"]["vinn"] == 0.0 and s["auc"]["manual"] == 1.0
+    assert s["volume_bias_L"]["vinn"] == pytest.approx(0.2)
+    assert s["difference_kept"]["vinn"] == pytest.approx((95 - 96) / (100 - 80))
+
+
+def test_lean_hook_matches_the_evaluation_code_with_missing_values(tmp_path):
+    run = _evaluated_run(tmp_path, "h_only")
+    rows = [dict(r) for r in run["metrics"]["per_sample"]]
+    # a third L subject without grey matter in its ground truth (bias None) and a Dice the evaluation left None
+    rows.append({**rows[3], "id": "test_L002", "dice": {"other_csf": 0.5, "grey_matter": None},
+                 "volume_bias": {"other_csf": -1 / 6, "grey_matter": None}})  # fmt: skip
+    run = {**run, "metrics": {**run["metrics"], "per_sample": rows}}
+    full, lean = study.metrics_from_samples(run), study.main_metrics_from_samples(run)
+    assert _read(lean) == _read(full)
+    assert lean["metrics"]["extra"]["auc"] == {"grey_matter": full["metrics"]["extra"]["auc"]["grey_matter"]}
+    assert lean["metrics"]["extra"]["groups"]["L"]["dice"]["grey_matter"]["mean"] == pytest.approx(0.65)  # None skipped
+    assert lean["metrics"]["extra"]["groups"]["L"]["volume_bias"]["grey_matter"]["median"] == pytest.approx(0.15)
