@@ -53,6 +53,38 @@ def load_record(path: Path) -> dict | None:
     return record
 
 
+def attach_per_sample(record: dict, path: Path) -> dict:
+    """``record`` (:func:`load_record`) with each run's ``per_sample`` records read back from its
+    ``<name>_per_sample.csv.gz`` (:func:`write_per_sample`): numbers as floats (exactly as written), empty cells as
+    ``None``, bracketed lists parsed, dotted columns nested again (``dice.grey_matter``)."""
+    import math
+
+    import pandas as pd
+
+    table = pd.read_csv(path, keep_default_na=True)
+    by_run: dict[tuple[str, str], list[dict]] = {}
+    for row in table.to_dict("records"):
+        sample: dict = {}
+        for key, value in row.items():
+            if key in ("run", "seed"):
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif isinstance(value, str) and value.startswith("["):
+                value = json.loads(value.replace("None", "null").replace("nan", "NaN"))
+            node = sample
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        by_run.setdefault((str(row["run"]), str(row["seed"])), []).append(sample)
+    runs = []
+    for run in record.get("runs", []):
+        rows = by_run.get((run["name"], str(run.get("seed"))))
+        runs.append({**run, "metrics": {**run["metrics"], "per_sample": rows}} if rows else run)
+    return {**record, "runs": runs}
+
+
 def load_results(bundle: str, root: Path = REPO_ROOT) -> dict | None:
     """The committed quick-study record of ``bundle``, or ``None`` when none is committed."""
     return load_record(results_dir(bundle, root) / "quick.json")

@@ -304,3 +304,32 @@ def test_published_verdicts_recompute_from_the_committed_files_alone():
 
 def test_the_committed_results_are_current():
     assert render.stale_results() == []
+
+
+@pytest.mark.parametrize("bundle", ["label_error_refurbishment", "sr_degradation_bias"])
+def test_published_within_run_spreads_recompute_from_the_committed_files(bundle):
+    """The within-run bootstrap behind the intervals, redone from the committed runs and per-sample CSV alone (the
+    two bundles whose summaries are cheap; every bundle's verdicts recompute from the stored spreads above)."""
+    from common.study.runner import load_spec
+    from common.study.within import within_run_sds
+
+    spec = load_spec(bundle)
+    record = render.load_results(bundle)
+    assert record is not None and record.get("within_run_sd"), f"{bundle}: no within-run spreads published"
+    record = render.attach_per_sample(record, render.results_dir(bundle) / "quick_per_sample.csv.gz")
+    again = within_run_sds(spec, spec.claims_for(None), record["runs"], record["seeds"])
+    assert again == pytest.approx(record["within_run_sd"], rel=1e-9, abs=1e-12)
+
+
+def test_per_sample_records_read_back_from_the_csv(tmp_path):
+    record = {"runs": [
+        {"name": "a", "seed": 0, "metrics": {"per_sample": [
+            {"id": "s0", "dice": {"gm": 0.1 + 0.2}, "xs": [1.5, None], "group": "L"},
+            {"id": "s1", "dice": {"gm": 1 / 3}, "xs": [2.0, 3.0], "group": None}]}},
+        {"name": "b", "seed": 0, "metrics": {"per_sample": [{"id": "s0", "dice": {"gm": 2 / 3}, "xs": [], "group": "H"}]}},
+    ]}  # fmt: skip
+    path = tmp_path / "quick_per_sample.csv.gz"
+    render.write_per_sample(render.per_sample_table(record), path)
+    bare = {"runs": [{**r, "metrics": {}} for r in record["runs"]]}
+    back = render.attach_per_sample(bare, path)
+    assert [r["metrics"]["per_sample"] for r in back["runs"]] == [r["metrics"]["per_sample"] for r in record["runs"]]
