@@ -97,17 +97,20 @@ def _write_power(spec, folder: Path, grid: str | None) -> Path:
     """``power.json`` and ``power.md`` from the tuning study's ``results.json`` in ``folder``."""
     import json
 
-    from common.io import atomic_write_json, atomic_write_text
+    from common.io import atomic_write_text
     from common.study.power import power_table, render_power
+    from common.study.render import dump_json
 
     record = json.loads((folder / "results.json").read_text())
     claims = spec.claims_for(grid or spec.profile(record["profile"]).grid)
     rows = power_table(claims, record["summary"]["per_seed"], within=record.get("within_run_sd"))
-    atomic_write_json(folder / "power.json", {"study": spec.bundle, "profile": record["profile"],
-                                              "seeds": record["seeds"], "command": record.get("command"),
-                                              "git": record.get("git"),
-                                              "code_fingerprint": record.get("code_fingerprint"),
-                                              "test_set": _test_set(record), "claims": rows})  # fmt: skip
+    seeds = " ".join(map(str, record["seeds"]))
+    command = f"python -m common.study {spec.bundle} --profile {record['profile']} --power --output {folder.parent}"
+    power = {"study": spec.bundle, "profile": record["profile"], "seeds": record["seeds"],
+             "command": f"{command} --seeds {seeds}",
+             "git": record.get("git"), "code_fingerprint": record.get("code_fingerprint"),
+             "test_set": _test_set(record), "claims": rows}  # fmt: skip
+    atomic_write_text(folder / "power.json", dump_json(power))
     atomic_write_text(folder / "power.md", render_power(rows, record["seeds"]))
     return folder / "power.md"
 

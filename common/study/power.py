@@ -31,7 +31,7 @@ __all__ = ["TUNING_SEED_MIN", "auc_half_width", "auc_standard_error", "power_tab
 
 TUNING_SEED_MIN = 100
 SEED_COUNTS = (3, 5, 8, 10)
-TEST_SCALES = (1, 2, 4)  # test sets 1, 2 and 4 times the profile's
+TEST_SCALES = (1, 2, 4, 8)  # test sets 1, 2, 4 and 8 times the profile's
 
 
 def seed_half_width(sd: float, seeds: int, level: float = 0.95) -> float:

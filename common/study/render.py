@@ -212,8 +212,9 @@ def render_power_section(power: dict) -> str:
         f"    {power.get('command')}",
         "",
         "Half-widths are those of the 95% interval of the mean over seeds (the random-effects interval of the "
-        "verdicts); \"seeds to decide\" is the least number of seeds whose interval clears the margin when the "
-        "effect is as large as on the tuning seeds.",
+        "verdicts: one seed's sd is the larger of the sd over seeds and the test-set sd of the second table); "
+        "\"seeds to decide\" is the least number of seeds whose interval clears the margin when the effect is as "
+        "large as on the tuning seeds.",
         "",
     ]
     return "\n".join(lines) + render_power(power["claims"], power["seeds"])
