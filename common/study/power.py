@@ -108,6 +108,8 @@ def power_table(claims: Sequence, per_seed: Mapping[str, Mapping], seed_counts: 
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
             sds = [v for v in ((within or {}).get(claim.id) or {}).values() if v is not None]
             sd_within = math.sqrt(sum(v**2 for v in sds) / len(sds)) if sds else None
+            if sd_within is not None and sd_within <= 1e-12 * max(1.0, abs(mean)):
+                sd_within = 0.0  # redraws that moved the value by rounding only
             per_seed_sd = sd if sd_within is None else max(sd, sd_within)
             row |= {
                 "mean": mean,

@@ -124,8 +124,8 @@ def _value(claim, summary) -> float | None:
 def within_run_sd(claims: Sequence, summarize: Callable[[list], dict], runs: Sequence[Mapping[str, Any]],
                   resampling: TestResampling, seed: int) -> dict[str, float | None]:  # fmt: skip
     """Per claim id, the bootstrap standard deviation (ddof 1) of the claim's value over ``resampling.draws``
-    redraws of one seed's test set (NumPy generator seeded by ``seed``); ``None`` where fewer than two redraws
-    give a value."""
+    redraws of one seed's test set (NumPy generator seeded by ``seed``); 0 where no redraw moves it beyond
+    rounding, ``None`` where fewer than two redraws give a value."""
     rng = np.random.default_rng([int(seed), 20261206])
     values: dict[str, list[float]] = {c.id: [] for c in claims}
     for _ in range(resampling.draws):
@@ -134,7 +134,18 @@ def within_run_sd(claims: Sequence, summarize: Callable[[list], dict], runs: Seq
             v = _value(c, summary)
             if v is not None:
                 values[c.id].append(v)
-    return {k: float(np.std(v, ddof=1)) if len(v) >= 2 else None for k, v in values.items()}
+    return {k: _sd(v) for k, v in values.items()}
+
+
+def _sd(values: list[float]) -> float | None:
+    """Standard deviation (ddof 1); exactly 0 when the values differ only by rounding (the same sum in another
+    order), ``None`` for fewer than two."""
+    if len(values) < 2:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    if np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())):
+        return 0.0
+    return float(np.std(v, ddof=1))
 
 
 def within_run_sds(spec, claims: Sequence, results: Sequence[Mapping[str, Any]],

@@ -115,3 +115,20 @@ def test_a_units_stratum_comes_from_any_run_of_the_seed_that_knows_it():
         drawn = [r["id"].split("#")[0] for r in b["metrics"]["per_sample"]]
         assert sorted(groups[int(u[1:])] for u in drawn) == ["H", "H", "H", "L", "L"]
         assert [r["id"] for r in a["metrics"]["per_sample"]] == [r["id"] for r in b["metrics"]["per_sample"]]
+
+
+def test_a_value_that_redraws_move_by_rounding_only_has_no_within_run_spread():
+    claim = Claim("auc", "an AUROC exceeds 0.8", lambda s: s["auc"], 0.8, ">")
+    run = _run("a", [1.0, 2.0, 3.0, 4.0])
+
+    def summarize(runs):  # 0.9 plus a rounding-size wobble that depends on the draw (a sum taken in another order)
+        return {"auc": 0.9 + 1e-17 * runs[0]["metrics"]["per_sample"][0]["x"]}
+
+    assert within_run_sd([claim], summarize, [run], TestResampling(draws=50), seed=1)["auc"] == 0.0
+    moved = {"auc": 0.0}
+
+    def summarize_moving(runs):  # a real dependence on the draw keeps its spread
+        return {"auc": 0.9 + 0.01 * runs[0]["metrics"]["per_sample"][0]["x"]}
+
+    moved = within_run_sd([claim], summarize_moving, [run], TestResampling(draws=50), seed=1)["auc"]
+    assert moved > 0.001
