@@ -125,7 +125,6 @@ def test_a_value_that_redraws_move_by_rounding_only_has_no_within_run_spread():
         return {"auc": 0.9 + 1e-17 * runs[0]["metrics"]["per_sample"][0]["x"]}
 
     assert within_run_sd([claim], summarize, [run], TestResampling(draws=50), seed=1)["auc"] == 0.0
-    moved = {"auc": 0.0}
 
     def summarize_moving(runs):  # a real dependence on the draw keeps its spread
         return {"auc": 0.9 + 0.01 * runs[0]["metrics"]["per_sample"][0]["x"]}
