@@ -231,10 +231,8 @@ def metrics_from_samples(run: dict) -> dict:
 
 # One test unit is a test image (``id``): a seed's runs (the scene model and every correlation) are scored on the same
 # images, so they are redrawn together. The test split is balanced by design (equal identity x scene cells); ``group``
-# (common / rare) is what the claims compare (rare flips, common-rare gaps), so each group should keep its size in a
-# redraw. common.study.within takes a seed's strata from the first run holding its images, here the scene model, whose
-# records carry no ``group``: until it reads them from any run of the seed, the redraw is in effect unstratified (the
-# group sizes vary by a few images; the within-run sds move by a few per cent, not in one direction).
+# (common / rare) is what the claims compare (rare flips, common-rare gaps), so each group keeps its size in a redraw
+# (the scene model's records carry no ``group``; common.study.within takes it from the segmentation runs).
 RESAMPLING = TestResampling(unit="id", strata="group", from_samples=metrics_from_samples)
 
 
