@@ -32,7 +32,9 @@ __all__ = [
     "scan_rescan_test",
     "interval_coverage",
     "per_subject_precision",
+    "precision_key",
     "precision_summary",
+    "subject_precision",
 ]
 
 
@@ -353,6 +355,19 @@ def per_subject_precision(
     return out
 
 
+def precision_key(biomarker: str, level: float) -> str:
+    """The key under ``row["precision"]`` that holds a row's :func:`per_subject_precision` of ``biomarker`` at
+    ``level``."""
+    return f"{biomarker}@{level:g}"
+
+
+def subject_precision(row: Mapping[str, object], biomarker: str, level: float = 0.95) -> dict[str, float]:
+    """:func:`per_subject_precision` of ``row``, or the result already stored in ``row["precision"]`` under
+    :func:`precision_key` (a resampling study computes each subject's once and reuses it)."""
+    stored = (row.get("precision") or {}).get(precision_key(biomarker, level))
+    return stored if stored is not None else per_subject_precision(row, biomarker, level=level)
+
+
 def precision_summary(
     per_subject: Sequence[Mapping[str, object]],
     biomarker: str,
@@ -360,7 +375,8 @@ def precision_summary(
     alpha: float = 0.05,
     level: float = 0.95,
 ) -> dict[str, float]:
-    """Cohort scan-rescan precision of ``biomarker`` from :func:`per_subject_precision` rows.
+    """Cohort scan-rescan precision of ``biomarker`` from per-subject rows (each subject's precision by
+    :func:`subject_precision`).
 
     Point estimates (sample medians) are compared by :func:`bland_altman`, :func:`within_subject_cv` and
     :func:`icc` (A,1); the intervals by their union overlap and the sample distributions by
@@ -375,7 +391,7 @@ def precision_summary(
     """
     if len(per_subject) == 0:
         raise ValueError("per_subject is empty")
-    rows = [per_subject_precision(r, biomarker, level=level) for r in per_subject]
+    rows = [subject_precision(r, biomarker, level=level) for r in per_subject]
     column = lambda key: np.array([r[key] for r in rows], dtype=np.float64)  # noqa: E731
     scan, rescan = column("scan_estimate"), column("rescan_estimate")
     overlap, p_value = column("overlap"), column("p_value")

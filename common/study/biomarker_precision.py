@@ -116,6 +116,22 @@ def dice_from_samples(run: dict) -> dict:
     return {**run, "metrics": {**record, "metrics": metrics}}
 
 
+def subject_precision_once(runs: list[dict]) -> list[dict]:
+    """``runs`` with each per-sample row carrying its own scan-rescan precision of every biomarker
+    (``row["precision"]``, :func:`common.metrics.precision.subject_precision`): a redraw of the test hearts does not
+    change a heart's own intervals or KS test, so the within-run bootstrap computes them once per seed."""
+    from common.metrics.precision import per_subject_precision, precision_key
+
+    out = []
+    for run in runs:
+        record = run["metrics"]
+        level = record.get("extra", {}).get("level", 0.95)
+        rows = [{**r, "precision": {precision_key(b, level): per_subject_precision(r, b, level=level)
+                                    for b in BIOMARKERS}} for r in record.get("per_sample", [])]  # fmt: skip
+        out.append({**run, "metrics": {**record, "per_sample": rows}})
+    return out
+
+
 def _ef(estimator: str, key: str):
     return lambda s: s["per_estimator"].get(estimator, {}).get("ef", {}).get(key)
 
@@ -260,5 +276,6 @@ SPEC = StudySpec(
     figures,
     progress,
     # A heart is the test unit (its three estimators' rows move together); the image-quality groups keep their size.
-    resampling=TestResampling(unit="subject", strata="group", from_samples=dice_from_samples),
+    resampling=TestResampling(unit="subject", strata="group", from_samples=dice_from_samples,
+                              prepare=subject_precision_once),
 )

@@ -13,7 +13,9 @@ A study declares how its test set is redrawn with a :class:`TestResampling` (``S
   degradation);
 - ``strata``: a per-sample key whose levels keep their unit counts (the two groups of a group AUC);
 - ``from_samples``: ``from_samples(run) -> run``: recomputes, from the redrawn ``run["metrics"]["per_sample"]``,
-  every metric the study's ``summarize`` reads that is not computed from the per-sample records already.
+  every metric the study's ``summarize`` reads that is not computed from the per-sample records already;
+- ``prepare``: ``prepare(runs) -> runs``, once per seed before the redraws: may store in each per-sample record
+  what a redraw cannot change (a subject's own statistics), so that ``summarize`` does not recompute it per draw.
 
 Runs of one seed that hold the same test units get the same redraw (a paired bootstrap: two approaches scored on
 the same subjects stay paired). In the k-th extra copy of a unit the key ``rename`` (``unit`` itself when it is a
@@ -44,6 +46,7 @@ class TestResampling:
     from_samples: Callable[[dict], dict] | None = None
     draws: int = 200
     rename: str = "id"
+    prepare: Callable[[list], list] | None = None
 
     def unit_of(self, row: Mapping[str, Any]) -> str:
         return str(self.unit(row) if callable(self.unit) else row[self.unit])
@@ -127,6 +130,8 @@ def within_run_sd(claims: Sequence, summarize: Callable[[list], dict], runs: Seq
     redraws of one seed's test set (NumPy generator seeded by ``seed``); 0 where no redraw moves it beyond
     rounding, ``None`` where fewer than two redraws give a value."""
     rng = np.random.default_rng([int(seed), 20261206])
+    if resampling.prepare is not None:
+        runs = resampling.prepare(list(runs))
     values: dict[str, list[float]] = {c.id: [] for c in claims}
     for _ in range(resampling.draws):
         summary = summarize(redraw_runs(runs, resampling, rng))

@@ -268,3 +268,16 @@ def test_precision_summary_by_hand():
     assert strict["share_overlap_above"] == 0.0 and strict["share_distributions_differ"] == 0.0
     with pytest.raises(ValueError, match="empty"):
         precision_summary([], "edv")
+
+
+def test_a_stored_subject_precision_is_used_and_gives_the_same_summary():
+    from common.metrics.precision import per_subject_precision, precision_key, subject_precision
+
+    rows = _rows()
+    stored = [{**r, "precision": {precision_key("edv", 0.95): per_subject_precision(r, "edv")}} for r in rows]
+    assert precision_summary(stored, "edv") == precision_summary(rows, "edv")
+    # what is stored is what is used (a marker value), and only for its own biomarker and level
+    marked = {**rows[0], "precision": {precision_key("edv", 0.95): {"marker": 1.0}}}
+    assert subject_precision(marked, "edv") == {"marker": 1.0}
+    assert subject_precision(marked, "edv", level=0.9) == per_subject_precision(rows[0], "edv", level=0.9)
+    assert precision_key("ef", 0.95) == "ef@0.95"

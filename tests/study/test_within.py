@@ -131,3 +131,22 @@ def test_a_value_that_redraws_move_by_rounding_only_has_no_within_run_spread():
 
     moved = within_run_sd([claim], summarize_moving, [run], TestResampling(draws=50), seed=1)["auc"]
     assert moved > 0.001
+
+
+def test_prepare_runs_once_per_seed_and_its_records_move_with_their_units():
+    calls = []
+
+    def prepare(runs):  # a per-unit statistic a redraw cannot change, stored once
+        calls.append(len(runs))
+        return [{**r, "metrics": {"per_sample": [{**row, "sq": row["x"] ** 2} for row in r["metrics"]["per_sample"]]}}
+                for r in runs]  # fmt: skip
+
+    claim = Claim("sq", "a mean square exceeds 0", lambda s: s["sq"], 0.0, ">")
+
+    def summarize(runs):
+        rows = runs[0]["metrics"]["per_sample"]
+        assert all(row["sq"] == row["x"] ** 2 for row in rows)
+        return {"sq": float(np.mean([row["sq"] for row in rows]))}
+
+    sd = within_run_sd([claim], summarize, [_run("a", [1.0, 2.0, 3.0])], TestResampling(draws=30, prepare=prepare), 0)
+    assert calls == [1] and sd["sq"] > 0
