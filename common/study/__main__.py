@@ -88,9 +88,10 @@ def _study_dir(args, name: str, grid: str | None) -> Path:
 
 
 def _test_set(record: dict) -> dict:
-    """The profile's test-set settings (``num_test``-like keys) the power table was measured at."""
+    """The profile's test-set settings the power table was measured at (``num_test``-like keys, and ``num_slices``,
+    whose last entry is the SR study's test slices)."""
     settings = (record.get("profile_settings") or {}).get("settings") or {}
-    return {k: v for k, v in settings.items() if "test" in k}
+    return {k: v for k, v in settings.items() if "test" in k or k == "num_slices"}
 
 
 def _write_power(spec, folder: Path, grid: str | None) -> Path:
