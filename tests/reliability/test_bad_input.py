@@ -2,13 +2,15 @@
 
 Every case of :data:`tests.reliability.bad_inputs.CASES` that applies to a bundle runs in-process through
 ``monai.bundle.run`` with the bundle's ``train.yaml`` + ``evaluate.yaml`` (the study's one-process path), which
-takes about 0.1 s a case since validation fails before anything is built. One case also runs as
+takes about 0.1 s a case since validation fails before anything is built. The error must be (or be caused by) a
+:class:`common.data.DatalistError`, the one kind the command line's hook turns into one message. One case also runs as
 ``python -m monai.bundle run`` in a subprocess to check the exit status and what a user sees on the terminal;
 that every bundle config installs the same one-message hook is checked on the parsed configs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -27,13 +29,53 @@ BUNDLES: dict[str, tuple[DataKind, dict]] = {
         {"epochs": 1, "val_interval": 1, "slices_per_volume": 2, "train_first": True},
     ),
     "sr_degradation_bias": (
-        DataKind(2, (32, 32), None),
+        DataKind(2, (32, 32), None, test_optional=True),
         {"epochs": 1, "model": "srcnn", "width": 0.125, "patch_size": 16, "train_first": True},
     ),
     "label_error_refurbishment": (DataKind(2, (32, 32), 4), {"epochs": 1, "image_size": 32}),
+    "biomarker_precision": (
+        DataKind(2, (32, 32), 4, fields="scan_rescan"),
+        {"epochs": 1, "image_size": 32, "num_members": 2, "num_samples": 2, "train_first": True},
+    ),
+    "shortcut_label_flips": (
+        DataKind(2, (32, 32), 3, fields="identity_scene"),
+        {"epochs": 1, "image_size": 32, "channels": [4, 8], "train_first": True},
+    ),
 }
 # Known gaps, reported to the bundles' owners; an XPASS here means the gap was closed.
-GAPS = {}
+_NOT_DATALIST_ERROR = (
+    "{fn} raises FileNotFoundError, not DatalistError, for a missing datalist: the message is clear in-process, "
+    "but the command line's hook does not recognise it and prints a chained traceback"
+)
+_TRAINS_WITHOUT_TEST = (
+    "a datalist without a 'test' split passes validation: the bundle trains (writes models/model.pt, TensorBoard "
+    "events{more}) and only then fails, with {error}"
+)
+GAPS = {
+    ("segmentation_resolution_bias", "missing_test_split"): _TRAINS_WITHOUT_TEST.format(
+        more=", validation_curve.json", error="a bare KeyError: 'test'"
+    ),
+    ("label_error_refurbishment", "missing_datalist"): _NOT_DATALIST_ERROR.format(
+        fn="common.data.label_error_datalist.prepare_label_error_datalist"
+    ),
+    ("label_error_refurbishment", "missing_test_split"): _TRAINS_WITHOUT_TEST.format(
+        more=", the cached datalist",
+        error="a ValueError (not DatalistError) that names the cached copy <output_dir>/cache/label_errors_*/"
+        "datalist.json, not the user's file",
+    ),
+    ("shortcut_label_flips", "missing_datalist"): _NOT_DATALIST_ERROR.format(
+        fn="common.data.shortcut_phantom.prepare_shortcut_datalist"
+    ),
+    ("shortcut_label_flips", "missing_test_split"): _TRAINS_WITHOUT_TEST.format(
+        more=", the cached datalist",
+        error="a ValueError (not DatalistError) that names the cached copy <output_dir>/cache/shortcut_datalist_*.json, "
+        "not the user's file",
+    ),
+    ("shortcut_label_flips", "no_rare_test"): (
+        "a test split with no rare (counterfactual) image passes validation: the bundle trains, evaluates and writes "
+        "metrics.json with every *_rare metric, dice_gap and flip_gap null, and raises nothing"
+    ),
+}
 
 
 def _configs(bundle: str) -> list[str]:
@@ -76,15 +118,22 @@ def test_bad_datalist_stops_before_training(bundle, case, tmp_path):
     innermost = _chain_messages(info.value)[-1]
     assert re.search(problem, innermost), innermost
     assert named in innermost, f"message does not name {named}: {innermost}"
+    # the command line's hook prints one message only for a DatalistError (any other error: a chained traceback)
+    assert input_error_in_chain(info.value) is not None, (
+        f"not a DatalistError (a traceback on the command line): {innermost}"
+    )
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
     assert written == [], f"partial outputs after a failed validation: {written}"
 
 
 def test_valid_datalists_pass_every_bundles_validation(tmp_path):
     """The defect, not the fixture, is what fails: the same datalist without a defect validates."""
+    from common.data import load_datalist
     from common.data.label_error_datalist import prepare_label_error_datalist
     from common.data.seg_slices import seg_datalist
+    from common.data.shortcut_phantom import prepare_shortcut_datalist
     from common.data.sr_pairs import sr_pair_datalist
+    from common.handlers.biomarker_precision import check_test_hearts, prepare_precision_datalist
 
     seg, _, _ = make_datalist(tmp_path / "seg", BUNDLES["segmentation_resolution_bias"][0], None)
     assert len(seg_datalist(str(seg), "", None, tmp_path / "c1", 0, 4)["training"]) == 4
@@ -92,6 +141,12 @@ def test_valid_datalists_pass_every_bundles_validation(tmp_path):
     assert len(sr_pair_datalist(str(sr), "", tmp_path / "c2", "bicubic", ["bicubic"])["training"]) == 2
     le, _, _ = make_datalist(tmp_path / "le", BUNDLES["label_error_refurbishment"][0], None)
     assert Path(prepare_label_error_datalist(str(le), "", tmp_path / "c3")).is_file()
+    bp, _, _ = make_datalist(tmp_path / "bp", BUNDLES["biomarker_precision"][0], None)
+    assert prepare_precision_datalist(str(bp), "", tmp_path / "c4") == bp
+    assert {len(frames) for frames in check_test_hearts(load_datalist(bp)["test"], bp).values()} == {4}
+    sc, _, _ = make_datalist(tmp_path / "sc", BUNDLES["shortcut_label_flips"][0], None)
+    grouped = json.loads(prepare_shortcut_datalist(str(sc), "", tmp_path / "c5").read_text())
+    assert sorted(e["group"] for e in grouped["test"]) == ["common", "common", "rare", "rare"]
 
 
 def _hook_wired(bundle: str, config: str) -> bool:
