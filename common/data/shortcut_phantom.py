@@ -198,6 +198,25 @@ def generate_shortcut_phantom(
     return datalist_path
 
 
+def _with_ids(datalist: dict, source: str) -> dict:
+    """Every entry with an ``id`` (``<split>_<index>`` where it has none); a repeated id raises ``DatalistError``."""
+    from common.data.datalist import DatalistError
+
+    out, seen, problems = dict(datalist), {}, []
+    for split in ("training", "validation", "test"):
+        if split not in datalist:
+            continue
+        entries = [{**e, "id": str(e.get("id", f"{split}_{i:04d}"))} for i, e in enumerate(datalist[split])]
+        for i, e in enumerate(entries):
+            if e["id"] in seen:
+                problems.append(f"{source}: {split}[{i}] repeats the id {e['id']!r} of {seen[e['id']]}")
+            seen.setdefault(e["id"], f"{split}[{i}]")
+        out[split] = entries
+    if problems:
+        raise DatalistError(problems, source)
+    return out
+
+
 def assign_groups(datalist: dict, source: str = "datalist") -> dict:
     """Add ``group`` (``common``/``rare``) to every entry of a datalist whose entries carry ``identity``/``scene``.
 
@@ -249,13 +268,16 @@ def prepare_shortcut_datalist(
     seed: int = 0,
     num_classes: int = 3,
 ) -> Path:
-    """The datalist of one setting (absolute paths, every entry with ``group``): the phantom or a user datalist.
+    """The datalist of one setting (absolute paths, every entry with ``group`` and ``id``): the phantom or a user
+    datalist.
 
     With an empty ``datalist`` the phantom (``phantom``: :class:`ShortcutPhantomConfig` fields) is generated
-    under ``cache_dir``. Otherwise the user datalist is validated first (files, shapes, label values in
-    ``0 .. num_classes - 1``, ``identity``/``scene`` keys); a problem raises one error naming the file.
+    under ``cache_dir``. Otherwise the user datalist is validated first (the ``training``, ``validation`` and
+    ``test`` splits, files, shapes, label values in ``0 .. num_classes - 1``, ``identity``/``scene`` keys, unique
+    ids, both groups in the test split); a problem raises one error naming the file. An entry without ``id`` gets
+    ``<split>_<index>`` (the per-group metrics match predictions to entries by id).
     """
-    from common.data.datalist import load_datalist, validate_datalist
+    from common.data.datalist import DatalistError, load_datalist, validate_datalist
 
     if not datalist:
         path = generate_shortcut_phantom(cache_dir, ShortcutPhantomConfig(**dict(phantom or {})), seed=seed)
@@ -263,12 +285,23 @@ def prepare_shortcut_datalist(
     else:
         path = Path(datalist)
         if not path.is_file():
-            raise FileNotFoundError(f"datalist {path} does not exist")
+            raise DatalistError([f"{path}: the datalist file does not exist"], path)
         base = Path(dataset_dir) if dataset_dir else path.parent
         loaded = load_datalist(path, base)
-        splits = tuple(k for k in ("training", "validation", "test") if k in loaded)
-        validate_datalist(path, base, num_classes=num_classes, spatial_dims=2, splits=splits)
-        grouped = assign_groups(loaded, str(path))
+        problems = [f"{path}: no {k!r} split (the bundle trains, validates and tests on its own splits)"
+                    if k not in loaded else f"{path}: split {k!r} is empty"
+                    for k in ("training", "validation", "test") if not loaded.get(k)]  # fmt: skip
+        if problems:
+            raise DatalistError(problems, path)
+        validate_datalist(
+            path, base, num_classes=num_classes, spatial_dims=2, splits=("training", "validation", "test")
+        )
+        grouped = _with_ids(assign_groups(loaded, str(path)), str(path))
+        if not any(e["group"] == "rare" for e in grouped["test"]) or not any(
+            e["group"] == "common" for e in grouped["test"]
+        ):
+            raise DatalistError([f"{path}: the test split needs both groups: images whose identity appears in its usual "
+                                 "training scene (common) and in another scene (rare)"], path)  # fmt: skip
     key = hashlib.sha256(json.dumps(grouped, sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = Path(cache_dir) / f"shortcut_datalist_{key}.json"
     if not out.exists():

@@ -126,7 +126,7 @@ def test_user_datalist_groups_follow_the_training_majority(tmp_path):
 
 
 def test_user_datalist_without_identity_is_a_clear_error(tmp_path):
-    path = _user_datalist(tmp_path, {"training": [(1, "linear")], "test": [(1, "sector")]})
+    path = _user_datalist(tmp_path, {"training": [(1, "linear")], "validation": [(1, "linear")], "test": [(1, "sector")]})
     data = json.loads(path.read_text())
     del data["test"][0]["identity"]
     path.write_text(json.dumps(data))

@@ -63,18 +63,6 @@ GAPS = {
         error="a ValueError (not DatalistError) that names the cached copy <output_dir>/cache/label_errors_*/"
         "datalist.json, not the user's file",
     ),
-    ("shortcut_label_flips", "missing_datalist"): _NOT_DATALIST_ERROR.format(
-        fn="common.data.shortcut_phantom.prepare_shortcut_datalist"
-    ),
-    ("shortcut_label_flips", "missing_test_split"): _TRAINS_WITHOUT_TEST.format(
-        more=", the cached datalist",
-        error="a ValueError (not DatalistError) that names the cached copy <output_dir>/cache/shortcut_datalist_*.json, "
-        "not the user's file",
-    ),
-    ("shortcut_label_flips", "no_rare_test"): (
-        "a test split with no rare (counterfactual) image passes validation: the bundle trains, evaluates and writes "
-        "metrics.json with every *_rare metric, dice_gap and flip_gap null, and raises nothing"
-    ),
 }
 
 
@@ -211,3 +199,27 @@ def test_input_error_hook_prints_one_line_and_keeps_other_errors(tmp_path):
     )
     assert other.returncode == 1 and "Traceback" in other.stderr and "KeyError: 'k'" in other.stderr
     assert input_error_in_chain(KeyError("k")) is None
+
+
+def test_shortcut_user_datalist_entries_get_ids_and_repeated_ids_are_refused(tmp_path):
+    """The per-group shortcut metrics match predictions to entries by id: entries without one get
+    ``<split>_<index>``; two entries with one id would merge, so the datalist is refused, naming both."""
+    import json
+
+    from common.data.datalist import DatalistError
+    from common.data.shortcut_phantom import prepare_shortcut_datalist
+
+    path, _, _ = make_datalist(tmp_path / "sc", BUNDLES["shortcut_label_flips"][0], None)
+    data = json.loads(Path(path).read_text())
+    for split in data:
+        for entry in data[split]:
+            entry.pop("id", None)
+    Path(path).write_text(json.dumps(data))
+    grouped = json.loads(prepare_shortcut_datalist(str(path), "", tmp_path / "c").read_text())
+    assert [e["id"] for e in grouped["test"]] == [f"test_{i:04d}" for i in range(len(data["test"]))]
+    assert grouped["training"][0]["id"] == "training_0000"
+    data["test"][1]["id"] = "same"
+    data["validation"][0]["id"] = "same"
+    Path(path).write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match=r"test\[1\] repeats the id 'same' of validation\[0\]"):
+        prepare_shortcut_datalist(str(path), "", tmp_path / "c2")
