@@ -217,7 +217,8 @@ def render_power_section(power: dict) -> str:
         "large as on the tuning seeds.",
         "",
     ]
-    return "\n".join(lines) + render_power(power["claims"], power["seeds"])
+    table = render_power(power["claims"], power["seeds"]).split("\n", 2)[2]  # the seeds are named above
+    return "\n".join(lines) + table
 
 
 def section_markers(name: str) -> tuple[str, str]:
