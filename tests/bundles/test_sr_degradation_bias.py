@@ -15,6 +15,7 @@ import torch
 
 from common.metrics.record import validate_metrics_record
 from common.study.runner import REPO_ROOT, bundle_command
+from tests.bundles.cli import run_command
 
 BUNDLE = REPO_ROOT / "bundles" / "sr_degradation_bias"
 CONFIGS = BUNDLE / "configs"
@@ -37,7 +38,7 @@ def _env() -> dict:
 
 
 def _run(cmd: list[str], cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    proc = run_command(cmd, cwd, _env())
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
