@@ -222,67 +222,43 @@ def summarize(results: list[dict], main_pair=None) -> dict:
     return out
 
 
-def metrics_from_samples(run: dict) -> dict:
-    """``run`` with its per-group metrics (``extra["groups"]``, ``extra["auc"]`` and the flat scalars) recomputed
-    from its per-sample records by the bundle's own evaluation code
-    (:func:`common.handlers.group_metrics.summarize_groups`, with ``evaluate.yaml``'s 2000 bootstrap resamples
-    and the run's seed): an untouched run comes back as it was. The within-run bootstrap uses the faster
-    :func:`main_metrics_from_samples`."""
+def _groups_from_samples(run: dict, structures, n_bootstrap: int) -> tuple[dict, dict, dict]:
+    """The bundle's own :func:`common.handlers.group_metrics.summarize_groups` on ``run``'s per-sample records (the
+    run's seed): its summary, the flat per-structure scalars (``dice_<s>_<g>``, ``volume_bias_<s>_<g>``, ``auc_<s>``)
+    and the overall ones (``mean_dice``, ``balanced_dice``), as ``GroupSegmentationMetrics`` writes them."""
     from common.handlers.group_metrics import summarize_groups
 
     record = run["metrics"]
-    extra = record["extra"]
-    structures = list(extra["structures"])
     seed = (record.get("settings") or {}).get("seed", run.get("seed", 0))
-    s = summarize_groups(record["per_sample"], structures, 2000, seed)
-    flat = {"mean_dice": s["mean_dice"], "balanced_dice": s["balanced_dice"]}  # as GroupSegmentationMetrics.complete
+    s = summarize_groups(record["per_sample"], structures, n_bootstrap, seed)
+    flat = {}
     for g, entry in s["groups"].items():
         for st in structures:
             flat[f"dice_{st}_{g}"] = entry["dice"][st]["mean"]
             flat[f"volume_bias_{st}_{g}"] = entry["volume_bias"][st]["median"]
     for st, auc in s["auc"].items():
         flat[f"auc_{st}"] = auc["pred"]
-    extra = {**extra, "groups": s["groups"], "auc": s["auc"]}
-    return {**run, "metrics": {**record, "metrics": {**record["metrics"], **flat}, "extra": extra}}
+    return s, flat, {"mean_dice": s["mean_dice"], "balanced_dice": s["balanced_dice"]}
+
+
+def metrics_from_samples(run: dict) -> dict:
+    """``run`` with its per-group metrics (``extra["groups"]``, ``extra["auc"]`` and the flat scalars) recomputed
+    from its per-sample records by the bundle's own evaluation code (every structure, ``evaluate.yaml``'s 2000
+    resamples of the median-bias interval): an untouched run comes back as it was."""
+    record = run["metrics"]
+    s, flat, overall = _groups_from_samples(run, list(record["extra"]["structures"]), 2000)
+    extra = {**record["extra"], "groups": s["groups"], "auc": s["auc"]}
+    return {**run, "metrics": {**record, "metrics": {**record["metrics"], **flat, **overall}, "extra": extra}}
 
 
 def main_metrics_from_samples(run: dict) -> dict:
-    """``run`` with the metrics :func:`summarize` reads (grey matter: each group's mean Dice and median volume
-    bias, the group AUC of predicted and manual volumes) recomputed from its per-sample records exactly as
-    :func:`common.handlers.group_metrics.summarize_groups` computes them (same reductions, its
-    ``auc_orientation`` and ``group_auc``), without its bootstrap intervals, other structures and flip fractions,
-    which no claim reads and which make :func:`metrics_from_samples` many times slower: the hook of the within-run
-    bootstrap. ``extra["groups"]`` and ``extra["auc"]`` hold only those values, the flat scalars only their three
-    kinds (tests check them against :func:`metrics_from_samples`)."""
-    import numpy as np
-
-    from common.handlers.group_metrics import auc_orientation
-    from common.metrics import group_auc
-
-    st = MAIN_STRUCTURE
+    """The within-run bootstrap's hook: the same recomputation for grey matter only, with one resample of the
+    median-bias interval (the estimates :func:`summarize` reads do not depend on the resamples; the intervals, which
+    no claim reads, are then meaningless), many times faster than :func:`metrics_from_samples`. ``extra`` and the
+    flat scalars hold only grey matter's values, so nothing of the other structures is left stale."""
     record = run["metrics"]
-    rows = record["per_sample"]
-    names = sorted({str(r["group"]) for r in rows})
-    groups: dict[str, Any] = {}
-    flat: dict[str, Any] = {}
-    for g in names:
-        mine = [r for r in rows if str(r["group"]) == g]
-        dice = np.array([r["dice"][st] for r in mine], float)
-        vb = np.array([np.nan if r["volume_bias"][st] is None else r["volume_bias"][st] for r in mine], float)
-        vb = vb[~np.isnan(vb)]  # bootstrap_ci's estimate: the statistic of the non-NaN values
-        dice_mean = float(np.nanmean(dice)) if np.isfinite(dice).any() else None
-        median = float(np.median(vb)) if vb.size else None
-        groups[g] = {"n": len(mine), "dice": {st: {"mean": dice_mean}}, "volume_bias": {st: {"median": median}}}
-        flat[f"dice_{st}_{g}"], flat[f"volume_bias_{st}_{g}"] = dice_mean, median
-    auc: dict[str, Any] = {}
-    if len(names) == 2:
-        grp = [str(r["group"]) for r in rows]
-        true = [r["volume_true"][st] for r in rows]
-        positive = auc_orientation(true, grp, *names)
-        pred = group_auc([r["volume_pred"][st] for r in rows], grp, positive)
-        auc[st] = {"pred": pred, "manual": group_auc(true, grp, positive), "positive": positive}
-        flat[f"auc_{st}"] = pred
-    extra = {**record["extra"], "structures": [st], "groups": groups, "auc": auc}
+    s, flat, _ = _groups_from_samples(run, [MAIN_STRUCTURE], 1)
+    extra = {**record["extra"], "structures": [MAIN_STRUCTURE], "groups": s["groups"], "auc": s["auc"]}
     return {**run, "metrics": {**record, "metrics": flat, "extra": extra}}
 
 
