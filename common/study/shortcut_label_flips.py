@@ -229,11 +229,6 @@ def metrics_from_samples(run: dict) -> dict:
     return {**run, "metrics": {**record, "metrics": nan_to_none(metrics)}}
 
 
-# One test unit is a test image (``id``): a seed's runs (the scene model and every correlation) are scored on the same
-# images, so they are redrawn together. The test split is balanced by design (equal identity x scene cells); ``group``
-# (common / rare) is what the claims compare (rare flips, common-rare gaps), so each group keeps its size in a redraw
-# (the scene model's records carry no ``group``; common.study.within takes it from the segmentation runs).
-RESAMPLING = TestResampling(unit="id", strata="group", from_samples=metrics_from_samples)
 
 
 OSCAR_PERMUTATIONS = 1000
@@ -273,50 +268,30 @@ def oscar_summary(runs: list[dict]) -> dict:
         OscarInputError: no scene-model (SA) run, no baseline (BA) run, or rank files of different images.
         FileNotFoundError: a run's rank file is gone.
 
-    The permutation tests and bootstraps take seconds; the result is kept per set of rank files (their paths, sizes
-    and modification times, :func:`_oscar_key`), so the within-run bootstrap, which redraws the test images and
-    leaves these files as they are, computes it once per seed.
+    The permutation tests and bootstraps take seconds. A scene-model run that carries the result already
+    (``OSCAR_KEY``, stored once per seed by :func:`oscar_once`, the within-run bootstrap's ``prepare``: a redraw of
+    the test images leaves the rank files as they are) gives a copy of it instead, with its own current scene
+    accuracy.
     """
-    key = _oscar_key(runs)
-    if key is None:
-        return _oscar_from_ranks(runs)
-    if key not in _OSCAR_CACHE:
-        if len(_OSCAR_CACHE) >= _OSCAR_CACHE_SIZE:
-            _OSCAR_CACHE.pop(next(iter(_OSCAR_CACHE)))
-        _OSCAR_CACHE[key] = _oscar_from_ranks(runs)
-    out = copy.deepcopy(_OSCAR_CACHE[key])
-    scene = next(r for r in runs if r.get("model") == SCENE_RUN)  # the key holds one
-    out["scene_accuracy"] = scene["metrics"]["metrics"].get("scene_accuracy")
-    return out
+    scene = next((r for r in runs if r.get("model") == SCENE_RUN), None)
+    if scene is not None and OSCAR_KEY in scene:
+        out = copy.deepcopy(scene[OSCAR_KEY])
+        out["scene_accuracy"] = scene["metrics"]["metrics"].get("scene_accuracy")
+        return out
+    return _oscar_from_ranks(runs)
 
 
-_OSCAR_CACHE: dict[tuple, dict] = {}
-_OSCAR_CACHE_SIZE = 8
+OSCAR_KEY = "oscar_summary"
 
 
-def _oscar_key(runs: list[dict]) -> tuple | None:
-    """What :func:`_oscar_from_ranks` reads besides the scene accuracy: each run's model, correlation and seed, the
-    identity of its rank file (resolved path, inode, size, modification time) and OSCAR's settings; ``None`` when a
-    run has no scene model, no output folder or no rank file (then the uncached path raises its error)."""
-    from common.attribution.handlers import ATTRIBUTION_FILE
-
-    if not any(r.get("model") == SCENE_RUN for r in runs):
-        return None
-    parts = []
-    for r in runs:
-        out_dir = (r.get("overrides") or {}).get("output_dir")
-        if not out_dir:
-            return None
-        path = (Path(out_dir) / ATTRIBUTION_FILE).resolve()
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        parts.append((r.get("model"), r.get("correlation"), r.get("seed"), str(path), st.st_ino, st.st_size,
-                      st.st_mtime_ns))  # fmt: skip
-    settings = (OSCAR_PERMUTATIONS, OSCAR_BOOTSTRAP, FOV_DIFFERENT, OSCAR_PRIMARY, OSCAR_TOP_FRACTION,
-                BASELINE_CORRELATION)  # fmt: skip
-    return settings, tuple(parts)
+def oscar_once(runs: list[dict]) -> list[dict]:
+    """``runs`` with the scene-model run carrying :func:`oscar_summary` of the seed (``OSCAR_KEY``), computed once
+    for the within-run bootstrap; unchanged where OSCAR cannot run (its error is the summary's to raise)."""
+    try:
+        result = _oscar_from_ranks(runs)
+    except (OscarInputError, FileNotFoundError):
+        return list(runs)
+    return [{**r, OSCAR_KEY: result} if r.get("model") == SCENE_RUN else r for r in runs]
 
 
 def _oscar_from_ranks(runs: list[dict]) -> dict:
@@ -440,6 +415,14 @@ CLAIMS = [
           "common-rare Dice gap with k random regions mean-filled (mean of 5 draws) minus with the top-k shortcut "
           "regions mean-filled (highest correlation)", primary=False),
 ]  # fmt: skip
+
+
+# One test unit is a test image (``id``): a seed's runs (the scene model and every correlation) are scored on the same
+# images, so they are redrawn together. The test split is balanced by design (equal identity x scene cells); ``group``
+# (common / rare) is what the claims compare (rare flips, common-rare gaps), so each group keeps its size in a redraw
+# (the scene model's records carry no ``group``; common.study.within takes it from the segmentation runs).
+RESAMPLING = TestResampling(unit="id", strata="group", from_samples=metrics_from_samples,
+                            prepare=oscar_once)  # OSCAR once per seed: the redraw leaves the rank files as they are
 
 
 SPEC = StudySpec(

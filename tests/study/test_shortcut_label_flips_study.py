@@ -395,23 +395,26 @@ def test_redraw_pairs_the_runs_and_keeps_the_group_sizes(tmp_path):
     assert len(seen) > 1  # the redraws differ
 
 
-def test_oscar_is_computed_once_per_set_of_rank_files(tmp_path, monkeypatch):
+def test_oscar_is_computed_once_per_seed_for_the_bootstrap(tmp_path, monkeypatch):
     import common.study.shortcut_label_flips as study
 
     runs = _oscar_runs(tmp_path)
     first = oscar_summary(runs)
+    prepared = study.oscar_once(runs)  # the within-run bootstrap's prepare: once per seed
+    assert study.RESAMPLING.prepare is study.oscar_once
     calls = []
     compute = study._oscar_from_ranks
     monkeypatch.setattr(study, "_oscar_from_ranks", lambda r: calls.append(1) or compute(r))
-    runs[0]["metrics"]["metrics"]["scene_accuracy"] = 0.75  # read from the run, not kept
-    second = oscar_summary(runs)
+    prepared[0]["metrics"]["metrics"]["scene_accuracy"] = 0.75  # read from the run, not kept
+    second = oscar_summary(prepared)
     assert calls == [] and second == {**first, "scene_accuracy": 0.75}
-    second["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] = 9.0  # a copy: the kept result is untouched
-    assert oscar_summary(runs)["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] == first[
+    second["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] = 9.0  # a copy: the stored result is untouched
+    assert oscar_summary(prepared)["per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"] == first[
         "per_correlation"]["0.99"]["occlusion/grid8"]["partial_r"]  # fmt: skip
-    _write_ranks(tmp_path / "c0.99", 0.0, np.random.default_rng(5))  # a rewritten rank file is read again
+    _write_ranks(tmp_path / "c0.99", 0.0, np.random.default_rng(5))  # runs without it read the rank files again
     third = oscar_summary(runs)
     assert calls == [1] and third["per_correlation"]["0.99"] != first["per_correlation"]["0.99"]
+    assert study.oscar_once(_oscar_runs(tmp_path / "a", with_scene=False))[0].get(study.OSCAR_KEY) is None
 
 
 def test_within_run_sd_of_the_claims(oscar_runs, tmp_path):
