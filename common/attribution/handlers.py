@@ -19,7 +19,7 @@ those images alone (grids, and SLIC superpixels on their mean edge image).
 - ``mean_image`` ``(H, W)``; ``meta``: JSON with the target, methods, partition sizes and ``object_fraction``
   (the mean fraction of an image covered by the object).
 
-A test model TS (``oscar_ba_dir`` and ``oscar_sa_dir`` set: the output folders of the seed's baseline BA and scene
+A test model TS (``oscar_ba_dir`` and ``oscar_sa_dir`` set: the output folders of the same seed's baseline BA and scene
 model SA) then runs :func:`write_attenuation`: from the three rank files it finds the top shortcut regions (top
 localisation scores, :func:`common.attribution.statistics.localisation_scores`), attenuates them in pixel space on
 the whole test split and writes the common / rare Dice and flip fractions plain, attenuated and with as many random
@@ -445,7 +445,7 @@ def write_attenuation(
         datalist_path: the prepared datalist (its whole ``test`` split; entries with ``id`` and ``group``).
         preprocessing: the dictionary transform of the test images (``image``, ``label``).
         attenuation: the ``attenuation`` section (:func:`check_attenuation`).
-        ba_dir, sa_dir: output folders of the seed's baseline BA and scene model SA; ``None`` (either): not a test
+        ba_dir, sa_dir: output folders of the same seed's baseline BA and scene model SA; ``None`` (either): not a test
             model, nothing is written and ``None`` is returned.
         device: where the network runs.
         seed: seeds the random-region draws.

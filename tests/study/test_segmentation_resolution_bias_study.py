@@ -309,7 +309,7 @@ def test_redraw_keeping_one_subject_per_group(tmp_path):
     from common.study.within import redraw_runs
 
     runs = [_evaluated_run(tmp_path, a) for a in ("h_only", "vinn")] + [_evaluated_run(tmp_path, "vinn", "control")]
-    # one draw for the seed's three runs (same subjects, paired): H000 twice, L001 twice; the groups keep 2 + 2
+    # one draw for the three runs of a seed (same subjects, paired): H000 twice, L001 twice; the groups keep 2 + 2
     redrawn = redraw_runs(runs, study.SPEC.resampling, _FixedDraws([0, 0], [1, 1]))
     for run in redrawn:
         rows = run["metrics"]["per_sample"]
